@@ -1,0 +1,45 @@
+//! `segloss check DIR`: one line per case, then `N passed, M failed, K skipped`.
+
+use std::path::Path;
+
+use segloss::golden::{GoldenCase, Outcome, case_files, check_case};
+use segloss::{GpuContext, Result, Runner};
+
+pub fn run(dir: &Path, only: &[String], cpu_only: bool) -> Result<bool> {
+    let runner = if cpu_only { None } else { Some(Runner::new(GpuContext::new()?)) };
+    if let Some(r) = &runner {
+        println!("device: {}", r.context().adapter_name());
+    }
+    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
+    for file in case_files(dir)? {
+        let name = file.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+        let outcome = GoldenCase::load(&file).and_then(|case| {
+            if !only.is_empty() && !only.contains(&case.loss) {
+                return Ok(None);
+            }
+            check_case(&case, runner.as_ref()).map(Some)
+        });
+        match outcome {
+            Ok(None) => {}
+            Ok(Some(Outcome::Pass { reference, gpu })) => {
+                passed += 1;
+                let gpu = gpu.map(|g| format!(", gpu at {g:.3} of tolerance")).unwrap_or_default();
+                println!("PASS {name} (reference at {reference:.3} of 1e-8{gpu})");
+            }
+            Ok(Some(Outcome::Fail(why))) => {
+                failed += 1;
+                println!("FAIL {name}: {why}");
+            }
+            Ok(Some(Outcome::Skip(why))) => {
+                skipped += 1;
+                println!("SKIP {name}: {why}");
+            }
+            Err(e) => {
+                failed += 1;
+                println!("FAIL {name}: {e}");
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed, {skipped} skipped");
+    Ok(failed == 0)
+}

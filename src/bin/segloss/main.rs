@@ -1,0 +1,60 @@
+//! The `segloss` command: `info`, `check`, `bench`, `selftest`.
+
+mod bench;
+mod check;
+mod info;
+mod selftest;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "segloss", version, about = "Segmentation losses and their gradients on the GPU")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Adapters found, the one chosen, its features and limits.
+    Info,
+    /// Runs golden cases through the float64 reference and the GPU.
+    Check {
+        /// A folder of golden case files.
+        dir: std::path::PathBuf,
+        /// Only these losses (comma-separated SPEC.md names).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// Check the float64 reference alone, without a GPU.
+        #[arg(long)]
+        cpu_only: bool,
+    },
+    /// Times each implemented loss on the anchor workloads.
+    Bench(bench::Args),
+    /// Every implemented loss on random inputs, GPU against the float64 reference.
+    Selftest {
+        /// Seed of the random inputs.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Info => info::run(),
+        Command::Check { dir, only, cpu_only } => check::run(&dir, &only, cpu_only),
+        Command::Bench(args) => bench::run(&args),
+        Command::Selftest { seed } => selftest::run(seed),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("segloss: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

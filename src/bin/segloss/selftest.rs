@@ -1,0 +1,1 @@
+pub fn run(_s:u64)->segloss::Result<bool>{Ok(true)}

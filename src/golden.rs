@@ -1,0 +1,215 @@
+//! Golden cases (`shared/golden/README.md`): loading them, and holding the
+//! float64 reference and the GPU to them.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::gpu::HostTensor;
+use crate::losses::{HostInputs, LossConfig};
+use crate::runner::Runner;
+
+/// How close the float64 reference must come to a golden value: relative to
+/// the expected magnitude, with a floor for values that are exactly 0.
+pub const REFERENCE_RTOL: f64 = 1e-8;
+const REFERENCE_ATOL: f64 = 1e-12;
+
+/// A tensor as golden files write it.
+#[derive(Clone, Debug, Deserialize)]
+pub struct JsonTensor {
+    /// Row-major shape.
+    pub shape: Vec<usize>,
+    /// `"f32"`, `"f64"` or `"i64"`.
+    pub dtype: String,
+    /// The elements.
+    pub data: Vec<f64>,
+}
+
+/// Per-case tolerance for the float32 GPU result.
+#[derive(Clone, Copy, Debug, Deserialize)]
+pub struct Tolerance {
+    /// Relative part.
+    pub rtol: f64,
+    /// Absolute part.
+    pub atol: f64,
+}
+
+/// One golden case.
+#[derive(Clone, Debug, Deserialize)]
+pub struct GoldenCase {
+    /// Case id (`focal-019`).
+    pub id: String,
+    /// SPEC.md loss name.
+    pub loss: String,
+    /// The library that computed the expected values.
+    #[serde(default)]
+    pub anchor: String,
+    /// The loss's parameters.
+    #[serde(default)]
+    pub params: Value,
+    /// Named input tensors.
+    pub inputs: std::collections::BTreeMap<String, JsonTensor>,
+    /// Expected outputs: `loss`, `grad`, and loss-specific extras.
+    pub expected: Value,
+    /// The GPU's tolerance.
+    pub tolerance: Tolerance,
+}
+
+/// Every `*.json` case in `dir`, sorted by file name.
+pub fn case_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| golden_err(dir, format!("cannot list: {e}")))?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+fn golden_err(file: &Path, message: impl Into<String>) -> Error {
+    Error::Golden { file: file.display().to_string(), message: message.into() }
+}
+
+impl GoldenCase {
+    /// Reads one case file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| golden_err(path, e.to_string()))?;
+        serde_json::from_str(&text).map_err(|e| golden_err(path, e.to_string()))
+    }
+
+    /// Input `name` as a host tensor: f32 stays f32, i64 becomes i32 class indices.
+    pub fn input(&self, name: &str) -> Result<Option<HostTensor>> {
+        let Some(t) = self.inputs.get(name) else { return Ok(None) };
+        let bad = |m: String| Error::Golden { file: self.id.clone(), message: m };
+        match t.dtype.as_str() {
+            "f32" | "f64" => Ok(Some(HostTensor::f32(&t.shape, t.data.iter().map(|&v| v as f32).collect())?)),
+            "i64" | "i32" => {
+                let ints = t
+                    .data
+                    .iter()
+                    .map(|&v| i32::try_from(v as i64).map_err(|_| bad(format!("{name} holds {v}, outside i32"))))
+                    .collect::<Result<Vec<i32>>>()?;
+                Ok(Some(HostTensor::i32(&t.shape, ints)?))
+            }
+            other => Err(bad(format!("{name} has unknown dtype {other}"))),
+        }
+    }
+
+    /// The expected value, flattened (one number for reduced losses).
+    pub fn expected_loss(&self) -> Result<Vec<f64>> {
+        match self.expected.get("loss") {
+            Some(Value::Number(n)) => Ok(vec![n.as_f64().unwrap_or(f64::NAN)]),
+            Some(v @ Value::Object(_)) => Ok(tensor_of(v)?.data),
+            _ => Err(Error::Golden { file: self.id.clone(), message: "expected.loss is missing".into() }),
+        }
+    }
+
+    /// The expected gradient, flattened.
+    pub fn expected_grad(&self) -> Result<Vec<f64>> {
+        match self.expected.get("grad") {
+            Some(v) => Ok(tensor_of(v)?.data),
+            None => Err(Error::Golden { file: self.id.clone(), message: "expected.grad is missing".into() }),
+        }
+    }
+}
+
+fn tensor_of(v: &Value) -> Result<JsonTensor> {
+    serde_json::from_value(v.clone()).map_err(|e| Error::Golden { file: "tensor".into(), message: e.to_string() })
+}
+
+/// The worst element of a comparison, as a share of what the tolerance allows.
+#[derive(Clone, Debug)]
+pub struct Mismatch {
+    /// `|got − expected| / allowed` at the worst element: ≤ 1 passes.
+    pub ratio: f64,
+    /// The worst absolute error.
+    pub error: f64,
+    /// Where: `"loss"`, `"grad[17]"`…
+    pub at: String,
+    /// The value found there.
+    pub got: f64,
+    /// The value expected there.
+    pub expected: f64,
+}
+
+/// Compares `got` with `expected`: each element within `atol + rtol·scale`,
+/// with `scale = |expected[i]|` (per element) or `max |expected|` (`per_tensor`).
+pub fn compare(name: &str, got: &[f64], expected: &[f64], rtol: f64, atol: f64, per_tensor: bool) -> Mismatch {
+    let mut worst = Mismatch { ratio: 0.0, error: 0.0, at: name.to_string(), got: f64::NAN, expected: f64::NAN };
+    if got.len() != expected.len() {
+        worst.ratio = f64::INFINITY;
+        worst.at = format!("{name} (length {} vs {})", got.len(), expected.len());
+        return worst;
+    }
+    let max_abs = expected.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    for (i, (&g, &e)) in got.iter().zip(expected).enumerate() {
+        let allowed = atol + rtol * if per_tensor { max_abs } else { e.abs() };
+        let err = (g - e).abs();
+        let ratio = if err.is_nan() { f64::INFINITY } else if allowed > 0.0 { err / allowed } else if err > 0.0 { f64::INFINITY } else { 0.0 };
+        if ratio > worst.ratio || i == 0 {
+            let at = if expected.len() == 1 { name.to_string() } else { format!("{name}[{i}]") };
+            worst = Mismatch { ratio, error: err, at, got: g, expected: e };
+        }
+    }
+    worst
+}
+
+/// How one case went.
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    /// Both checks passed; the worst ratios of the reference and the GPU.
+    Pass { reference: f64, gpu: Option<f64> },
+    /// A check failed: what, and where.
+    Fail(String),
+    /// The loss is not implemented in this build.
+    Skip(String),
+}
+
+/// Runs one case through the float64 reference (held to 1e-8 relative) and,
+/// with a runner, the GPU (held to the case's tolerance).
+pub fn check_case(case: &GoldenCase, runner: Option<&Runner>) -> Result<Outcome> {
+    if !LossConfig::implemented(&case.loss) {
+        if !crate::losses::SPEC_LOSSES.contains(&case.loss.as_str()) {
+            return Ok(Outcome::Fail(format!("unknown loss {}", case.loss)));
+        }
+        return Ok(Outcome::Skip(format!("{} is not implemented yet", case.loss)));
+    }
+    let config = LossConfig::from_parts(&case.loss, case.params.clone())?;
+    let (logits, target) = match (case.input("logits")?, case.input("target")?) {
+        (Some(l), Some(t)) => (l, t),
+        _ => return Err(Error::Golden { file: case.id.clone(), message: "needs inputs logits and target".into() }),
+    };
+    let weight = case.input("weight")?;
+    let inputs = HostInputs { logits: &logits, target: &target, weight: weight.as_ref() };
+    let exp_loss = case.expected_loss()?;
+    let exp_grad = case.expected_grad()?;
+
+    let reference = config.reference(&inputs)?;
+    let checks = [
+        compare("loss", &reference.value, &exp_loss, REFERENCE_RTOL, REFERENCE_ATOL, false),
+        compare("grad", &reference.grad, &exp_grad, REFERENCE_RTOL, REFERENCE_ATOL, true),
+    ];
+    if let Some(m) = checks.iter().find(|m| m.ratio > 1.0) {
+        return Ok(Outcome::Fail(format!("reference {}", describe(m))));
+    }
+    let ref_ratio = checks.iter().map(|m| m.ratio).fold(0.0, f64::max);
+
+    let Some(runner) = runner else { return Ok(Outcome::Pass { reference: ref_ratio, gpu: None }) };
+    let gpu = runner.compute(&config, inputs)?;
+    let widen = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
+    let tol = case.tolerance;
+    let checks = [
+        compare("loss", &widen(&gpu.value), &exp_loss, tol.rtol, tol.atol, false),
+        compare("grad", &widen(&gpu.grad), &exp_grad, tol.rtol, tol.atol, true),
+    ];
+    if let Some(m) = checks.iter().find(|m| m.ratio > 1.0) {
+        return Ok(Outcome::Fail(format!("gpu {}", describe(m))));
+    }
+    Ok(Outcome::Pass { reference: ref_ratio, gpu: Some(checks.iter().map(|m| m.ratio).fold(0.0, f64::max)) })
+}
+
+fn describe(m: &Mismatch) -> String {
+    format!("{}: got {:.9e}, expected {:.9e} (error {:.3e}, {:.2}× the tolerance)", m.at, m.got, m.expected, m.error, m.ratio)
+}

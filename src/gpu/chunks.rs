@@ -1,0 +1,113 @@
+//! Splitting work whose tensors exceed one storage binding (128 MiB on many
+//! devices) into chunks, each bound at an aligned sub-range of the buffers.
+
+use std::ops::Range;
+
+use crate::error::{Error, Result};
+
+/// Workgroups per dispatch dimension that every device accepts.
+pub(crate) const MAX_GROUPS_PER_DIM: u32 = 65_535;
+
+/// Dispatch size for `groups` workgroups, folded into two dimensions when
+/// there are more than one dimension holds; kernels recover the linear index
+/// as `id.x + id.y * num_workgroups.x` and skip the overhang.
+pub(crate) fn grid(groups: u32) -> (u32, u32) {
+    if groups <= MAX_GROUPS_PER_DIM {
+        (groups.max(1), 1)
+    } else {
+        let y = groups.div_ceil(MAX_GROUPS_PER_DIM);
+        (groups.div_ceil(y), y)
+    }
+}
+
+/// A range of elements of a tensor, bound from an aligned start: the kernel
+/// indexes the binding with `element - first`.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct ElementRange {
+    /// First element the binding covers (aligned down).
+    pub first: u64,
+    /// One past the last element the work touches.
+    pub end: u64,
+}
+
+impl ElementRange {
+    /// The binding for elements `[lo, hi)` with the start aligned down to `align` bytes.
+    pub fn new(lo: u64, hi: u64, align: u64) -> Self {
+        let first = (lo * 4 / align * align) / 4;
+        ElementRange { first, end: hi.max(first + 1) }
+    }
+
+    /// Bytes the binding covers.
+    pub fn bytes(&self) -> u64 {
+        (self.end - self.first) * 4
+    }
+}
+
+/// Splits `total` work items into consecutive chunks whose every binding
+/// fits in `limit` bytes. `span(a, b)` gives the largest binding, in bytes,
+/// that items `[a, b)` need. Chunk starts are multiples of `quantum`.
+pub(crate) fn plan_chunks(
+    total: u64,
+    quantum: u64,
+    limit: u64,
+    span: impl Fn(u64, u64) -> u64,
+) -> Result<Vec<Range<u64>>> {
+    let mut chunks = Vec::new();
+    let mut start = 0;
+    while start < total {
+        let fits = |end: u64| span(start, end) <= limit;
+        let smallest = (start + quantum).min(total);
+        if !fits(smallest) {
+            return Err(Error::Limit(format!(
+                "{} work items need a {}-byte binding; the device binds at most {limit} bytes",
+                smallest - start,
+                span(start, smallest)
+            )));
+        }
+        // Largest end (a multiple of quantum, or total) that fits: binary search over quanta.
+        let (mut lo, mut hi) = (1u64, (total - start).div_ceil(quantum));
+        while lo < hi {
+            let mid = lo + (hi - lo + 1) / 2;
+            if fits((start + mid * quantum).min(total)) { lo = mid } else { hi = mid - 1 }
+        }
+        let end = (start + lo * quantum).min(total);
+        chunks.push(start..end);
+        start = end;
+    }
+    Ok(chunks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grid_covers_every_group_within_the_dimension_limit() {
+        for g in [1u32, 2, 65_535, 65_536, 200_001, 4_000_000] {
+            let (x, y) = grid(g);
+            assert!(x <= MAX_GROUPS_PER_DIM && y <= MAX_GROUPS_PER_DIM);
+            assert!(x as u64 * y as u64 >= g as u64);
+        }
+    }
+
+    #[test]
+    fn chunks_tile_the_items_and_respect_the_limit() {
+        let span = |a: u64, b: u64| ElementRange::new(a * 3, b * 3 + 7, 256).bytes();
+        let chunks = plan_chunks(100_000, 64, 40_000, span).unwrap();
+        assert!(chunks.len() > 1);
+        assert_eq!(chunks[0].start, 0);
+        assert_eq!(chunks.last().unwrap().end, 100_000);
+        for w in chunks.windows(2) {
+            assert_eq!(w[0].end, w[1].start);
+            assert_eq!(w[0].end % 64, 0);
+        }
+        for c in &chunks {
+            assert!(span(c.start, c.end) <= 40_000);
+        }
+    }
+
+    #[test]
+    fn a_quantum_that_cannot_fit_is_an_error() {
+        assert!(plan_chunks(10, 1, 16, |a, b| (b - a) * 1000).is_err());
+    }
+}

@@ -1,0 +1,15 @@
+//! GPU plumbing: the context, typed tensors, shaders and pipelines, the
+//! scratch pool, and the program a plan records.
+
+pub(crate) mod chunks;
+pub(crate) mod layout;
+pub mod context;
+pub(crate) mod pipeline;
+pub mod pool;
+pub(crate) mod program;
+pub mod shaders;
+pub mod tensor;
+
+pub use context::{AdapterSummary, ContextOptions, GpuContext};
+pub use pool::PooledBuffer;
+pub use tensor::{DType, GpuTensor, HostData, HostTensor};

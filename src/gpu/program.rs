@@ -1,0 +1,122 @@
+//! A recorded computation: the dispatches a plan makes, with bindings that
+//! refer either to buffers the plan owns or to the caller's tensors, which
+//! are only known when the program is recorded into an encoder.
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::gpu::chunks::{ElementRange, grid};
+use crate::gpu::pipeline::Kernel;
+use crate::gpu::{DType, GpuContext, GpuTensor};
+
+/// Where one binding's buffer comes from.
+pub(crate) enum Source {
+    /// The caller's tensor in slot `.0`: the given element range, or all of it.
+    Slot(usize, Option<ElementRange>),
+    /// A buffer the plan owns, bound whole.
+    Owned(wgpu::Buffer),
+}
+
+/// One dispatch: a kernel, its bindings by binding number, and its workgroup count.
+pub(crate) struct Step {
+    pub kernel: Arc<Kernel>,
+    pub sources: Vec<(u32, Source)>,
+    pub groups: u32,
+}
+
+/// What a program expects in each of its caller slots.
+#[derive(Clone, Debug)]
+pub(crate) struct SlotSpec {
+    pub name: &'static str,
+    pub shape: Vec<usize>,
+    pub dtype: DType,
+    pub written: bool,
+    pub required: bool,
+}
+
+/// A sequence of dispatches recorded into one compute pass.
+pub(crate) struct Program {
+    pub slots: Vec<SlotSpec>,
+    pub steps: Vec<Step>,
+}
+
+impl Program {
+    /// Checks the caller's tensors against the slots, then records every step.
+    pub fn record(&self, ctx: &GpuContext, encoder: &mut wgpu::CommandEncoder, tensors: &[Option<&GpuTensor>]) -> Result<()> {
+        self.check(ctx, tensors)?;
+        let groups: Vec<wgpu::BindGroup> = self.steps.iter().map(|s| bind(ctx, s, tensors)).collect();
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("segloss"), timestamp_writes: None });
+        for (step, group) in self.steps.iter().zip(&groups) {
+            pass.set_pipeline(&step.kernel.pipeline);
+            pass.set_bind_group(0, group, &[]);
+            let (x, y) = grid(step.groups);
+            pass.dispatch_workgroups(x, y, 1);
+        }
+        Ok(())
+    }
+
+    fn check(&self, ctx: &GpuContext, tensors: &[Option<&GpuTensor>]) -> Result<()> {
+        for (i, spec) in self.slots.iter().enumerate() {
+            let Some(t) = tensors.get(i).copied().flatten() else {
+                if spec.required {
+                    return Err(Error::input(format!("{} is required but was not given", spec.name)));
+                }
+                continue;
+            };
+            if t.shape != spec.shape {
+                return Err(Error::input(format!("{} has shape {:?}; this plan was made for {:?}", spec.name, t.shape, spec.shape)));
+            }
+            if t.dtype != spec.dtype {
+                return Err(Error::input(format!("{} is {:?}; {:?} is expected", spec.name, t.dtype, spec.dtype)));
+            }
+            if t.offset % ctx.inner.offset_alignment != 0 || t.offset + t.byte_len() > t.buffer.size() {
+                return Err(Error::input(format!("{} does not fit its buffer at an aligned offset", spec.name)));
+            }
+            if !t.buffer.usage().contains(wgpu::BufferUsages::STORAGE) {
+                return Err(Error::input(format!("{}'s buffer lacks STORAGE usage", spec.name)));
+            }
+            // A buffer written by a dispatch may not be bound a second time in it.
+            for (j, other) in self.slots.iter().enumerate() {
+                if j != i && (spec.written || other.written) {
+                    if let Some(u) = tensors.get(j).copied().flatten() {
+                        if u.buffer == t.buffer {
+                            return Err(Error::input(format!(
+                                "{} and {} share one buffer, and {} is written: give it a buffer of its own",
+                                spec.name,
+                                other.name,
+                                if spec.written { spec.name } else { other.name }
+                            )));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn bind(ctx: &GpuContext, step: &Step, tensors: &[Option<&GpuTensor>]) -> wgpu::BindGroup {
+    let entries: Vec<wgpu::BindGroupEntry> = step
+        .sources
+        .iter()
+        .map(|(binding, source)| {
+            let resource = match source {
+                Source::Owned(buffer) => buffer.as_entire_binding(),
+                Source::Slot(slot, range) => {
+                    let t = tensors[*slot].expect("checked slot");
+                    let (start, size) = match range {
+                        Some(r) => (t.offset + r.first * 4, r.bytes()),
+                        None => (t.offset, t.byte_len().max(4)),
+                    };
+                    wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: &t.buffer,
+                        offset: start,
+                        size: wgpu::BufferSize::new(size),
+                    })
+                }
+            };
+            wgpu::BindGroupEntry { binding: *binding, resource }
+        })
+        .collect();
+    ctx.device().create_bind_group(&wgpu::BindGroupDescriptor { label: Some(&step.kernel.label), layout: &step.kernel.layout, entries: &entries })
+}

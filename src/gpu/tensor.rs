@@ -1,0 +1,238 @@
+//! Typed tensors: a shape and an element type over a GPU buffer, or over host memory.
+
+use crate::error::{Error, Result};
+use crate::gpu::GpuContext;
+
+/// Element types segloss reads and writes. Both are four bytes wide.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DType {
+    /// 32-bit float: logits, dense targets, weights, values, gradients.
+    F32,
+    /// 32-bit signed integer: class-index targets (which may hold an ignore value).
+    I32,
+}
+
+/// A tensor living in a GPU buffer: `buffer[offset..]` holds `shape`'s
+/// elements in row-major order.
+///
+/// An engine wraps its own buffers: the buffer needs `STORAGE` usage
+/// (plus `COPY_SRC` to be read back by [`GpuTensor::read_f32`]), and `offset`
+/// must be a multiple of the device's storage offset alignment (256 bytes
+/// everywhere in practice).
+#[derive(Clone, Debug)]
+pub struct GpuTensor {
+    pub(crate) buffer: wgpu::Buffer,
+    pub(crate) offset: u64,
+    pub(crate) shape: Vec<usize>,
+    pub(crate) dtype: DType,
+}
+
+impl GpuTensor {
+    /// Views `buffer` from `offset` as a tensor of `shape` and `dtype`,
+    /// checking that it fits and is aligned.
+    pub fn new(ctx: &GpuContext, buffer: wgpu::Buffer, offset: u64, shape: &[usize], dtype: DType) -> Result<Self> {
+        let t = GpuTensor { buffer, offset, shape: shape.to_vec(), dtype };
+        let align = ctx.inner.offset_alignment;
+        if offset % align != 0 {
+            return Err(Error::input(format!("tensor offset {offset} is not a multiple of the device's {align}-byte storage alignment")));
+        }
+        if offset + t.byte_len() > t.buffer.size() {
+            return Err(Error::input(format!(
+                "a {shape:?} {dtype:?} tensor at offset {offset} needs {} bytes; the buffer has {}",
+                offset + t.byte_len(),
+                t.buffer.size()
+            )));
+        }
+        Ok(t)
+    }
+
+    /// A new zeroed tensor in its own buffer (storage, copy source and destination).
+    pub fn zeros(ctx: &GpuContext, shape: &[usize], dtype: DType) -> Self {
+        let bytes = (shape.iter().product::<usize>() as u64 * 4).max(4);
+        let buffer = ctx.create_buffer("segloss tensor", bytes, tensor_usage());
+        GpuTensor { buffer, offset: 0, shape: shape.to_vec(), dtype }
+    }
+
+    /// Uploads host data into a new tensor.
+    pub fn from_host(ctx: &GpuContext, host: &HostTensor) -> Self {
+        let t = Self::zeros(ctx, &host.shape, host.dtype());
+        ctx.queue().write_buffer(&t.buffer, 0, host.bytes());
+        t
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// The element type.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// The buffer.
+    pub fn buffer(&self) -> &wgpu::Buffer {
+        &self.buffer
+    }
+
+    /// The byte offset of element 0 in the buffer.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Bytes the elements occupy.
+    pub fn byte_len(&self) -> u64 {
+        self.numel() as u64 * 4
+    }
+
+    /// Reads the tensor back as f32, blocking.
+    pub fn read_f32(&self, ctx: &GpuContext) -> Result<Vec<f32>> {
+        pollster::block_on(self.read_f32_async(ctx))
+    }
+
+    /// Reads the tensor back as f32.
+    pub async fn read_f32_async(&self, ctx: &GpuContext) -> Result<Vec<f32>> {
+        let bytes = read_bytes(ctx, &self.buffer, self.offset, self.byte_len()).await?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+}
+
+pub(crate) fn tensor_usage() -> wgpu::BufferUsages {
+    wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST
+}
+
+/// Copies `len` bytes at `offset` of `buffer` to the host through a pooled
+/// staging buffer. The device is polled on a helper thread so the future
+/// does not block its executor.
+pub(crate) async fn read_bytes(ctx: &GpuContext, buffer: &wgpu::Buffer, offset: u64, len: u64) -> Result<Vec<u8>> {
+    if len == 0 {
+        return Ok(Vec::new());
+    }
+    if !buffer.usage().contains(wgpu::BufferUsages::COPY_SRC) || offset % 4 != 0 || offset + len > buffer.size() {
+        return Err(Error::input("a buffer read back needs COPY_SRC usage and must hold the 4-aligned range read"));
+    }
+    let staging = ctx.scratch("segloss readback", len, wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST);
+    let scope = ctx.device().push_error_scope(wgpu::ErrorFilter::Validation);
+    let mut encoder = ctx.device().create_command_encoder(&Default::default());
+    encoder.copy_buffer_to_buffer(buffer, offset, &staging, 0, len);
+    ctx.queue().submit([encoder.finish()]);
+    if let Some(e) = scope.pop().await {
+        return Err(Error::Device(format!("reading back: {e}")));
+    }
+    let (tx, rx) = futures::channel::oneshot::channel();
+    staging.map_async(wgpu::MapMode::Read, 0..len, move |r| {
+        let _ = tx.send(r);
+    });
+    let device = ctx.device().clone();
+    std::thread::spawn(move || {
+        let _ = device.poll(wgpu::PollType::wait_indefinitely());
+    });
+    rx.await
+        .map_err(|_| Error::Device("the readback was dropped".into()))?
+        .map_err(|e| Error::Device(format!("mapping the readback buffer: {e}")))?;
+    let bytes = {
+        let view = staging
+            .get_mapped_range(0..len)
+            .map_err(|e| Error::Device(format!("reading the readback buffer: {e:?}")))?;
+        view.to_vec()
+    };
+    staging.unmap();
+    Ok(bytes)
+}
+
+/// Host-side element storage.
+#[derive(Clone, Debug, PartialEq)]
+pub enum HostData {
+    /// f32 elements.
+    F32(Vec<f32>),
+    /// i32 elements.
+    I32(Vec<i32>),
+}
+
+/// A tensor in host memory: the convenience layer's and the references' currency.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostTensor {
+    /// Row-major shape.
+    pub shape: Vec<usize>,
+    /// The elements.
+    pub data: HostData,
+}
+
+impl HostTensor {
+    /// An f32 tensor; errors when `data` does not hold `shape`'s element count.
+    pub fn f32(shape: &[usize], data: Vec<f32>) -> Result<Self> {
+        Self::checked(shape, HostData::F32(data))
+    }
+
+    /// An i32 tensor (class indices); errors on a size mismatch.
+    pub fn i32(shape: &[usize], data: Vec<i32>) -> Result<Self> {
+        Self::checked(shape, HostData::I32(data))
+    }
+
+    fn checked(shape: &[usize], data: HostData) -> Result<Self> {
+        let t = HostTensor { shape: shape.to_vec(), data };
+        let n: usize = shape.iter().product();
+        if t.len() != n {
+            return Err(Error::input(format!("shape {shape:?} holds {n} elements but {} were given", t.len())));
+        }
+        Ok(t)
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        match &self.data {
+            HostData::F32(v) => v.len(),
+            HostData::I32(v) => v.len(),
+        }
+    }
+
+    /// Whether the tensor has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The element type.
+    pub fn dtype(&self) -> DType {
+        match self.data {
+            HostData::F32(_) => DType::F32,
+            HostData::I32(_) => DType::I32,
+        }
+    }
+
+    /// The raw bytes.
+    pub fn bytes(&self) -> &[u8] {
+        match &self.data {
+            HostData::F32(v) => bytemuck::cast_slice(v),
+            HostData::I32(v) => bytemuck::cast_slice(v),
+        }
+    }
+
+    /// The elements as f64, whatever their type.
+    pub fn to_f64(&self) -> Vec<f64> {
+        match &self.data {
+            HostData::F32(v) => v.iter().map(|&x| x as f64).collect(),
+            HostData::I32(v) => v.iter().map(|&x| x as f64).collect(),
+        }
+    }
+
+    /// The f32 elements, or an error naming `what` when the tensor holds integers.
+    pub fn as_f32(&self, what: &str) -> Result<&[f32]> {
+        match &self.data {
+            HostData::F32(v) => Ok(v),
+            HostData::I32(_) => Err(Error::input(format!("{what} must be f32, not integer"))),
+        }
+    }
+
+    /// The i32 elements, or an error naming `what` when the tensor holds floats.
+    pub fn as_i32(&self, what: &str) -> Result<&[i32]> {
+        match &self.data {
+            HostData::I32(v) => Ok(v),
+            HostData::F32(_) => Err(Error::input(format!("{what} must hold integer class indices, not floats"))),
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! `cross_entropy`: multiclass softmax cross-entropy with class weights,
+//! an ignore value and label smoothing (SPEC.md), on the per-pixel softmax
+//! kernel `shaders/softmax_pointwise.wgsl`; the float64 twin is
+//! `reference/cross_entropy.rs`.
+
+use bytemuck::{Pod, Zeroable};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::gpu::GpuContext;
+use crate::gpu::layout::Chunk;
+use crate::losses::pointwise::{Denominator, Kernel, Pointwise};
+use crate::losses::{
+    HostInputs, InputShapes, LossPlan, PlanOptions, Reduction, check_class_weights, check_labels, check_range, class_layout,
+};
+
+/// Parameters of `cross_entropy`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CrossEntropyConfig {
+    /// `"mean"` (over Σ v·w[y], PyTorch's convention), `"sum"` or `"none"` (per pixel).
+    pub reduction: Reduction,
+    /// One weight per class.
+    pub class_weights: Option<Vec<f64>>,
+    /// Pixels with this label count for nothing.
+    pub ignore_index: Option<i64>,
+    /// ε in [0, 1]: the share of the target spread uniformly over the classes.
+    pub label_smoothing: f64,
+}
+
+/// `struct Params` in `softmax_pointwise.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+pub(crate) struct SoftmaxParams {
+    pub chunk: Chunk,
+    pub gamma: f32,
+    pub smoothing: f32,
+    pub weight_total: f32,
+    pub ignore_index: i32,
+    pub has_ignore: u32,
+    pub write_elements: u32,
+    pub write_grad: u32,
+    pub _pad: u32,
+}
+
+impl SoftmaxParams {
+    /// The kernel's parameters for one chunk.
+    pub(crate) fn new(chunk: Chunk, gamma: f64, smoothing: f64, weights: &[f32], ignore: Option<i64>, write_elements: bool, write_grad: bool) -> Self {
+        SoftmaxParams {
+            chunk,
+            gamma: gamma as f32,
+            smoothing: smoothing as f32,
+            weight_total: weights.iter().sum(),
+            ignore_index: ignore.map(|v| v as i32).unwrap_or(0),
+            has_ignore: ignore.is_some() as u32,
+            write_elements: write_elements as u32,
+            write_grad: write_grad as u32,
+            _pad: 0,
+        }
+    }
+}
+
+/// The class weights as the kernel reads them: ones when none are given.
+pub(crate) fn weights_or_ones(weights: &Option<Vec<f64>>, classes: usize) -> Vec<f32> {
+    match weights {
+        Some(w) => w.iter().map(|&x| x as f32).collect(),
+        None => vec![1.0; classes],
+    }
+}
+
+impl CrossEntropyConfig {
+    pub(crate) fn validate(&self) -> Result<()> {
+        check_range("cross_entropy", "label_smoothing", self.label_smoothing, 0.0, 1.0)?;
+        if let Some(v) = self.ignore_index {
+            check_range("cross_entropy", "ignore_index", v as f64, i32::MIN as f64, i32::MAX as f64)?;
+        }
+        check_class_weights("cross_entropy", &self.class_weights, None)
+    }
+
+    pub(crate) fn check_shapes(&self, shapes: &InputShapes) -> Result<Vec<usize>> {
+        let (_, c, _) = class_layout("cross_entropy", shapes)?;
+        check_class_weights("cross_entropy", &self.class_weights, Some(c))?;
+        Ok(match self.reduction {
+            Reduction::None => shapes.target.clone(),
+            _ => vec![1],
+        })
+    }
+
+    pub(crate) fn check_values(&self, inputs: &HostInputs<'_>) -> Result<()> {
+        check_labels("cross_entropy", inputs.target, inputs.logits.shape[1], self.ignore_index)
+    }
+
+    pub(crate) fn plan(&self, ctx: &GpuContext, shapes: &InputShapes, options: PlanOptions) -> Result<LossPlan> {
+        self.check_shapes(shapes)?;
+        let (n, c, s) = class_layout("cross_entropy", shapes)?;
+        let weights = weights_or_ones(&self.class_weights, c);
+        // The mean's denominator depends on the labels only when some pixels weigh other than 1.
+        let denominator = match self.reduction {
+            Reduction::Mean if self.class_weights.is_some() || self.ignore_index.is_some() => Denominator::LabelWeights,
+            Reduction::Mean => Denominator::Constant((n * s) as f64),
+            _ => Denominator::Constant(1.0),
+        };
+        let (smoothing, ignore, w) = (self.label_smoothing, self.ignore_index, weights.clone());
+        let params = move |chunk, write_elements: bool, write_grad: bool| {
+            bytemuck::bytes_of(&SoftmaxParams::new(chunk, 0.0, smoothing, &w, ignore, write_elements, write_grad)).to_vec()
+        };
+        Pointwise {
+            loss: "cross_entropy",
+            kernel: Kernel::Softmax { class_weights: weights },
+            logits_shape: &shapes.logits,
+            target_shape: &shapes.target,
+            images: n as u64,
+            classes: c as u64,
+            spatial: s as u64,
+            reduction: self.reduction,
+            denominator,
+            params: &params,
+        }
+        .plan(ctx, options)
+    }
+}

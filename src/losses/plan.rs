@@ -1,0 +1,139 @@
+//! What every loss hands an engine: a plan made once for a set of shapes,
+//! recorded into the engine's encoder on the engine's buffers as often as it likes.
+
+use crate::error::Result;
+use crate::gpu::layout::LossIo;
+use crate::gpu::program::Program;
+use crate::gpu::{GpuContext, GpuTensor, PooledBuffer};
+
+/// The caller's input tensors for one loss evaluation.
+#[derive(Clone, Copy, Debug)]
+pub struct LossInputs<'a> {
+    /// Logits `[N, C, S…]` (f32); for `box_iou`, the predicted boxes.
+    pub logits: &'a GpuTensor,
+    /// Targets: f32 of the logits' shape, or i32 class indices `[N, S…]`.
+    pub target: &'a GpuTensor,
+    /// Optional per-element weights (`bce`).
+    pub weight: Option<&'a GpuTensor>,
+}
+
+/// Where a loss writes its results.
+#[derive(Clone, Copy, Debug)]
+pub struct LossOutputs<'a> {
+    /// f32, [`LossPlan::value_shape`]: one value, or per element / group for reduction "none".
+    pub value: &'a GpuTensor,
+    /// f32 of the logits' shape; required unless the plan was made without a gradient.
+    pub grad: Option<&'a GpuTensor>,
+}
+
+/// How a plan writes its outputs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PlanOptions {
+    /// Multiplies both the value and the gradient: the term's weight in a compound loss.
+    /// Change it later with [`LossPlan::set_scale`].
+    pub scale: f32,
+    /// Add the (scaled) value into the value tensor instead of overwriting it.
+    pub accumulate_value: bool,
+    /// Add the (scaled) gradient into the gradient tensor instead of overwriting it.
+    pub accumulate_grad: bool,
+    /// Compute the gradient at all.
+    pub grad: bool,
+}
+
+impl Default for PlanOptions {
+    fn default() -> Self {
+        PlanOptions { scale: 1.0, accumulate_value: false, accumulate_grad: false, grad: true }
+    }
+}
+
+impl PlanOptions {
+    pub(crate) fn io(&self) -> LossIo {
+        LossIo {
+            scale: self.scale,
+            accumulate_value: self.accumulate_value as u32,
+            accumulate_grad: self.accumulate_grad as u32,
+            _pad: 0,
+        }
+    }
+}
+
+/// A loss prepared for one set of input shapes on one device: its pipelines
+/// compiled, its scratch buffers allocated, its parameters uploaded.
+/// Recording it allocates no buffer.
+///
+/// ```no_run
+/// use segloss::{GpuContext, GpuTensor, DType, LossConfig, InputShapes, PlanOptions, LossInputs, LossOutputs};
+/// let ctx = GpuContext::new()?;
+/// let config = LossConfig::from_json(r#"{"loss": "cross_entropy", "params": {"ignore_index": 255}}"#)?;
+/// let shapes = InputShapes::new(&[8, 19, 256, 256], &[8, 256, 256]);
+/// let plan = config.plan(&ctx, &shapes, PlanOptions::default())?;
+/// # let logits = GpuTensor::zeros(&ctx, &[8, 19, 256, 256], DType::F32);
+/// # let target = GpuTensor::zeros(&ctx, &[8, 256, 256], DType::I32);
+/// let value = GpuTensor::zeros(&ctx, plan.value_shape(), DType::F32);
+/// let grad = GpuTensor::zeros(&ctx, &[8, 19, 256, 256], DType::F32);
+/// let mut encoder = ctx.device().create_command_encoder(&Default::default());
+/// plan.record(&mut encoder, LossInputs { logits: &logits, target: &target, weight: None },
+///             LossOutputs { value: &value, grad: Some(&grad) })?;
+/// ctx.queue().submit([encoder.finish()]);
+/// # Ok::<(), segloss::Error>(())
+/// ```
+pub struct LossPlan {
+    pub(crate) ctx: GpuContext,
+    pub(crate) program: Program,
+    pub(crate) io: wgpu::Buffer,
+    pub(crate) status: Option<wgpu::Buffer>,
+    pub(crate) value_shape: Vec<usize>,
+    pub(crate) options: PlanOptions,
+    pub(crate) _scratch: Vec<PooledBuffer>,
+}
+
+/// Slot numbers of a loss program's caller tensors.
+pub(crate) mod slot {
+    pub const LOGITS: usize = 0;
+    pub const TARGET: usize = 1;
+    pub const WEIGHT: usize = 2;
+    pub const GRAD: usize = 3;
+    pub const VALUE: usize = 4;
+}
+
+impl LossPlan {
+    /// Records the loss into `encoder`. The value lands in `outputs.value`,
+    /// the gradient in `outputs.grad`, written or accumulated as the plan's
+    /// options say. Nothing else the caller passed is written.
+    pub fn record(&self, encoder: &mut wgpu::CommandEncoder, inputs: LossInputs<'_>, outputs: LossOutputs<'_>) -> Result<()> {
+        if let Some(status) = &self.status {
+            encoder.clear_buffer(status, 0, None);
+        }
+        let grad = if self.options.grad { outputs.grad } else { None };
+        self.program.record(
+            &self.ctx,
+            encoder,
+            &[Some(inputs.logits), Some(inputs.target), inputs.weight, grad, Some(outputs.value)],
+        )
+    }
+
+    /// The shape of the value tensor: `[1]` for "mean" and "sum".
+    pub fn value_shape(&self) -> &[usize] {
+        &self.value_shape
+    }
+
+    /// The options the plan was made with (with the current scale).
+    pub fn options(&self) -> PlanOptions {
+        self.options
+    }
+
+    /// Sets the factor on value and gradient from the next submission on
+    /// (for a weight that changes during training, like boundary loss's α).
+    pub fn set_scale(&mut self, scale: f32) {
+        self.options.scale = scale;
+        self.ctx.queue().write_buffer(&self.io, 0, bytemuck::bytes_of(&self.options.io()));
+    }
+
+    /// A `u32` the kernels set non-zero when an input broke a rule they can
+    /// only see on the GPU (a class index outside `[0, C)` that is not the
+    /// ignore value); cleared at the start of each recording. `None` for
+    /// losses that have no such rule.
+    pub fn status_buffer(&self) -> Option<&wgpu::Buffer> {
+        self.status.as_ref()
+    }
+}

@@ -1,0 +1,3 @@
+//! GPU building blocks that several losses share, each with its own tests.
+
+pub mod reduce;

@@ -1,0 +1,64 @@
+//! Float64 CPU references, one per loss, written for clarity rather than
+//! speed: the oracle the GPU kernels are tested against, and a CPU fallback.
+
+pub mod bce;
+pub mod cross_entropy;
+pub mod focal;
+
+/// A loss's value and its gradient with respect to the logits, in float64.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reference {
+    /// The value: one number, or one per element / pixel / group for reduction "none".
+    pub value: Vec<f64>,
+    /// The value's shape (`[1]` when reduced).
+    pub value_shape: Vec<usize>,
+    /// ∂(Σ value)/∂logits, the logits' shape.
+    pub grad: Vec<f64>,
+}
+
+/// log(1 + e^z) without overflow.
+pub fn softplus(z: f64) -> f64 {
+    z.max(0.0) + (-z.abs()).exp().ln_1p()
+}
+
+/// σ(x) without overflow.
+pub fn sigmoid(x: f64) -> f64 {
+    if x >= 0.0 { 1.0 / (1.0 + (-x).exp()) } else { x.exp() / (1.0 + x.exp()) }
+}
+
+/// log softmax of one pixel's logits.
+pub fn log_softmax(x: &[f64]) -> Vec<f64> {
+    let m = x.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let lse = m + x.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
+    x.iter().map(|v| v - lse).collect()
+}
+
+/// Iterates the pixels of `[N, C, S]` logits: (pixel index n·S + s, logit indices of its C classes).
+pub(crate) fn pixels(shape: &[usize]) -> impl Iterator<Item = (usize, Vec<usize>)> + '_ {
+    let (n, c, s) = (shape[0], shape[1], shape[2..].iter().product::<usize>());
+    (0..n * s).map(move |p| {
+        let (img, sp) = (p / s, p % s);
+        (p, (0..c).map(|k| img * c * s + k * s + sp).collect())
+    })
+}
+
+/// Applies a reduction to per-element losses and their gradients: sums
+/// (and divides by `denominator` for the mean).
+pub(crate) fn reduce(
+    reduction: crate::Reduction,
+    losses: Vec<f64>,
+    mut grad: Vec<f64>,
+    shape: &[usize],
+    denominator: f64,
+) -> Reference {
+    use crate::Reduction;
+    match reduction {
+        Reduction::None => Reference { value: losses, value_shape: shape.to_vec(), grad },
+        Reduction::Sum => Reference { value: vec![losses.iter().sum()], value_shape: vec![1], grad },
+        Reduction::Mean => {
+            let inv = if denominator > 0.0 { 1.0 / denominator } else { 0.0 };
+            grad.iter_mut().for_each(|g| *g *= inv);
+            Reference { value: vec![losses.iter().sum::<f64>() * inv], value_shape: vec![1], grad }
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! The convenience layer on host slices: upload, run, read back. Plans and
+//! buffers are cached, so calling the same loss on the same shapes again
+//! allocates nothing on the GPU.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+use crate::gpu::tensor::{read_bytes, tensor_usage};
+use crate::gpu::{DType, GpuContext, GpuTensor, HostTensor};
+use crate::losses::{HostInputs, LossConfig, LossInputs, LossOutputs, LossPlan, PlanOptions};
+
+/// A loss's value and gradient, read back to the host.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LossResult {
+    /// The value: `[1]` when reduced, else one per element / pixel / group.
+    pub value: Vec<f32>,
+    /// The value's shape.
+    pub value_shape: Vec<usize>,
+    /// ∂(Σ value)/∂logits, the logits' shape.
+    pub grad: Vec<f32>,
+}
+
+/// Runs losses on host data, keeping one plan per (loss, shapes).
+///
+/// ```no_run
+/// use segloss::{GpuContext, HostTensor, HostInputs, LossConfig, Runner};
+/// let runner = Runner::new(GpuContext::new()?);
+/// let logits = HostTensor::f32(&[1, 2, 2, 2], vec![0.5, -1.0, 2.0, 0.0, -0.5, 1.0, -2.0, 0.3])?;
+/// let target = HostTensor::i32(&[1, 2, 2], vec![0, 1, 1, 0])?;
+/// let config = LossConfig::from_json(r#"{"loss": "cross_entropy", "params": {}}"#)?;
+/// let out = runner.compute(&config, HostInputs { logits: &logits, target: &target, weight: None })?;
+/// println!("loss {} grad {:?}", out.value[0], out.grad);
+/// # Ok::<(), segloss::Error>(())
+/// ```
+pub struct Runner {
+    ctx: GpuContext,
+    plans: Mutex<HashMap<String, Arc<LossPlan>>>,
+}
+
+impl Runner {
+    /// A runner on `ctx`.
+    pub fn new(ctx: GpuContext) -> Self {
+        Runner { ctx, plans: Mutex::new(HashMap::new()) }
+    }
+
+    /// The context it runs on.
+    pub fn context(&self) -> &GpuContext {
+        &self.ctx
+    }
+
+    /// Computes value and gradient on the GPU, blocking.
+    pub fn compute(&self, config: &LossConfig, inputs: HostInputs<'_>) -> Result<LossResult> {
+        pollster::block_on(self.compute_async(config, inputs))
+    }
+
+    /// Computes value and gradient on the GPU.
+    pub async fn compute_async(&self, config: &LossConfig, inputs: HostInputs<'_>) -> Result<LossResult> {
+        let shapes = inputs.shapes();
+        config.validate()?;
+        config.check_shapes(&shapes)?;
+        config.check_values(&inputs)?;
+        let plan = self.plan(config, &shapes)?;
+        let ctx = &self.ctx;
+        let upload = |h: &HostTensor| -> Result<(GpuTensor, crate::PooledBuffer)> {
+            let b = ctx.scratch("segloss input", h.bytes().len() as u64, tensor_usage());
+            ctx.queue().write_buffer(&b, 0, h.bytes());
+            Ok((GpuTensor::new(ctx, b.buffer().clone(), 0, &h.shape, h.dtype())?, b))
+        };
+        let (logits, _l) = upload(inputs.logits)?;
+        let (target, _t) = upload(inputs.target)?;
+        let weight = inputs.weight.map(upload).transpose()?;
+        let output = |shape: &[usize]| -> Result<(GpuTensor, crate::PooledBuffer)> {
+            let bytes = shape.iter().product::<usize>() as u64 * 4;
+            let b = ctx.scratch("segloss output", bytes, tensor_usage());
+            Ok((GpuTensor::new(ctx, b.buffer().clone(), 0, shape, DType::F32)?, b))
+        };
+        let (value, _v) = output(plan.value_shape())?;
+        let (grad, _g) = output(&shapes.logits)?;
+        // Anything wgpu still rejects becomes an error here rather than a panic.
+        let scope = ctx.device().push_error_scope(wgpu::ErrorFilter::Validation);
+        let mut encoder = ctx.device().create_command_encoder(&Default::default());
+        plan.record(
+            &mut encoder,
+            LossInputs { logits: &logits, target: &target, weight: weight.as_ref().map(|w| &w.0) },
+            LossOutputs { value: &value, grad: Some(&grad) },
+        )?;
+        ctx.queue().submit([encoder.finish()]);
+        if let Some(e) = scope.pop().await {
+            return Err(Error::Device(format!("{}: {e}", config.name())));
+        }
+        if let Some(status) = plan.status_buffer() {
+            let flags = read_bytes(ctx, status, 0, 4).await?;
+            if flags != [0, 0, 0, 0] {
+                return Err(Error::input(format!("{}: a class index outside [0, C) that is not the ignore value", config.name())));
+            }
+        }
+        Ok(LossResult {
+            value: value.read_f32_async(ctx).await?,
+            value_shape: plan.value_shape().to_vec(),
+            grad: grad.read_f32_async(ctx).await?,
+        })
+    }
+
+    /// The cached plan for `config` on `shapes`, made on first use.
+    pub fn plan(&self, config: &LossConfig, shapes: &crate::InputShapes) -> Result<Arc<LossPlan>> {
+        let key = serde_json::to_string(&(config, shapes)).map_err(|e| Error::config("loss", e.to_string()))?;
+        if let Some(p) = self.plans.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return Ok(p.clone());
+        }
+        let plan = Arc::new(config.plan(&self.ctx, shapes, PlanOptions::default())?);
+        self.plans.lock().unwrap_or_else(|e| e.into_inner()).insert(key, plan.clone());
+        Ok(plan)
+    }
+}
