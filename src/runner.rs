@@ -82,7 +82,7 @@ impl Runner {
         let mut encoder = ctx.device().create_command_encoder(&Default::default());
         plan.record(
             &mut encoder,
-            LossInputs { logits: &logits, target: &target, weight: weight.as_ref().map(|w| &w.0) },
+            LossInputs { logits: &logits, target: &target, weight: weight.as_ref().map(|w| &w.0), distance: None },
             LossOutputs { value: &value, grad: Some(&grad) },
         )?;
         ctx.queue().submit([encoder.finish()]);

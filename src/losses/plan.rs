@@ -15,6 +15,8 @@ pub struct LossInputs<'a> {
     pub target: &'a GpuTensor,
     /// Optional per-element weights (`bce`).
     pub weight: Option<&'a GpuTensor>,
+    /// Optional precomputed signed distance maps (`boundary`).
+    pub distance: Option<&'a GpuTensor>,
 }
 
 /// Where a loss writes its results.
@@ -72,7 +74,7 @@ impl PlanOptions {
 /// let value = GpuTensor::zeros(&ctx, plan.value_shape(), DType::F32);
 /// let grad = GpuTensor::zeros(&ctx, &[8, 19, 256, 256], DType::F32);
 /// let mut encoder = ctx.device().create_command_encoder(&Default::default());
-/// plan.record(&mut encoder, LossInputs { logits: &logits, target: &target, weight: None },
+/// plan.record(&mut encoder, LossInputs { logits: &logits, target: &target, weight: None, distance: None },
 ///             LossOutputs { value: &value, grad: Some(&grad) })?;
 /// ctx.queue().submit([encoder.finish()]);
 /// # Ok::<(), segloss::Error>(())
@@ -94,6 +96,7 @@ pub(crate) mod slot {
     pub const WEIGHT: usize = 2;
     pub const GRAD: usize = 3;
     pub const VALUE: usize = 4;
+    pub const DISTANCE: usize = 5;
 }
 
 impl LossPlan {
@@ -108,7 +111,7 @@ impl LossPlan {
         self.program.record(
             &self.ctx,
             encoder,
-            &[Some(inputs.logits), Some(inputs.target), inputs.weight, grad, Some(outputs.value)],
+            &[Some(inputs.logits), Some(inputs.target), inputs.weight, grad, Some(outputs.value), inputs.distance],
         )
     }
 

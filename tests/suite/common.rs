@@ -1,0 +1,68 @@
+//! Shared test fixtures: one GPU context for the whole suite, random inputs,
+//! and comparisons against the float64 reference.
+
+use std::sync::OnceLock;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use segloss::{GpuContext, HostInputs, HostTensor, LossConfig, Runner};
+
+/// The suite's runner on the best adapter; panics with the reason when there is none.
+pub fn runner() -> &'static Runner {
+    static RUNNER: OnceLock<Runner> = OnceLock::new();
+    RUNNER.get_or_init(|| match GpuContext::new() {
+        Ok(ctx) => Runner::new(ctx),
+        Err(e) => panic!("GPU tests need an adapter and found none: {e}"),
+    })
+}
+
+/// The suite's context.
+pub fn ctx() -> &'static GpuContext {
+    runner().context()
+}
+
+pub fn rng(seed: u64) -> StdRng {
+    StdRng::seed_from_u64(seed)
+}
+
+/// Normal-ish logits scaled by `scale`.
+pub fn logits(rng: &mut StdRng, shape: &[usize], scale: f32) -> HostTensor {
+    let n: usize = shape.iter().product();
+    HostTensor::f32(shape, (0..n).map(|_| (rng.random::<f32>() * 2.0 - 1.0) * scale).collect()).unwrap()
+}
+
+/// {0, 1} targets.
+pub fn binary(rng: &mut StdRng, shape: &[usize]) -> HostTensor {
+    let n: usize = shape.iter().product();
+    HostTensor::f32(shape, (0..n).map(|_| if rng.random::<bool>() { 1.0 } else { 0.0 }).collect()).unwrap()
+}
+
+/// Class indices in [0, classes), with `ignore` at about one pixel in eight when given.
+pub fn labels(rng: &mut StdRng, shape: &[usize], classes: usize, ignore: Option<i32>) -> HostTensor {
+    let n: usize = shape.iter().product();
+    let data = (0..n)
+        .map(|_| match ignore {
+            Some(v) if rng.random::<f32>() < 0.125 => v,
+            _ => rng.random_range(0..classes as i32),
+        })
+        .collect();
+    HostTensor::i32(shape, data).unwrap()
+}
+
+pub fn config(json: &str) -> LossConfig {
+    LossConfig::from_json(json).unwrap_or_else(|e| panic!("{json}: {e}"))
+}
+
+/// Worst |gpu − ref| relative to (atol + rtol·max|ref|) over value and gradient; ≤ 1 passes.
+pub fn gpu_vs_reference(config: &LossConfig, inputs: HostInputs<'_>, rtol: f64, atol: f64) -> f64 {
+    let reference = config.reference(&inputs).expect("reference");
+    let gpu = runner().compute(config, inputs).expect("gpu");
+    assert_eq!(gpu.value_shape, reference.value_shape);
+    let widen = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
+    let value = segloss::golden::compare("value", &widen(&gpu.value), &reference.value, rtol, atol, false);
+    let grad = segloss::golden::compare("grad", &widen(&gpu.grad), &reference.grad, rtol, atol, true);
+    for m in [&value, &grad] {
+        assert!(m.ratio <= 1.0, "{}: {} got {} expected {} ({}× tolerance)", config.name(), m.at, m.got, m.expected, m.ratio);
+    }
+    value.ratio.max(grad.ratio)
+}
