@@ -11,9 +11,10 @@ use crate::losses::plan::{LossPlan, PlanOptions, slot};
 use crate::losses::Reduction;
 use crate::primitives::reduce::{Place, record_segmented_sum};
 
-/// Most classes a softmax kernel handles: each pixel loops over the classes
-/// a few times, and lavapipe cuts an invocation after 65,535 loop iterations.
-pub(crate) const MAX_CLASSES: usize = 4096;
+/// Most classes a softmax kernel handles: a thread loops over the classes
+/// four times for each of its four pixels (16·C iterations), and lavapipe
+/// cuts an invocation after 65,535 loop iterations.
+pub(crate) const MAX_CLASSES: usize = 2048;
 
 /// Which of the two fused kernels, and what it binds beside logits and targets.
 pub(crate) enum Kernel {
@@ -65,7 +66,7 @@ impl Pointwise<'_> {
             ElementRange::new(na * c * s + sa, nb * c * s + (c - 1) * s + sb + 1, align)
         };
         let pixel_range = |a: u64, b: u64| ElementRange::new(a, b, align);
-        let chunks = plan_chunks(items, LOSS_TILE, ctx.binding_limit(), |a, b| {
+        let chunks = plan_chunks(items, 1, ctx.binding_limit(), |a, b| {
             logit_range(a, b).bytes().max(pixel_range(a, b).bytes())
         })?;
 

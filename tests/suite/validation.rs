@@ -1,1 +1,147 @@
+//! Every validation error is reached and names what is wrong.
 
+use segloss::{DType, Error, GpuTensor, HostInputs, HostTensor, InputShapes, LossConfig, LossInputs, LossOutputs, PlanOptions};
+
+use crate::common::{binary, config, ctx, gpu_vs_reference, labels, logits, rng, runner};
+
+fn config_error(json: &str, needle: &str) {
+    match LossConfig::from_json(json) {
+        Ok(c) => panic!("{json} was accepted as {c:?}"),
+        Err(e) => assert!(e.to_string().contains(needle), "{json}: {e} lacks {needle:?}"),
+    }
+}
+
+#[test]
+fn bad_parameters_are_named() {
+    config_error(r#"{"loss": "bce", "params": {"alpha": 0.5, "pos_weight": 2.0}}"#, "mutually exclusive");
+    config_error(r#"{"loss": "bce", "params": {"alpha": 1.5}}"#, "alpha = 1.5");
+    config_error(r#"{"loss": "bce", "params": {"pos_weight": -1}}"#, "pos_weight");
+    config_error(r#"{"loss": "bce", "params": {"posweight": 2}}"#, "unknown field `posweight`");
+    config_error(r#"{"loss": "bce", "params": {"reduction": "avg"}}"#, "unknown variant `avg`");
+    config_error(r#"{"loss": "cross_entropy", "params": {"label_smoothing": 1.5}}"#, "label_smoothing");
+    config_error(r#"{"loss": "cross_entropy", "params": {"class_weights": [1, -2]}}"#, "non-negative");
+    config_error(r#"{"loss": "focal", "params": {"gamma": -1}}"#, "gamma = -1");
+    config_error(r#"{"loss": "focal", "params": {"alpha": 2}}"#, "alpha = 2");
+    config_error(r#"{"loss": "focal", "params": {"mode": "binary", "class_weights": [1, 2]}}"#, "multiclass mode");
+    config_error(r#"{"loss": "focal", "params": {"mode": "multiclass", "alpha": 0.3}}"#, "sigmoid modes");
+    config_error(r#"{"loss": "focal", "params": {"mode": "softmax"}}"#, "unknown variant `softmax`");
+    config_error(r#"{"loss": "hausdorff", "params": {}}"#, "unknown loss");
+    config_error("not json", "not JSON");
+}
+
+fn input_error(json: &str, x: &HostTensor, y: &HostTensor, w: Option<&HostTensor>, needle: &str) {
+    let c = config(json);
+    let inputs = HostInputs { logits: x, target: y, weight: w };
+    let e = runner().compute(&c, inputs).expect_err(json).to_string();
+    assert!(e.contains(needle), "{json}: {e} lacks {needle:?}");
+    let e = c.reference(&inputs).expect_err(json).to_string();
+    assert!(e.contains(needle), "reference {json}: {e} lacks {needle:?}");
+}
+
+#[test]
+fn bad_inputs_are_named() {
+    let mut r = rng(30);
+    let x = logits(&mut r, &[2, 3, 4, 4], 1.0);
+    let yb = binary(&mut r, &[2, 3, 4, 4]);
+    let yc = labels(&mut r, &[2, 4, 4], 3, None);
+    input_error(r#"{"loss": "bce", "params": {}}"#, &x, &binary(&mut r, &[2, 3, 4, 5]), None, "target has shape [2, 3, 4, 5]");
+    input_error(r#"{"loss": "bce", "params": {}}"#, &x, &yb, Some(&binary(&mut r, &[2, 3])), "weight has shape [2, 3]");
+    input_error(r#"{"loss": "bce", "params": {}}"#, &x, &yc.clone(), None, "target has shape [2, 4, 4]");
+    let mut outside = yb.clone();
+    if let segloss::HostData::F32(v) = &mut outside.data {
+        v[5] = 1.5;
+    }
+    input_error(r#"{"loss": "bce", "params": {}}"#, &x, &outside, None, "target[5] = 1.5 is outside [0, 1]");
+    let mut nan_weight = yb.clone();
+    if let segloss::HostData::F32(v) = &mut nan_weight.data {
+        v[2] = f32::NAN;
+    }
+    input_error(r#"{"loss": "bce", "params": {}}"#, &x, &yb, Some(&nan_weight), "weight[2] = NaN");
+    let empty = HostTensor::f32(&[0, 3], vec![]).unwrap();
+    input_error(r#"{"loss": "bce", "params": {}}"#, &empty, &empty, None, "hold no element");
+    input_error(r#"{"loss": "cross_entropy", "params": {}}"#, &x, &yb, None, "target has shape [2, 3, 4, 4]");
+    input_error(r#"{"loss": "cross_entropy", "params": {"class_weights": [1, 2]}}"#, &x, &yc, None, "class_weights has 2 entries for 3 classes");
+    let mut bad_label = yc.clone();
+    if let segloss::HostData::I32(v) = &mut bad_label.data {
+        v[7] = 3;
+    }
+    input_error(r#"{"loss": "cross_entropy", "params": {"ignore_index": 255}}"#, &x, &bad_label, None, "target[7] = 3 is outside [0, 3) and is not ignore_index 255");
+    input_error(r#"{"loss": "focal", "params": {"mode": "multiclass"}}"#, &x, &bad_label, None, "target[7] = 3");
+    let flat = logits(&mut r, &[5], 1.0);
+    input_error(r#"{"loss": "cross_entropy", "params": {}}"#, &flat, &yc, None, "with a class axis");
+    let float_labels = HostTensor::f32(&[2, 4, 4], vec![0.0; 32]).unwrap();
+    input_error(r#"{"loss": "cross_entropy", "params": {}}"#, &x, &float_labels, None, "integer class indices");
+}
+
+#[test]
+fn too_many_classes_is_a_limit_error() {
+    let shapes = InputShapes::new(&[1, 5000, 2, 2], &[1, 2, 2]);
+    let e = config(r#"{"loss": "cross_entropy", "params": {}}"#).plan(ctx(), &shapes, PlanOptions::default());
+    assert!(matches!(e, Err(Error::Limit(ref m)) if m.contains("5000 classes")), "{:?}", e.err());
+}
+
+#[test]
+fn the_most_classes_allowed_are_computed_in_full() {
+    // 2,048 classes, four pixels per thread: 32,768 loop iterations per invocation,
+    // within lavapipe's cut-off. A truncated loop would miss classes and fail here.
+    let mut r = rng(31);
+    let x = logits(&mut r, &[1, 2048, 32, 32], 3.0);
+    let y = labels(&mut r, &[1, 32, 32], 2048, None);
+    for json in [r#"{"loss": "cross_entropy", "params": {"label_smoothing": 0.1}}"#, r#"{"loss": "focal", "params": {"mode": "multiclass"}}"#] {
+        gpu_vs_reference(&config(json), HostInputs { logits: &x, target: &y, weight: None }, 1e-4, 1e-6);
+    }
+}
+
+fn record_error(inputs: LossInputs<'_>, outputs: LossOutputs<'_>, needle: &str) {
+    let c = config(r#"{"loss": "cross_entropy", "params": {}}"#);
+    let plan = c.plan(ctx(), &InputShapes::new(&[2, 3, 4, 4], &[2, 4, 4]), PlanOptions::default()).unwrap();
+    let mut encoder = ctx().device().create_command_encoder(&Default::default());
+    let e = plan.record(&mut encoder, inputs, outputs).expect_err(needle).to_string();
+    assert!(e.contains(needle), "{e} lacks {needle:?}");
+}
+
+#[test]
+fn engine_buffers_are_checked_before_recording() {
+    let ctx = ctx();
+    let x = GpuTensor::zeros(ctx, &[2, 3, 4, 4], DType::F32);
+    let y = GpuTensor::zeros(ctx, &[2, 4, 4], DType::I32);
+    let v = GpuTensor::zeros(ctx, &[1], DType::F32);
+    let g = GpuTensor::zeros(ctx, &[2, 3, 4, 4], DType::F32);
+    let out = LossOutputs { value: &v, grad: Some(&g) };
+    let wrong = GpuTensor::zeros(ctx, &[2, 3, 4, 5], DType::F32);
+    record_error(LossInputs { logits: &wrong, target: &y, weight: None, distance: None }, out, "this plan was made for [2, 3, 4, 4]");
+    let float_target = GpuTensor::zeros(ctx, &[2, 4, 4], DType::F32);
+    record_error(LossInputs { logits: &x, target: &float_target, weight: None, distance: None }, out, "target is F32");
+    let inputs = LossInputs { logits: &x, target: &y, weight: None, distance: None };
+    record_error(inputs, LossOutputs { value: &v, grad: None }, "grad is required");
+    let aliased = GpuTensor::new(ctx, x.buffer().clone(), 0, &[2, 3, 4, 4], DType::F32).unwrap();
+    record_error(inputs, LossOutputs { value: &v, grad: Some(&aliased) }, "share one buffer");
+    let e = GpuTensor::new(ctx, g.buffer().clone(), 4, &[2], DType::F32).unwrap_err().to_string();
+    assert!(e.contains("not a multiple"), "{e}");
+    let e = GpuTensor::new(ctx, v.buffer().clone(), 0, &[1000], DType::F32).unwrap_err().to_string();
+    assert!(e.contains("needs 4000 bytes"), "{e}");
+}
+
+#[test]
+fn labels_out_of_range_on_the_gpu_set_the_status_word() {
+    let ctx = ctx();
+    let c = config(r#"{"loss": "cross_entropy", "params": {"ignore_index": 255}}"#);
+    let plan = c.plan(ctx, &InputShapes::new(&[1, 3, 2, 2], &[1, 2, 2]), PlanOptions::default()).unwrap();
+    let x = GpuTensor::from_host(ctx, &HostTensor::f32(&[1, 3, 2, 2], vec![0.5; 12]).unwrap());
+    let v = GpuTensor::zeros(ctx, &[1], DType::F32);
+    let g = GpuTensor::zeros(ctx, &[1, 3, 2, 2], DType::F32);
+    let status_after = |labels: Vec<i32>| {
+        let y = GpuTensor::from_host(ctx, &HostTensor::i32(&[1, 2, 2], labels).unwrap());
+        let mut encoder = ctx.device().create_command_encoder(&Default::default());
+        plan.record(&mut encoder, LossInputs { logits: &x, target: &y, weight: None, distance: None }, LossOutputs { value: &v, grad: Some(&g) })
+            .unwrap();
+        let status = plan.status_buffer().unwrap();
+        let staging = GpuTensor::zeros(ctx, &[1], DType::F32);
+        encoder.copy_buffer_to_buffer(status, 0, staging.buffer(), 0, 4);
+        ctx.queue().submit([encoder.finish()]);
+        staging.read_f32(ctx).unwrap()[0].to_bits()
+    };
+    assert_eq!(status_after(vec![0, 1, 2, 255]), 0);
+    assert_eq!(status_after(vec![0, 7, 2, 255]), 1);
+    assert_eq!(status_after(vec![0, 1, 2, 1]), 0, "the status word is cleared on each recording");
+}
