@@ -4,11 +4,7 @@ const WG_SIZE: u32 = 256u;
 
 var<workgroup> wg_scratch: array<f32, WG_SIZE>;
 
-// Dispatches larger than 65,535 workgroups are folded into a 2D grid
-// (see gpu/chunks.rs); this recovers the linear workgroup index.
-fn linear_workgroup(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return wid.x + wid.y * nwg.x;
-}
+//#include "lib/grid.wgsl"
 
 // Sum of `v` over the workgroup, by a fixed binary tree so the result is
 // bitwise the same on every run. Call it from uniform control flow.

@@ -12,11 +12,14 @@ macro_rules! sources {
 
 /// Every shader file by its path under `shaders/`.
 const SOURCES: &[(&str, &str)] = sources![
+    "lib/grid.wgsl",
     "lib/numerics.wgsl",
     "lib/workgroup.wgsl",
     "lib/softmax.wgsl",
     "lib/loss_io.wgsl",
     "reduce.wgsl",
+    "scan.wgsl",
+    "sort.wgsl",
     "finalize.wgsl",
     "copy.wgsl",
     "sigmoid_pointwise.wgsl",

@@ -1,3 +1,5 @@
 //! GPU building blocks that several losses share, each with its own tests.
 
 pub mod reduce;
+pub mod scan;
+pub mod sort;

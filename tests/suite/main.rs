@@ -9,5 +9,7 @@ mod common;
 mod golden;
 mod pointwise;
 mod reduce;
+mod scan;
 mod shaders;
+mod sort;
 mod validation;
