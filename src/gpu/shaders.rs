@@ -24,6 +24,7 @@ const SOURCES: &[(&str, &str)] = sources![
     "copy.wgsl",
     "sigmoid_pointwise.wgsl",
     "softmax_pointwise.wgsl",
+    "lovasz.wgsl",
 ];
 
 /// The kernel files (everything outside `lib/`), each a complete module once composed.

@@ -5,6 +5,7 @@
 pub mod bce;
 pub mod cross_entropy;
 pub mod focal;
+pub mod lovasz;
 pub mod plan;
 pub(crate) mod pointwise;
 
@@ -17,6 +18,7 @@ use crate::reference::Reference;
 pub use bce::BceConfig;
 pub use cross_entropy::CrossEntropyConfig;
 pub use focal::{FocalConfig, FocalMode};
+pub use lovasz::{LovaszClasses, LovaszHingeConfig, LovaszSoftmaxConfig};
 pub use plan::{LossInputs, LossOutputs, LossPlan, PlanOptions};
 
 /// How per-element (or per-group) losses become the returned value.
@@ -65,6 +67,10 @@ pub enum LossConfig {
     CrossEntropy(CrossEntropyConfig),
     /// Focal loss, sigmoid or softmax.
     Focal(FocalConfig),
+    /// Lovász-softmax: the Jaccard loss's Lovász extension over softmax probabilities.
+    LovaszSoftmax(LovaszSoftmaxConfig),
+    /// Lovász hinge: the binary Jaccard loss's Lovász extension over hinge errors.
+    LovaszHinge(LovaszHingeConfig),
 }
 
 /// The shapes of a loss's inputs, which a plan is made for.
@@ -132,7 +138,7 @@ impl LossConfig {
 
     /// Whether this build implements the loss SPEC.md calls `loss`.
     pub fn implemented(loss: &str) -> bool {
-        matches!(loss, "bce" | "cross_entropy" | "focal")
+        matches!(loss, "bce" | "cross_entropy" | "focal" | "lovasz_softmax" | "lovasz_hinge")
     }
 
     /// The loss's SPEC.md name.
@@ -141,6 +147,8 @@ impl LossConfig {
             LossConfig::Bce(_) => "bce",
             LossConfig::CrossEntropy(_) => "cross_entropy",
             LossConfig::Focal(_) => "focal",
+            LossConfig::LovaszSoftmax(_) => "lovasz_softmax",
+            LossConfig::LovaszHinge(_) => "lovasz_hinge",
         }
     }
 
@@ -150,6 +158,8 @@ impl LossConfig {
             LossConfig::Bce(c) => c.validate(),
             LossConfig::CrossEntropy(c) => c.validate(),
             LossConfig::Focal(c) => c.validate(),
+            LossConfig::LovaszSoftmax(c) => c.validate(),
+            LossConfig::LovaszHinge(c) => c.validate(),
         }
     }
 
@@ -159,6 +169,8 @@ impl LossConfig {
             LossConfig::Bce(c) => c.check_shapes(shapes),
             LossConfig::CrossEntropy(c) => c.check_shapes(shapes),
             LossConfig::Focal(c) => c.check_shapes(shapes),
+            LossConfig::LovaszSoftmax(c) => c.check_shapes(shapes),
+            LossConfig::LovaszHinge(c) => c.check_shapes(shapes),
         }
     }
 
@@ -168,6 +180,8 @@ impl LossConfig {
             LossConfig::Bce(c) => c.check_values(inputs),
             LossConfig::CrossEntropy(c) => c.check_values(inputs),
             LossConfig::Focal(c) => c.check_values(inputs),
+            LossConfig::LovaszSoftmax(c) => c.check_values(inputs),
+            LossConfig::LovaszHinge(c) => c.check_values(inputs),
         }
     }
 
@@ -178,6 +192,8 @@ impl LossConfig {
             LossConfig::Bce(c) => c.plan(ctx, shapes, options),
             LossConfig::CrossEntropy(c) => c.plan(ctx, shapes, options),
             LossConfig::Focal(c) => c.plan(ctx, shapes, options),
+            LossConfig::LovaszSoftmax(c) => c.plan(ctx, shapes, options),
+            LossConfig::LovaszHinge(c) => c.plan(ctx, shapes, options),
         }
     }
 
@@ -190,6 +206,8 @@ impl LossConfig {
             LossConfig::Bce(c) => crate::reference::bce::evaluate(c, inputs),
             LossConfig::CrossEntropy(c) => crate::reference::cross_entropy::evaluate(c, inputs),
             LossConfig::Focal(c) => crate::reference::focal::evaluate(c, inputs),
+            LossConfig::LovaszSoftmax(c) => crate::reference::lovasz::evaluate_softmax(c, inputs),
+            LossConfig::LovaszHinge(c) => crate::reference::lovasz::evaluate_hinge(c, inputs),
         }
     }
 }

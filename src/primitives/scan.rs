@@ -60,7 +60,8 @@ fn source(p: &Place) -> Source {
 
 /// Appends the dispatches of an inclusive scan of `segments` runs of `len`
 /// values from `input` into `output` (same layout), and each segment's total
-/// into `totals[segment]` when given. Returns the buffers the plan must keep.
+/// into `totals[segment]` when given. Returns the scratch buffers the plan
+/// must keep on loan.
 pub(crate) fn record_scan(
     ctx: &GpuContext,
     steps: &mut Vec<Step>,
@@ -70,7 +71,7 @@ pub(crate) fn record_scan(
     segments: u64,
     len: u64,
     operand: ScanOperand,
-) -> Result<(Vec<wgpu::Buffer>, Vec<PooledBuffer>)> {
+) -> Result<Vec<PooledBuffer>> {
     if segments == 0 || len == 0 {
         return Err(Error::input("a scan needs at least one segment of one value"));
     }
@@ -87,7 +88,6 @@ pub(crate) fn record_scan(
         return Err(Error::Limit(format!("{groups} scan workgroups exceed 2^32")));
     }
     let storage = wgpu::BufferUsages::STORAGE;
-    let mut owned = Vec::new();
     let mut scratch = Vec::new();
     let params = |has_carry: bool, write_totals: bool, mask: u32, len: u64, tiles: u64| Params {
         len: len as u32,
@@ -98,25 +98,20 @@ pub(crate) fn record_scan(
         write_totals: write_totals as u32,
         _pad: [0; 2],
     };
-    let uniform = |owned: &mut Vec<wgpu::Buffer>, p: Params| {
-        let b = ctx.create_buffer_with("scan params", bytemuck::bytes_of(&p), wgpu::BufferUsages::UNIFORM);
-        owned.push(b.clone());
-        Source::Owned(b)
-    };
+    let uniform = |p: Params| Source::Owned(ctx.create_buffer_with("scan params", bytemuck::bytes_of(&p), wgpu::BufferUsages::UNIFORM));
     // Unused bindings still need buffers, and a written one may not alias a read one.
     let (no_carries, no_totals) =
         (ctx.create_buffer_with("scan no carries", &[0u8; 16], storage), ctx.create_buffer_with("scan no totals", &[0u8; 16], storage));
-    owned.extend([no_carries.clone(), no_totals.clone()]);
     let carries = if tiles > 1 {
         let sums = ctx.scratch("scan tile sums", groups * 4, storage);
         let scanned = ctx.scratch("scan tile prefixes", groups * 4, storage);
-        let p = uniform(&mut owned, params(false, false, operand.mask(), len, tiles));
+        let p = uniform(params(false, false, operand.mask(), len, tiles));
         steps.push(Step {
             kernel: ctx.kernel("scan.wgsl", "reduce_tiles", &[])?,
             sources: vec![(0, p), (1, source(&input)), (2, Source::Owned(sums.buffer().clone()))],
             groups: groups as u32,
         });
-        let (o, s) = record_scan(
+        scratch.extend(record_scan(
             ctx,
             steps,
             Place::Owned(sums.buffer().clone()),
@@ -125,9 +120,7 @@ pub(crate) fn record_scan(
             segments,
             tiles,
             ScanOperand::Value,
-        )?;
-        owned.extend(o);
-        scratch.extend(s);
+        )?);
         let c = scanned.buffer().clone();
         scratch.push(sums);
         scratch.push(scanned);
@@ -135,7 +128,7 @@ pub(crate) fn record_scan(
     } else {
         None
     };
-    let p = uniform(&mut owned, params(carries.is_some(), totals.is_some(), operand.mask(), len, tiles));
+    let p = uniform(params(carries.is_some(), totals.is_some(), operand.mask(), len, tiles));
     steps.push(Step {
         kernel: ctx.kernel("scan.wgsl", "scan_tiles", &[])?,
         sources: vec![
@@ -147,7 +140,7 @@ pub(crate) fn record_scan(
         ],
         groups: groups as u32,
     });
-    Ok((owned, scratch))
+    Ok(scratch)
 }
 
 /// A segmented inclusive scan planned for `segments` runs of `len` u32
@@ -166,7 +159,6 @@ pub(crate) fn record_scan(
 pub struct SegmentedScan {
     ctx: GpuContext,
     program: Program,
-    _owned: Vec<wgpu::Buffer>,
     _scratch: Vec<PooledBuffer>,
 }
 
@@ -174,7 +166,7 @@ impl SegmentedScan {
     /// Plans the scan of `segments` runs of `len` values each.
     pub fn new(ctx: &GpuContext, segments: usize, len: usize, operand: ScanOperand) -> Result<Self> {
         let mut steps = Vec::new();
-        let (owned, scratch) = record_scan(
+        let scratch = record_scan(
             ctx,
             &mut steps,
             Place::Slot(0),
@@ -190,7 +182,7 @@ impl SegmentedScan {
             SlotSpec { name: "output", shape: vec![n], dtype: DType::I32, written: true, required: true },
             SlotSpec { name: "totals", shape: vec![segments], dtype: DType::I32, written: true, required: true },
         ];
-        Ok(SegmentedScan { ctx: ctx.clone(), program: Program { slots, steps }, _owned: owned, _scratch: scratch })
+        Ok(SegmentedScan { ctx: ctx.clone(), program: Program { slots, steps }, _scratch: scratch })
     }
 
     /// Records the scan of `input` into `output` and `totals` (i32 tensors

@@ -77,7 +77,7 @@ fn log_size(len: u64) -> u32 {
 /// Appends the dispatches that sort `lengths.len()` segments, packed one
 /// after another in `keys` (f32) and `values` (u32), in place. With
 /// `index_values` the values' input is ignored and each value starts as its
-/// position within its segment. Returns the buffers the plan must keep.
+/// position within its segment.
 pub(crate) fn record_sort(
     ctx: &GpuContext,
     steps: &mut Vec<Step>,
@@ -85,7 +85,7 @@ pub(crate) fn record_sort(
     values: Place,
     lengths: &[u64],
     index_values: bool,
-) -> Result<Vec<wgpu::Buffer>> {
+) -> Result<()> {
     let total: u64 = lengths.iter().sum();
     if lengths.is_empty() || total == 0 {
         return Err(Error::input("a sort needs at least one segment with one element"));
@@ -122,7 +122,6 @@ pub(crate) fn record_sort(
     };
     let sort_tiles = ctx.kernel("sort.wgsl", "sort_tiles", &[])?;
     let merge_pass = ctx.kernel("sort.wgsl", "merge_pass", &[])?;
-    let mut owned = vec![segments.clone()];
     for pass in schedule(max_log) {
         let (merge, hi_bit, lo_bit) = pass.unwrap_or((0, 0, 0));
         let params = Params {
@@ -135,7 +134,6 @@ pub(crate) fn record_sort(
             _pad: [0; 2],
         };
         let uniform = ctx.create_buffer_with("sort params", bytemuck::bytes_of(&params), wgpu::BufferUsages::UNIFORM);
-        owned.push(uniform.clone());
         steps.push(Step {
             kernel: if pass.is_none() { sort_tiles.clone() } else { merge_pass.clone() },
             sources: vec![
@@ -147,7 +145,7 @@ pub(crate) fn record_sort(
             groups: tiles as u32,
         });
     }
-    Ok(owned)
+    Ok(())
 }
 
 /// A sort planned for fixed segment lengths, recorded into a caller's
@@ -169,7 +167,6 @@ pub struct SortPlan {
     ctx: GpuContext,
     program: Program,
     lengths: Vec<u64>,
-    _owned: Vec<wgpu::Buffer>,
 }
 
 impl SortPlan {
@@ -189,12 +186,12 @@ impl SortPlan {
         let lengths: Vec<u64> = lengths.iter().map(|&l| l as u64).collect();
         let total: u64 = lengths.iter().sum();
         let mut steps = Vec::new();
-        let owned = record_sort(ctx, &mut steps, Place::Slot(0), Place::Slot(1), &lengths, index_values)?;
+        record_sort(ctx, &mut steps, Place::Slot(0), Place::Slot(1), &lengths, index_values)?;
         let slots = vec![
             SlotSpec { name: "keys", shape: vec![total as usize], dtype: DType::F32, written: true, required: true },
             SlotSpec { name: "values", shape: vec![total as usize], dtype: DType::I32, written: true, required: true },
         ];
-        Ok(SortPlan { ctx: ctx.clone(), program: Program { slots, steps }, lengths, _owned: owned })
+        Ok(SortPlan { ctx: ctx.clone(), program: Program { slots, steps }, lengths })
     }
 
     /// Elements sorted: the sum of the segment lengths.

@@ -4,6 +4,7 @@
 pub mod bce;
 pub mod cross_entropy;
 pub mod focal;
+pub mod lovasz;
 
 /// A loss's value and its gradient with respect to the logits, in float64.
 #[derive(Clone, Debug, PartialEq)]
