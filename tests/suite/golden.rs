@@ -46,3 +46,13 @@ fn cross_entropy_cases_pass() {
 fn focal_cases_pass() {
     check_loss("focal");
 }
+
+#[test]
+fn lovasz_softmax_cases_pass() {
+    check_loss("lovasz_softmax");
+}
+
+#[test]
+fn lovasz_hinge_cases_pass() {
+    check_loss("lovasz_hinge");
+}

@@ -7,6 +7,7 @@
 mod common;
 
 mod golden;
+mod lovasz;
 mod pointwise;
 mod reduce;
 mod scan;
