@@ -113,10 +113,10 @@ impl LovaszSoftmaxConfig {
     pub(crate) fn check_shapes(&self, shapes: &InputShapes) -> Result<Vec<usize>> {
         no_weight("lovasz_softmax", shapes)?;
         let (_, c, _) = class_layout("lovasz_softmax", shapes)?;
-        if let LovaszClasses::List(list) = &self.classes {
-            if let Some(bad) = list.iter().find(|&&k| k as usize >= c) {
-                return Err(Error::input(format!("lovasz_softmax: classes lists {bad} but the logits have {c} classes")));
-            }
+        if let LovaszClasses::List(list) = &self.classes
+            && let Some(bad) = list.iter().find(|&&k| k as usize >= c)
+        {
+            return Err(Error::input(format!("lovasz_softmax: classes lists {bad} but the logits have {c} classes")));
         }
         Ok(vec![1])
     }
@@ -163,7 +163,7 @@ impl LovaszHingeConfig {
                 "lovasz_hinge: logits {l:?} and target {t:?} must be [N, S…] and [N, S…], or [N, 1, S…] and [N, S…]"
             )));
         }
-        if t.iter().any(|&d| d == 0) {
+        if t.contains(&0) {
             return Err(Error::input(format!("lovasz_hinge: target {t:?} has an empty axis")));
         }
         Ok(vec![1])
@@ -329,8 +329,7 @@ impl Lovasz<'_> {
             Place::Owned(values.clone()),
             Place::Owned(cum_fg.clone()),
             Some(Place::Owned(totals.clone())),
-            segments,
-            seg_len,
+            (segments, seg_len),
             ScanOperand::LowBit,
         )?);
         steps.push(Step {

@@ -59,7 +59,7 @@ fn source(p: &Place) -> Source {
 }
 
 /// Appends the dispatches of an inclusive scan of `segments` runs of `len`
-/// values from `input` into `output` (same layout), and each segment's total
+/// values (`layout` is `(segments, len)`) from `input` into `output` (same layout), and each segment's total
 /// into `totals[segment]` when given. Returns the scratch buffers the plan
 /// must keep on loan.
 pub(crate) fn record_scan(
@@ -68,10 +68,10 @@ pub(crate) fn record_scan(
     input: Place,
     output: Place,
     totals: Option<Place>,
-    segments: u64,
-    len: u64,
+    layout: (u64, u64),
     operand: ScanOperand,
 ) -> Result<Vec<PooledBuffer>> {
+    let (segments, len) = layout;
     if segments == 0 || len == 0 {
         return Err(Error::input("a scan needs at least one segment of one value"));
     }
@@ -117,8 +117,7 @@ pub(crate) fn record_scan(
             Place::Owned(sums.buffer().clone()),
             Place::Owned(scanned.buffer().clone()),
             None,
-            segments,
-            tiles,
+            (segments, tiles),
             ScanOperand::Value,
         )?);
         let c = scanned.buffer().clone();
@@ -172,8 +171,7 @@ impl SegmentedScan {
             Place::Slot(0),
             Place::Slot(1),
             Some(Place::Slot(2)),
-            segments as u64,
-            len as u64,
+            (segments as u64, len as u64),
             operand,
         )?;
         let n = segments * len;
@@ -195,7 +193,7 @@ impl SegmentedScan {
     /// Uploads `values`, scans `segments` equal runs of them on the GPU and
     /// reads back the prefixes and the segment totals.
     pub fn scan_host(ctx: &GpuContext, values: &[u32], segments: usize, operand: ScanOperand) -> Result<(Vec<u32>, Vec<u32>)> {
-        if segments == 0 || values.len() % segments != 0 {
+        if segments == 0 || !values.len().is_multiple_of(segments) {
             return Err(Error::input(format!("{} values do not split into {segments} equal segments", values.len())));
         }
         let plan = Self::new(ctx, segments, values.len() / segments, operand)?;

@@ -51,7 +51,7 @@ fn lovasz_flat(errors: &[f64], labels: &[f64], relu: bool) -> (f64, Vec<f64>) {
 
 /// Pixel ranges of the groups: each image, or the whole batch.
 fn groups(images: usize, spatial: usize, per_image: bool) -> Vec<std::ops::Range<usize>> {
-    if per_image { (0..images).map(|n| n * spatial..(n + 1) * spatial).collect() } else { vec![0..images * spatial] }
+    if per_image { (0..images).map(|n| n * spatial..(n + 1) * spatial).collect() } else { std::iter::once(0..images * spatial).collect() }
 }
 
 /// d|a|/da as autograd takes it: the sign, 0 at 0.

@@ -80,6 +80,8 @@ fn shapes_that_are_not_multiples_of_the_workgroup() {
     check_softmax(&[3, 4, 5, 7, 11], 110, 3.0);
     check_softmax(&[1, 5, 1031], 120, 2.0);
     check_hinge(&[2, 17, 23], 130, 3.0);
+    // More images than the finalizing workgroup has invocations.
+    check_softmax(&[600, 3, 2, 2], 135, 3.0);
     check_hinge(&[3, 5, 7, 11], 140, 2.0);
 }
 

@@ -8,14 +8,15 @@ use crate::common::{ctx, rng};
 fn check(values: &[u32], segments: usize, operand: ScanOperand) {
     let (prefix, totals) = SegmentedScan::scan_host(ctx(), values, segments, operand).unwrap();
     let len = values.len() / segments;
-    for k in 0..segments {
+    for (k, total) in totals.iter().enumerate() {
         let mut run = 0u32;
         for i in k * len..(k + 1) * len {
             run = run.wrapping_add(if operand == ScanOperand::LowBit { values[i] & 1 } else { values[i] });
             assert_eq!(prefix[i], run, "{segments}×{len}: position {i}");
         }
-        assert_eq!(totals[k], run, "{segments}×{len}: total of segment {k}");
+        assert_eq!(*total, run, "{segments}×{len}: total of segment {k}");
     }
+    assert_eq!(totals.len(), segments);
 }
 
 fn random(seed: u64, n: usize, below: u32) -> Vec<u32> {
