@@ -80,20 +80,26 @@ fn main(
             let y = class_of(i);
             var l = 0.0;
             if (y >= 0) {
+                // One pass for the normaliser, q = Σ_{c≠y} p_c (accurate where 1 − p_y
+                // would cancel) and Σ_c w_c·(m − x_c), which with W·log s gives Σ_c w_c·(−lp_c).
                 let m = class_max(base, ch.spatial, classes);
-                let log_s = log_sum_exp_shifted(base, ch.spatial, classes, m);
+                var s = 0.0;
+                var q_raw = 0.0;
+                var weighted_gap = 0.0;
+                for (var c = 0u; c < classes; c++) {
+                    let x = logits[base + c * ch.spatial];
+                    let e = exp(x - m);
+                    s += e;
+                    if (c != u32(y)) {
+                        q_raw += e;
+                    }
+                    weighted_gap += class_weights[c] * (m - x);
+                }
+                let log_s = log(s);
                 let lp_y = logits[base + u32(y) * ch.spatial] - m - log_s;
                 let p_y = exp(lp_y);
-                // q = Σ_{c≠y} p_c, accurate where 1 − p_y would cancel.
-                var q = 0.0;
-                var smooth_sum = 0.0;  // Σ_c w_c·(−lp_c)
-                for (var c = 0u; c < classes; c++) {
-                    let lp = logits[base + c * ch.spatial] - m - log_s;
-                    if (c != u32(y)) {
-                        q += exp(lp);
-                    }
-                    smooth_sum -= class_weights[c] * lp;
-                }
+                let q = q_raw / s;
+                let smooth_sum = weighted_gap + params.weight_total * log_s;
                 let w_y = class_weights[y];
                 let f = pow_from_log(log(q), params.gamma);
                 l = (1.0 - params.smoothing) * w_y * f * (-lp_y) + eps_c * smooth_sum;

@@ -261,3 +261,32 @@ pub(crate) fn check_range(loss: &'static str, name: &str, v: f64, lo: f64, hi: f
     }
     Ok(())
 }
+
+/// What a loss's target tensor holds, so tools can make inputs for any loss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TargetKind {
+    /// f32 of the logits' shape, in [0, 1].
+    Dense,
+    /// i32 class indices `[N, S…]`.
+    Classes,
+}
+
+impl LossConfig {
+    /// What the loss's target holds.
+    pub fn target_kind(&self) -> TargetKind {
+        match self {
+            LossConfig::Bce(_) => TargetKind::Dense,
+            LossConfig::CrossEntropy(_) => TargetKind::Classes,
+            LossConfig::Focal(c) if c.mode == FocalMode::Multiclass => TargetKind::Classes,
+            LossConfig::Focal(_) => TargetKind::Dense,
+        }
+    }
+
+    /// Bytes the loss must move at the least: read the logits and targets
+    /// (and weights), write the gradient (and per-element values).
+    pub fn min_bytes(&self, shapes: &InputShapes) -> u64 {
+        let count = |s: &[usize]| s.iter().product::<usize>() as u64 * 4;
+        let weight = shapes.weight.as_deref().map_or(0, count);
+        2 * count(&shapes.logits) + count(&shapes.target) + weight
+    }
+}
