@@ -42,11 +42,12 @@ impl Drop for PooledBuffer {
     }
 }
 
-/// Rounds a request up to one of eight steps per power of two, so buffers
-/// are shared between similar sizes while wasting at most 12.5 %.
+/// Rounds a request up to one of eight steps between consecutive powers of
+/// two, so buffers are shared between similar sizes while wasting at most
+/// 12.5 % (or 256 bytes).
 fn size_class(size: u64) -> u64 {
     let size = size.max(256);
-    let step = (size.next_power_of_two() / 8).max(256);
+    let step = (size.next_power_of_two() / 16).max(256);
     size.next_multiple_of(step)
 }
 
