@@ -14,7 +14,6 @@ use crate::gpu::chunks::{PixelChunk, PixelLayout};
 use crate::gpu::layout::{Chunk, LOSS_TILE, WG_SIZE};
 use crate::gpu::program::{Program, SlotSpec, Source, Step};
 use crate::gpu::{DType, GpuContext, PooledBuffer};
-use crate::losses::cross_entropy::weights_or_ones;
 use crate::losses::plan::slot;
 use crate::losses::{
     HostInputs, InputShapes, LossPlan, PlanOptions, Reduction, check_class_weights, check_labels, check_range, class_layout,
@@ -86,7 +85,8 @@ pub struct OverlapConfig {
     pub log_loss: bool,
     /// Keep class 0's groups.
     pub include_background: bool,
-    /// One weight per class (C of them, background included).
+    /// One weight per class: C of them, or, without the background, also
+    /// C − 1 for the classes kept (as MONAI takes them).
     pub class_weights: Option<Vec<f64>>,
     /// Targets equal to this count for nothing (multiclass labels, or dense targets).
     pub ignore_index: Option<i64>,
@@ -214,9 +214,12 @@ impl OverlapConfig {
         let loss = score.loss();
         let layout = check_layout(loss, self.mode, self.include_background, shapes)?;
         let (n, c) = (layout.images as usize, layout.classes as usize);
-        check_class_weights(loss, &self.class_weights, Some(c))?;
         let first = !self.include_background as usize;
-        if self.reduction == Reduction::Mean && weight_total(&self.class_weights, c, first) == 0.0 {
+        match &self.class_weights {
+            Some(w) if first == 1 && w.len() + 1 == c => {}
+            _ => check_class_weights(loss, &self.class_weights, Some(c))?,
+        }
+        if self.reduction == Reduction::Mean && self.weights(c).iter().skip(first).sum::<f64>() == 0.0 {
             return Err(Error::config(loss, "the class_weights of the classes counted sum to 0: their mean is undefined"));
         }
         Ok(match (self.reduction, self.aggregate) {
@@ -230,6 +233,16 @@ impl OverlapConfig {
         check_targets(score.loss(), self.mode, self.ignore_index, inputs)
     }
 
+    /// The weight of each of `classes` classes: 1 without class weights; a
+    /// left-out background's is 0.
+    pub fn weights(&self, classes: usize) -> Vec<f64> {
+        match &self.class_weights {
+            None => vec![1.0; classes],
+            Some(w) if w.len() + 1 == classes && !self.include_background => std::iter::once(0.0).chain(w.iter().copied()).collect(),
+            Some(w) => w.clone(),
+        }
+    }
+
     pub(crate) fn plan(&self, score: Score, ctx: &GpuContext, shapes: &InputShapes, options: PlanOptions) -> Result<LossPlan> {
         let loss = score.loss();
         let value_shape = self.check_shapes(score, shapes)?;
@@ -238,7 +251,8 @@ impl OverlapConfig {
         let first = !self.include_background as usize;
         let batch = self.aggregate == Aggregate::Batch;
         let groups = if batch { c } else { n * c };
-        let total = if batch { 1.0 } else { n as f64 } * weight_total(&self.class_weights, c as usize, first);
+        let weights = self.weights(c as usize);
+        let total = if batch { 1.0 } else { n as f64 } * weights.iter().skip(first).sum::<f64>();
         let (mean_scale, denominator) = match self.reduction {
             Reduction::Mean => (1.0 / total, total),
             _ => (1.0, 1.0),
@@ -259,7 +273,7 @@ impl OverlapConfig {
             reduction: self.reduction,
             value_shape,
             entry: "overlap_groups",
-            class_weights: Some(weights_or_ones(&self.class_weights, c as usize)),
+            class_weights: Some(weights.iter().map(|&w| w as f32).collect()),
             denominator,
             params: GroupParams {
                 count: groups as u32,
@@ -280,14 +294,6 @@ impl OverlapConfig {
             },
         }
         .plan(ctx, options)
-    }
-}
-
-/// Σ of the weights of classes `first..classes` (each weighs 1 without class weights).
-fn weight_total(weights: &Option<Vec<f64>>, classes: usize, first: usize) -> f64 {
-    match weights {
-        Some(w) => w.iter().skip(first).sum(),
-        None => (classes - first) as f64,
     }
 }
 
@@ -410,6 +416,13 @@ impl OverlapPlan<'_> {
         let groups = self.params.stat_groups as u64;
         let seg_len = n * c * tiles / groups;
         let invocations = self.params.count as u64;
+        if 3 * groups * seg_len * 4 > limit {
+            return Err(Error::Limit(format!(
+                "{}: the per-tile sums of {groups} groups ({} bytes) exceed one binding of {limit}",
+                self.loss,
+                3 * groups * seg_len * 4
+            )));
+        }
         let io = owned("loss io", bytemuck::bytes_of(&options.io()), uniform);
         let status = owned("loss status", &[0u8; 4], storage | wgpu::BufferUsages::COPY_SRC);
         let partials = ctx.scratch("overlap partials", 3 * groups * seg_len * 4, storage);

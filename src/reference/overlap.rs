@@ -158,7 +158,8 @@ pub fn evaluate(config: &OverlapConfig, score: Score, inputs: &HostInputs<'_>) -
     let aggregate = config.aggregate;
     let stats = el.stats(aggregate, config.squared);
     let first = !config.include_background as usize;
-    let weight = |class: usize| config.class_weights.as_ref().map_or(1.0, |w| w[class]);
+    let weights = config.weights(el.c);
+    let weight = |class: usize| weights[class];
     let images = if aggregate == Aggregate::Image { el.n } else { 1 };
     let total: f64 = images as f64 * (first..el.c).map(weight).sum::<f64>();
 

@@ -53,6 +53,7 @@ fn configurations() -> Vec<(&'static str, LossConfig)> {
     add("multiclass", "jaccard", r#""aggregate": "batch", "reduction": "none", "ignore_index": 255"#);
     add("multilabel", "jaccard", r#""log_loss": true, "class_weights": [1.0, 3.0, 0.5, 1.5], "squared": true"#);
     add("multiclass", "tversky", r#""alpha": 0.3, "beta": 0.7, "include_background": false, "reduction": "sum""#);
+    add("multilabel", "tversky", r#""include_background": false, "reduction": "none", "class_weights": [2.0, 0.5, 1.0]"#);
     add("multilabel", "tversky", r#""alpha": 0.8, "beta": 0.4, "aggregate": "batch", "squared": true, "empty": "zero""#);
     add("multiclass", "generalized_dice", "");
     add("multiclass", "generalized_dice", r#""aggregate": "batch", "weight_type": "simple", "include_background": false"#);
@@ -460,6 +461,9 @@ fn bad_inputs_are_named() {
     assert!(matches!(e, Error::Input(_)) && e.to_string().contains("class_weights has 2 entries for 4 classes"), "{e}");
     let e = input_error(&json("dice", r#""class_weights": [1.0, 0.0, 0.0, 0.0], "include_background": false"#), &x4, &labels);
     assert!(e.to_string().contains("sum to 0"), "{e}");
+    // Without the background, the kept classes' C − 1 weights are also taken; C − 2 are not.
+    let e = input_error(&json("dice", r#""class_weights": [1.0, 2.0], "include_background": false"#), &x4, &labels);
+    assert!(e.to_string().contains("class_weights has 2 entries for 4 classes"), "{e}");
     let e = input_error(&json("dice", r#""mode": "binary""#), &x4, &dense4);
     assert!(e.to_string().contains("binary mode takes one channel"), "{e}");
     let x1 = HostTensor::f32(&[2, 1, 3, 3], vec![0.0; 18]).unwrap();
@@ -494,6 +498,18 @@ fn bad_inputs_are_named() {
     weighted.weight = Some(vec![2, 4, 3, 3]);
     assert!(multiclass.check_shapes(&weighted).unwrap_err().to_string().contains("no per-element weight"));
     assert!(multiclass.check_shapes(&InputShapes::new(&[0, 4, 3, 3], &[0, 3, 3])).is_err());
+}
+
+#[test]
+fn without_the_background_the_kept_classes_weights_may_come_alone() {
+    let mut rng = rng(44);
+    let (x, t) = inputs_for(&mut rng, "multiclass", &[2, 4, 8, 9], 3.0, None);
+    let inputs = HostInputs { logits: &x, target: &t, weight: None };
+    let full = json("dice", r#""include_background": false, "class_weights": [7.0, 0.5, 2.0, 1.0]"#);
+    let kept = json("dice", r#""include_background": false, "class_weights": [0.5, 2.0, 1.0]"#);
+    let (a, b) = (full.reference(&inputs).unwrap(), kept.reference(&inputs).unwrap());
+    assert_eq!(a, b);
+    gpu_vs_reference(&kept, inputs, 2e-4, 1e-6);
 }
 
 #[test]
