@@ -17,9 +17,9 @@
 //     sigmoid, ∂/∂x = d·σ(x)·σ(−x).
 //
 // Loop budget (lavapipe cuts an invocation after 65,535 loop iterations):
-// `pixel_stats` makes about 33·C counting every loop (measured: it still
-// runs whole at C = 2,048), `pixel_grad` 16·C, `generalized_groups` 3·C;
-// the host caps C at 1,024.
+// counting every loop, `pixel_stats` makes about 33·C (16·C for the
+// softmax, 17·C for the sums), `pixel_grad` 16·C, `generalized_groups` 3·C;
+// the host caps C at 1,024, which leaves room for a compiler that unrolls nothing.
 
 //#include "lib/numerics.wgsl"
 //#include "lib/workgroup.wgsl"
@@ -37,6 +37,12 @@ override BATCH: bool = false;
 // Pixels per thread in `pixel_stats`; a workgroup covers STATS_TILE pixels of one image.
 const STATS_ITEMS: u32 = 8u;
 const STATS_TILE: u32 = WG_SIZE * STATS_ITEMS;
+// `pixel_stats` reduces the I, P, G of CLASS_BATCH classes together: STREAMS
+// sums over the workgroup with three barriers, where one tree per sum would
+// take eight barriers each.
+const CLASS_BATCH: u32 = 4u;
+const STREAMS: u32 = 3u * CLASS_BATCH;
+var<workgroup> wg_streams: array<f32, STREAMS * WG_SIZE>;  // 12 KiB
 
 // The pixel passes' parameters. `chunk` counts tiles in `pixel_stats`,
 // pixels in `pixel_grad`.
@@ -151,39 +157,65 @@ fn pixel_stats(
     let groups = select(px.images * classes, classes, BATCH);
     let seg_len = select(px.tiles, px.images * px.tiles, BATCH);
     let pos = select(t, n * px.tiles + t, BATCH);
-    for (var c = 0u; c < classes; c++) {
-        var acc = vec4<f32>(0.0);
-        for (var k = 0u; k < STATS_ITEMS; k++) {
-            if (label[k] < 0) {
-                continue;
-            }
-            let at = base[k] + c * spatial;
-            var p: f32;
-            var g: f32;
-            if (SOFTMAX) {
-                p = exp(logits[at] - top[k] - lse[k]);
-                g = select(0.0, 1.0, u32(label[k]) == c);
-            } else {
-                g = bitcast<f32>(targets[at]);
-                if (ignored(g)) {
+    let stride = groups * seg_len;
+    // Classes reduced together, and their sums: stream 3·j + quantity.
+    let width = min(CLASS_BATCH, classes);
+    let streams = 3u * width;
+    for (var c0 = 0u; c0 < classes; c0 += width) {
+        for (var j = 0u; j < width; j++) {
+            let c = c0 + j;
+            var acc = vec3<f32>(0.0);
+            for (var k = 0u; k < STATS_ITEMS; k++) {
+                if (label[k] < 0 || c >= classes) {
                     continue;
                 }
-                p = sigmoid(logits[at]);
+                let at = base[k] + c * spatial;
+                var p: f32;
+                var g: f32;
+                if (SOFTMAX) {
+                    p = exp(logits[at] - top[k] - lse[k]);
+                    g = select(0.0, 1.0, u32(label[k]) == c);
+                } else {
+                    g = bitcast<f32>(targets[at]);
+                    if (ignored(g)) {
+                        continue;
+                    }
+                    p = sigmoid(logits[at]);
+                }
+                if (SQUARED) {
+                    acc += vec3<f32>(p * g, p * p, g * g);
+                } else {
+                    acc += vec3<f32>(p * g, p, g);
+                }
             }
-            if (SQUARED) {
-                acc += vec4<f32>(p * g, p * p, g * g, 0.0);
-            } else {
-                acc += vec4<f32>(p * g, p, g, 0.0);
+            wg_streams[(3u * j) * WG_SIZE + lid] = acc.x;
+            wg_streams[(3u * j + 1u) * WG_SIZE + lid] = acc.y;
+            wg_streams[(3u * j + 2u) * WG_SIZE + lid] = acc.z;
+        }
+        workgroupBarrier();
+        // Two fixed-order levels: 16 threads per stream each add 16 values
+        // (reading consecutive addresses together), then one thread adds the 16.
+        if (lid < streams * 16u) {
+            let at = (lid / 16u) * WG_SIZE + lid % 16u;
+            var sum = 0.0;
+            for (var i = 0u; i < 16u; i++) {
+                sum += wg_streams[at + 16u * i];
+            }
+            wg_streams[at] = sum;
+        }
+        workgroupBarrier();
+        if (lid < streams) {
+            let c = c0 + lid / 3u;
+            if (c < classes) {
+                var sum = 0.0;
+                for (var q = 0u; q < 16u; q++) {
+                    sum += wg_streams[lid * WG_SIZE + q];
+                }
+                let slot = select(n * classes + c, c, BATCH) * seg_len + pos;
+                partials[(lid % 3u) * stride + slot] = sum;
             }
         }
-        let total = workgroup_sum4(lid, acc);
-        if (lid == 0u) {
-            let slot = select(n * classes + c, c, BATCH) * seg_len + pos;
-            let stride = groups * seg_len;
-            partials[slot] = total.x;
-            partials[stride + slot] = total.y;
-            partials[2u * stride + slot] = total.z;
-        }
+        workgroupBarrier();
     }
 }
 

@@ -25,20 +25,3 @@ fn workgroup_sum(lid: u32, v: f32) -> f32 {
     workgroupBarrier();
     return total;
 }
-
-var<workgroup> wg_scratch4: array<vec4<f32>, WG_SIZE>;
-
-// workgroup_sum for four values at once (one tree, one set of barriers).
-fn workgroup_sum4(lid: u32, v: vec4<f32>) -> vec4<f32> {
-    wg_scratch4[lid] = v;
-    workgroupBarrier();
-    for (var stride = WG_SIZE / 2u; stride > 0u; stride = stride >> 1u) {
-        if (lid < stride) {
-            wg_scratch4[lid] = wg_scratch4[lid] + wg_scratch4[lid + stride];
-        }
-        workgroupBarrier();
-    }
-    let total = wg_scratch4[0];
-    workgroupBarrier();
-    return total;
-}

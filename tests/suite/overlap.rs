@@ -135,6 +135,23 @@ fn gpu_matches_reference_in_binary_mode() {
 }
 
 #[test]
+fn class_counts_that_do_not_fill_a_reduction_batch_match_the_reference() {
+    // The stats pass sums four classes at a time; these leave a partial last batch.
+    let mut rng = rng(45);
+    for c in [2usize, 3, 5, 6, 7] {
+        for (mode, loss, params) in [
+            ("multiclass", "dice", r#""ignore_index": 255"#),
+            ("multilabel", "jaccard", r#""aggregate": "batch", "squared": true"#),
+            ("multiclass", "generalized_dice", r#""reduction": "none""#),
+        ] {
+            let config = json(loss, &format!(r#""mode": "{mode}", {params}"#));
+            let (x, target) = inputs_for(&mut rng, mode, &[2, c, 50, 45], 3.0, ignore_of(&config));
+            gpu_vs_reference(&config, HostInputs { logits: &x, target: &target, weight: None }, 2e-4, 1e-6);
+        }
+    }
+}
+
+#[test]
 fn tensors_split_over_several_bindings_match_the_reference() {
     // 64 KiB bindings: the [5, 4, 40, 60] logits (188 KiB) need several.
     let small = Runner::new(GpuContext::with_options(ContextOptions { max_binding_bytes: Some(64 * 1024) }).unwrap());
