@@ -192,11 +192,11 @@ mod tests {
     #[test]
     fn pixel_chunks_bind_every_class_of_their_pixels() {
         let layout = PixelLayout { images: 3, classes: 5, spatial: 1000 };
-        let chunks = layout.chunks(layout.pixels(), 64, 8192, 256, |a, b| a..b).unwrap();
+        let chunks = layout.chunks(layout.pixels(), 64, 32768, 256, |a, b| a..b).unwrap();
         assert!(chunks.len() > 2);
         assert_eq!(chunks.last().unwrap().units.end, 3000);
         for ch in &chunks {
-            assert!(ch.logits.bytes() <= 8192 && ch.pixels.bytes() <= 8192);
+            assert!(ch.logits.bytes() <= 32768 && ch.pixels.bytes() <= 32768);
             for px in [ch.units.start, ch.units.end - 1] {
                 let (n, s) = (px / 1000, px % 1000);
                 for c in 0..5 {

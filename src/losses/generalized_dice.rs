@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::gpu::GpuContext;
-use crate::losses::overlap::{Aggregate, GroupParams, OverlapMode, OverlapPlan, check_layout, check_targets};
+use crate::losses::overlap::{Aggregate, F32_MAX, GroupParams, OverlapMode, OverlapPlan, check_layout, check_targets};
 use crate::losses::{HostInputs, InputShapes, LossPlan, PlanOptions, Reduction, check_range};
 
 /// How a class's weight follows from its target sum G.
@@ -61,8 +61,8 @@ const LOSS: &str = "generalized_dice";
 
 impl GeneralizedDiceConfig {
     pub(crate) fn validate(&self) -> Result<()> {
-        check_range(LOSS, "smooth_nr", self.smooth_nr, 0.0, f64::MAX)?;
-        check_range(LOSS, "smooth_dr", self.smooth_dr, 0.0, f64::MAX)
+        check_range(LOSS, "smooth_nr", self.smooth_nr, 0.0, F32_MAX)?;
+        check_range(LOSS, "smooth_dr", self.smooth_dr, 0.0, F32_MAX)
     }
 
     /// Scores: one per image ("image") or one ("batch").

@@ -25,6 +25,9 @@ use crate::primitives::reduce::{Place, record_segmented_sum};
 /// times per invocation, within lavapipe's 65,535.
 pub const MAX_CLASSES: usize = 1024;
 
+/// The largest parameter the kernels' f32 holds.
+pub(crate) const F32_MAX: f64 = f32::MAX as f64;
+
 /// Pixels of one image a `pixel_stats` workgroup covers (`STATS_TILE` in overlap.wgsl).
 const STATS_TILE: u64 = WG_SIZE * 8;
 
@@ -194,9 +197,9 @@ impl TverskyConfig {
 impl OverlapConfig {
     pub(crate) fn validate(&self, score: Score) -> Result<()> {
         let loss = score.loss();
-        check_range(loss, "smooth_nr", self.smooth_nr, 0.0, f64::MAX)?;
-        check_range(loss, "smooth_dr", self.smooth_dr, 0.0, f64::MAX)?;
-        check_range(loss, "eps", self.eps, 0.0, f64::MAX)?;
+        check_range(loss, "smooth_nr", self.smooth_nr, 0.0, F32_MAX)?;
+        check_range(loss, "smooth_dr", self.smooth_dr, 0.0, F32_MAX)?;
+        check_range(loss, "eps", self.eps, 0.0, F32_MAX)?;
         if self.log_loss && self.eps == 0.0 && self.smooth_nr == 0.0 {
             return Err(Error::config(
                 loss,
@@ -206,7 +209,11 @@ impl OverlapConfig {
         if let Some(v) = self.ignore_index {
             check_range(loss, "ignore_index", v as f64, i32::MIN as f64, i32::MAX as f64)?;
         }
-        check_class_weights(loss, &self.class_weights, None)
+        check_class_weights(loss, &self.class_weights, None)?;
+        if let Some(w) = self.class_weights.iter().flatten().find(|w| **w > F32_MAX) {
+            return Err(Error::config(loss, format!("class weight {w} does not fit in f32")));
+        }
+        Ok(())
     }
 
     /// The value's shape: `[1]`, or for "none" `[N, C']` ("image") or `[C']` ("batch").
@@ -303,6 +310,9 @@ pub(crate) fn check_layout(loss: &'static str, mode: OverlapMode, include_backgr
         return Err(Error::input(format!("{loss}: takes no per-element weight")));
     }
     let l = &shapes.logits;
+    if l.len() >= 2 && l[1] > MAX_CLASSES {
+        return Err(Error::Limit(format!("{loss}: {} classes exceed the {MAX_CLASSES} the overlap kernels support", l[1])));
+    }
     let (n, c, s) = match mode {
         OverlapMode::Multiclass => class_layout(loss, shapes)?,
         OverlapMode::Binary | OverlapMode::Multilabel => {
@@ -318,9 +328,6 @@ pub(crate) fn check_layout(loss: &'static str, mode: OverlapMode, include_backgr
     };
     if mode == OverlapMode::Binary && c != 1 {
         return Err(Error::input(format!("{loss}: binary mode takes one channel; the logits {l:?} have {c} (use multilabel)")));
-    }
-    if c > MAX_CLASSES {
-        return Err(Error::Limit(format!("{loss}: {c} classes exceed the {MAX_CLASSES} the overlap kernels support")));
     }
     if !include_background && c == 1 {
         return Err(Error::input(format!(

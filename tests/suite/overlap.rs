@@ -441,6 +441,8 @@ fn bad_parameters_are_configuration_errors() {
         assert!(config_error(loss, r#""aggregate": "pixel""#).contains("pixel"));
         assert!(config_error(loss, r#""empty": "drop""#).contains("drop"));
         assert!(config_error(loss, r#""smoth_nr": 1.0"#).contains("smoth_nr"));
+        assert!(config_error(loss, r#""smooth_dr": 1e300"#).contains("smooth_dr"));
+        assert!(config_error(loss, r#""class_weights": [1.0, 1e39]"#).contains("f32"));
     }
     assert!(config_error("dice", r#""alpha": 0.3"#).contains("alpha"));
     assert!(config_error("jaccard", r#""weight_type": "square""#).contains("weight_type"));
@@ -509,7 +511,10 @@ fn bad_inputs_are_named() {
 
     let too_many = segloss::losses::overlap::MAX_CLASSES + 1;
     let shapes = InputShapes::new(&[1, too_many, 2, 2], &[1, 2, 2]);
-    assert!(matches!(multiclass.check_shapes(&shapes), Err(Error::Limit(_))));
+    assert!(matches!(multiclass.check_shapes(&shapes), Err(Error::Limit(m)) if m.contains("1024")));
+    let shapes = InputShapes::new(&[1, 5000, 2, 2], &[1, 2, 2]);
+    assert!(matches!(multiclass.check_shapes(&shapes), Err(Error::Limit(m)) if m.contains("1024")));
+    let shapes = InputShapes::new(&[1, too_many, 2, 2], &[1, 2, 2]);
     assert!(matches!(multiclass.plan(ctx(), &shapes, PlanOptions::default()), Err(Error::Limit(_))));
     let mut weighted = InputShapes::new(&[2, 4, 3, 3], &[2, 3, 3]);
     weighted.weight = Some(vec![2, 4, 3, 3]);
