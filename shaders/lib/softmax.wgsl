@@ -9,3 +9,12 @@ fn class_max(base: u32, stride: u32, classes: u32) -> f32 {
     }
     return m;
 }
+
+// log Σ_c exp(x_c − m).
+fn log_sum_exp_shifted(base: u32, stride: u32, classes: u32, m: f32) -> f32 {
+    var s = 0.0;
+    for (var c = 0u; c < classes; c++) {
+        s += exp(logits[base + c * stride] - m);
+    }
+    return log(s);
+}

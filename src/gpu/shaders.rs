@@ -21,6 +21,7 @@ const SOURCES: &[(&str, &str)] = sources![
     "copy.wgsl",
     "sigmoid_pointwise.wgsl",
     "softmax_pointwise.wgsl",
+    "overlap.wgsl",
 ];
 
 /// The kernel files (everything outside `lib/`), each a complete module once composed.

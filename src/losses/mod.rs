@@ -5,6 +5,8 @@
 pub mod bce;
 pub mod cross_entropy;
 pub mod focal;
+pub mod generalized_dice;
+pub mod overlap;
 pub mod plan;
 pub(crate) mod pointwise;
 
@@ -17,6 +19,8 @@ use crate::reference::Reference;
 pub use bce::BceConfig;
 pub use cross_entropy::CrossEntropyConfig;
 pub use focal::{FocalConfig, FocalMode};
+pub use generalized_dice::{GeneralizedDiceConfig, WeightType};
+pub use overlap::{Aggregate, Empty, OverlapConfig, OverlapMode, Score, TverskyConfig};
 pub use plan::{LossInputs, LossOutputs, LossPlan, PlanOptions};
 
 /// How per-element (or per-group) losses become the returned value.
@@ -65,6 +69,14 @@ pub enum LossConfig {
     CrossEntropy(CrossEntropyConfig),
     /// Focal loss, sigmoid or softmax.
     Focal(FocalConfig),
+    /// Dice loss.
+    Dice(OverlapConfig),
+    /// Jaccard (soft IoU) loss.
+    Jaccard(OverlapConfig),
+    /// Tversky loss.
+    Tversky(TverskyConfig),
+    /// Generalized dice loss.
+    GeneralizedDice(GeneralizedDiceConfig),
 }
 
 /// The shapes of a loss's inputs, which a plan is made for.
@@ -132,7 +144,7 @@ impl LossConfig {
 
     /// Whether this build implements the loss SPEC.md calls `loss`.
     pub fn implemented(loss: &str) -> bool {
-        matches!(loss, "bce" | "cross_entropy" | "focal")
+        matches!(loss, "bce" | "cross_entropy" | "focal" | "dice" | "jaccard" | "tversky" | "generalized_dice")
     }
 
     /// The loss's SPEC.md name.
@@ -141,6 +153,10 @@ impl LossConfig {
             LossConfig::Bce(_) => "bce",
             LossConfig::CrossEntropy(_) => "cross_entropy",
             LossConfig::Focal(_) => "focal",
+            LossConfig::Dice(_) => "dice",
+            LossConfig::Jaccard(_) => "jaccard",
+            LossConfig::Tversky(_) => "tversky",
+            LossConfig::GeneralizedDice(_) => "generalized_dice",
         }
     }
 
@@ -150,6 +166,10 @@ impl LossConfig {
             LossConfig::Bce(c) => c.validate(),
             LossConfig::CrossEntropy(c) => c.validate(),
             LossConfig::Focal(c) => c.validate(),
+            LossConfig::Dice(c) => c.validate(Score::Dice),
+            LossConfig::Jaccard(c) => c.validate(Score::Jaccard),
+            LossConfig::Tversky(c) => c.validate(),
+            LossConfig::GeneralizedDice(c) => c.validate(),
         }
     }
 
@@ -159,6 +179,10 @@ impl LossConfig {
             LossConfig::Bce(c) => c.check_shapes(shapes),
             LossConfig::CrossEntropy(c) => c.check_shapes(shapes),
             LossConfig::Focal(c) => c.check_shapes(shapes),
+            LossConfig::Dice(c) => c.check_shapes(Score::Dice, shapes),
+            LossConfig::Jaccard(c) => c.check_shapes(Score::Jaccard, shapes),
+            LossConfig::Tversky(c) => c.overlap.check_shapes(c.score(), shapes),
+            LossConfig::GeneralizedDice(c) => c.check_shapes(shapes),
         }
     }
 
@@ -168,6 +192,10 @@ impl LossConfig {
             LossConfig::Bce(c) => c.check_values(inputs),
             LossConfig::CrossEntropy(c) => c.check_values(inputs),
             LossConfig::Focal(c) => c.check_values(inputs),
+            LossConfig::Dice(c) => c.check_values(Score::Dice, inputs),
+            LossConfig::Jaccard(c) => c.check_values(Score::Jaccard, inputs),
+            LossConfig::Tversky(c) => c.overlap.check_values(c.score(), inputs),
+            LossConfig::GeneralizedDice(c) => c.check_values(inputs),
         }
     }
 
@@ -178,6 +206,10 @@ impl LossConfig {
             LossConfig::Bce(c) => c.plan(ctx, shapes, options),
             LossConfig::CrossEntropy(c) => c.plan(ctx, shapes, options),
             LossConfig::Focal(c) => c.plan(ctx, shapes, options),
+            LossConfig::Dice(c) => c.plan(Score::Dice, ctx, shapes, options),
+            LossConfig::Jaccard(c) => c.plan(Score::Jaccard, ctx, shapes, options),
+            LossConfig::Tversky(c) => c.overlap.plan(c.score(), ctx, shapes, options),
+            LossConfig::GeneralizedDice(c) => c.plan(ctx, shapes, options),
         }
     }
 
@@ -190,6 +222,10 @@ impl LossConfig {
             LossConfig::Bce(c) => crate::reference::bce::evaluate(c, inputs),
             LossConfig::CrossEntropy(c) => crate::reference::cross_entropy::evaluate(c, inputs),
             LossConfig::Focal(c) => crate::reference::focal::evaluate(c, inputs),
+            LossConfig::Dice(c) => crate::reference::overlap::evaluate(c, Score::Dice, inputs),
+            LossConfig::Jaccard(c) => crate::reference::overlap::evaluate(c, Score::Jaccard, inputs),
+            LossConfig::Tversky(c) => crate::reference::overlap::evaluate(&c.overlap, c.score(), inputs),
+            LossConfig::GeneralizedDice(c) => crate::reference::generalized_dice::evaluate(c, inputs),
         }
     }
 }
@@ -279,6 +315,9 @@ impl LossConfig {
             LossConfig::CrossEntropy(_) => TargetKind::Classes,
             LossConfig::Focal(c) if c.mode == FocalMode::Multiclass => TargetKind::Classes,
             LossConfig::Focal(_) => TargetKind::Dense,
+            LossConfig::Dice(c) | LossConfig::Jaccard(c) => overlap_target(c.mode),
+            LossConfig::Tversky(c) => overlap_target(c.overlap.mode),
+            LossConfig::GeneralizedDice(c) => overlap_target(c.mode),
         }
     }
 
@@ -288,5 +327,12 @@ impl LossConfig {
         let count = |s: &[usize]| s.iter().product::<usize>() as u64 * 4;
         let weight = shapes.weight.as_deref().map_or(0, count);
         2 * count(&shapes.logits) + count(&shapes.target) + weight
+    }
+}
+
+fn overlap_target(mode: OverlapMode) -> TargetKind {
+    match mode {
+        OverlapMode::Multiclass => TargetKind::Classes,
+        OverlapMode::Binary | OverlapMode::Multilabel => TargetKind::Dense,
     }
 }

@@ -3,7 +3,7 @@
 //! pass, the reduction of its per-tile partial sums, and the final value.
 
 use crate::error::{Error, Result};
-use crate::gpu::chunks::{ElementRange, plan_chunks};
+use crate::gpu::chunks::PixelLayout;
 use crate::gpu::layout::{Chunk, LOSS_TILE};
 use crate::gpu::program::{Program, SlotSpec, Source, Step};
 use crate::gpu::{DType, GpuContext, PooledBuffer};
@@ -58,17 +58,8 @@ impl Pointwise<'_> {
         if total_elems >= 1 << 31 {
             return Err(Error::Limit(format!("{}: {total_elems} logits exceed the 2^31 the kernels index", self.loss)));
         }
-        let align = ctx.inner.offset_alignment;
-        let (c, s) = (self.classes, self.spatial);
-        let logit_range = |a: u64, b: u64| {
-            let (na, sa) = (a / s, a % s);
-            let (nb, sb) = ((b - 1) / s, (b - 1) % s);
-            ElementRange::new(na * c * s + sa, nb * c * s + (c - 1) * s + sb + 1, align)
-        };
-        let pixel_range = |a: u64, b: u64| ElementRange::new(a, b, align);
-        let chunks = plan_chunks(items, 1, ctx.binding_limit(), |a, b| {
-            logit_range(a, b).bytes().max(pixel_range(a, b).bytes())
-        })?;
+        let layout = PixelLayout { images: self.images, classes: self.classes, spatial: self.spatial };
+        let chunks = layout.chunks(items, 1, ctx.binding_limit(), ctx.inner.offset_alignment, |a, b| a..b)?;
 
         let storage = wgpu::BufferUsages::STORAGE;
         let mut scratch: Vec<PooledBuffer> = Vec::new();
@@ -83,7 +74,7 @@ impl Pointwise<'_> {
         let dummy = owned("unused input", &[0u8; 16], storage);
         let dummy_grad = owned("unused grad", &[0u8; 16], storage);
         let dummy_value = owned("unused value", &[0u8; 16], storage);
-        let tiles_total: u64 = chunks.iter().map(|r| (r.end - r.start).div_ceil(LOSS_TILE)).sum();
+        let tiles_total: u64 = chunks.iter().map(|ch| (ch.units.end - ch.units.start).div_ceil(LOSS_TILE)).sum();
         let partials = ctx.scratch("loss partials", tiles_total * 4, storage);
         let (aux, status) = match &self.kernel {
             Kernel::Sigmoid { has_weight: true } => (None, None),
@@ -103,19 +94,10 @@ impl Pointwise<'_> {
         let mut prologue = Vec::new();
         let mut steps = Vec::new();
         let mut tile0 = 0u64;
-        for range in &chunks {
-            let (lr, pr) = (logit_range(range.start, range.end), pixel_range(range.start, range.end));
-            let chunk = Chunk {
-                count: (range.end - range.start) as u32,
-                item0: range.start as u32,
-                tile0: tile0 as u32,
-                first_item: pr.first as u32,
-                first_elem: lr.first as u32,
-                spatial: s as u32,
-                classes: c as u32,
-                _pad: 0,
-            };
-            let groups = (range.end - range.start).div_ceil(LOSS_TILE) as u32;
+        for ch in &chunks {
+            let (lr, pr) = (ch.logits.clone(), ch.pixels.clone());
+            let chunk = layout.chunk_uniform(ch, tile0);
+            let groups = (ch.units.end - ch.units.start).div_ceil(LOSS_TILE) as u32;
             tile0 += groups as u64;
             let params = owned("loss params", &(self.params)(chunk, write_elements, options.grad), wgpu::BufferUsages::UNIFORM);
             let target_range = if value_per_pixel { pr.clone() } else { lr.clone() };

@@ -4,6 +4,8 @@
 pub mod bce;
 pub mod cross_entropy;
 pub mod focal;
+pub mod generalized_dice;
+pub mod overlap;
 
 /// A loss's value and its gradient with respect to the logits, in float64.
 #[derive(Clone, Debug, PartialEq)]

@@ -46,3 +46,23 @@ fn cross_entropy_cases_pass() {
 fn focal_cases_pass() {
     check_loss("focal");
 }
+
+#[test]
+fn dice_cases_pass() {
+    check_loss("dice");
+}
+
+#[test]
+fn jaccard_cases_pass() {
+    check_loss("jaccard");
+}
+
+#[test]
+fn tversky_cases_pass() {
+    check_loss("tversky");
+}
+
+#[test]
+fn generalized_dice_cases_pass() {
+    check_loss("generalized_dice");
+}

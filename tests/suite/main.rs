@@ -7,6 +7,7 @@
 mod common;
 
 mod golden;
+mod overlap;
 mod pointwise;
 mod reduce;
 mod shaders;
