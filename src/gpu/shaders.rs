@@ -21,6 +21,8 @@ const SOURCES: &[(&str, &str)] = sources![
     "copy.wgsl",
     "sigmoid_pointwise.wgsl",
     "softmax_pointwise.wgsl",
+    "box_iou.wgsl",
+    "mask_giou.wgsl",
 ];
 
 /// The kernel files (everything outside `lib/`), each a complete module once composed.

@@ -3,8 +3,10 @@
 //! and the host code that plans its kernels.
 
 pub mod bce;
+pub mod box_iou;
 pub mod cross_entropy;
 pub mod focal;
+pub mod mask_giou;
 pub mod plan;
 pub(crate) mod pointwise;
 
@@ -15,8 +17,10 @@ use crate::gpu::{GpuContext, HostTensor};
 use crate::reference::Reference;
 
 pub use bce::BceConfig;
+pub use box_iou::{BoxIouConfig, BoxIouKind, Degenerate};
 pub use cross_entropy::CrossEntropyConfig;
 pub use focal::{FocalConfig, FocalMode};
+pub use mask_giou::{Enclosing, MaskGiouConfig};
 pub use plan::{LossInputs, LossOutputs, LossPlan, PlanOptions};
 
 /// How per-element (or per-group) losses become the returned value.
@@ -65,6 +69,10 @@ pub enum LossConfig {
     CrossEntropy(CrossEntropyConfig),
     /// Focal loss, sigmoid or softmax.
     Focal(FocalConfig),
+    /// GIoU / DIoU / CIoU of box pairs.
+    BoxIou(BoxIouConfig),
+    /// Generalized IoU of instance masks with a convex-hull or bounding-box enclosing region.
+    MaskGiou(MaskGiouConfig),
 }
 
 /// The shapes of a loss's inputs, which a plan is made for.
@@ -132,7 +140,7 @@ impl LossConfig {
 
     /// Whether this build implements the loss SPEC.md calls `loss`.
     pub fn implemented(loss: &str) -> bool {
-        matches!(loss, "bce" | "cross_entropy" | "focal")
+        matches!(loss, "bce" | "cross_entropy" | "focal" | "box_iou" | "mask_giou")
     }
 
     /// The loss's SPEC.md name.
@@ -141,6 +149,26 @@ impl LossConfig {
             LossConfig::Bce(_) => "bce",
             LossConfig::CrossEntropy(_) => "cross_entropy",
             LossConfig::Focal(_) => "focal",
+            LossConfig::BoxIou(_) => "box_iou",
+            LossConfig::MaskGiou(_) => "mask_giou",
+        }
+    }
+
+    /// What golden cases and error messages call the two inputs that fill
+    /// the logits and target slots: `pred_boxes` and `target_boxes` for
+    /// `box_iou`, `logits` and `target` otherwise.
+    pub fn input_names(&self) -> [&'static str; 2] {
+        match self {
+            LossConfig::BoxIou(_) => ["pred_boxes", "target_boxes"],
+            _ => ["logits", "target"],
+        }
+    }
+
+    /// What a non-zero [`LossPlan::status_buffer`] word means for this loss.
+    pub fn status_rule(&self) -> &'static str {
+        match self {
+            LossConfig::BoxIou(c) => c.status_rule(),
+            _ => "a class index outside [0, C) that is not the ignore value",
         }
     }
 
@@ -150,6 +178,8 @@ impl LossConfig {
             LossConfig::Bce(c) => c.validate(),
             LossConfig::CrossEntropy(c) => c.validate(),
             LossConfig::Focal(c) => c.validate(),
+            LossConfig::BoxIou(c) => c.validate(),
+            LossConfig::MaskGiou(c) => c.validate(),
         }
     }
 
@@ -159,6 +189,8 @@ impl LossConfig {
             LossConfig::Bce(c) => c.check_shapes(shapes),
             LossConfig::CrossEntropy(c) => c.check_shapes(shapes),
             LossConfig::Focal(c) => c.check_shapes(shapes),
+            LossConfig::BoxIou(c) => c.check_shapes(shapes),
+            LossConfig::MaskGiou(c) => c.check_shapes(shapes),
         }
     }
 
@@ -168,6 +200,8 @@ impl LossConfig {
             LossConfig::Bce(c) => c.check_values(inputs),
             LossConfig::CrossEntropy(c) => c.check_values(inputs),
             LossConfig::Focal(c) => c.check_values(inputs),
+            LossConfig::BoxIou(c) => c.check_values(inputs),
+            LossConfig::MaskGiou(c) => c.check_values(inputs),
         }
     }
 
@@ -178,6 +212,8 @@ impl LossConfig {
             LossConfig::Bce(c) => c.plan(ctx, shapes, options),
             LossConfig::CrossEntropy(c) => c.plan(ctx, shapes, options),
             LossConfig::Focal(c) => c.plan(ctx, shapes, options),
+            LossConfig::BoxIou(c) => c.plan(ctx, shapes, options),
+            LossConfig::MaskGiou(c) => c.plan(ctx, shapes, options),
         }
     }
 
@@ -190,6 +226,8 @@ impl LossConfig {
             LossConfig::Bce(c) => crate::reference::bce::evaluate(c, inputs),
             LossConfig::CrossEntropy(c) => crate::reference::cross_entropy::evaluate(c, inputs),
             LossConfig::Focal(c) => crate::reference::focal::evaluate(c, inputs),
+            LossConfig::BoxIou(c) => crate::reference::box_iou::evaluate(c, inputs),
+            LossConfig::MaskGiou(c) => crate::reference::mask_giou::evaluate(c, inputs),
         }
     }
 }

@@ -46,3 +46,13 @@ fn cross_entropy_cases_pass() {
 fn focal_cases_pass() {
     check_loss("focal");
 }
+
+#[test]
+fn box_iou_cases_pass() {
+    check_loss("box_iou");
+}
+
+#[test]
+fn mask_giou_cases_pass() {
+    check_loss("mask_giou");
+}
