@@ -12,7 +12,11 @@
 // on valid boxes this is torchvision's formula; on degenerate boxes (the
 // `degenerate = "clamp"` opt-in) it keeps union ≥ 0, the enclosing area ≥ 0
 // and every quotient finite. In the default mode a degenerate box also sets
-// bit 0 of `status`; a coordinate that is not finite or beyond ±1e15 sets bit 1.
+// bit 0 of `status`; a coordinate that is not finite or beyond ±1e15, or a
+// side in (0, 1e-30), sets bit 1. Within those bounds and eps ≥ 1e-20 every
+// term stays finite: each reciprocal is at most 1e20 (of a sum with eps) or
+// 1e30 (of a side), and multiplies lengths of at most 2e15 or ratios ≤ 1;
+// indicator derivatives are applied with `select`, never as 0·x.
 
 //#include "lib/workgroup.wgsl"
 //#include "lib/loss_io.wgsl"
@@ -44,6 +48,7 @@ const CIOU: u32 = 2u;
 const FOUR_OVER_PI2: f32 = 0.40528473456935108578;
 const HALF_PI: f32 = 1.57079632679489661923;
 const COORD_LIMIT: f32 = 1.0e15;
+const MIN_SIDE: f32 = 1.0e-30;
 
 // ∂max(a, b)/∂a and ∂min(a, b)/∂a, half at a tie.
 fn dmax(a: f32, b: f32) -> f32 {
@@ -54,13 +59,9 @@ fn dmin(a: f32, b: f32) -> f32 {
     return select(select(0.0, 0.5, a == b), 1.0, a < b);
 }
 
-// max(v, 0) and its derivative, 0 at v = 0.
+// max(v, 0); its derivative (1 where v > 0, else 0) is applied with `select`.
 fn pos(v: f32) -> f32 {
     return select(0.0, v, v > 0.0);
-}
-
-fn dpos(v: f32) -> f32 {
-    return select(0.0, 1.0, v > 0.0);
 }
 
 // atan(w/h) for w, h ≥ 0, finite at h = 0.
@@ -108,8 +109,8 @@ fn box_loss(p: vec4<f32>, t: vec4<f32>) -> BoxLoss {
         l += r;
         d_uni -= 1.0 / ace;
         let d_ac = (1.0 - r) / ace;
-        d_cw = d_ac * pos(ch) * dpos(cw);
-        d_ch = d_ac * pos(cw) * dpos(ch);
+        d_cw = select(0.0, d_ac * ch, cw > 0.0);
+        d_ch = select(0.0, d_ac * cw, ch > 0.0);
     } else {
         // + ρ² / (diag(C)² + eps)
         let diag = cw * cw + ch * ch + eps;
@@ -130,10 +131,14 @@ fn box_loss(p: vec4<f32>, t: vec4<f32>) -> BoxLoss {
             let alpha = v / (1.0 - iou + v + eps);
             l += alpha * v;
             let d_angle = -2.0 * FOUR_OVER_PI2 * delta * alpha;
-            let n = w * w + h * h;
             if (h > 0.0) {
-                d_w += d_angle * h / n;
-                d_h -= d_angle * w / n;
+                // ∂atan(q)/∂w = t/h, ∂atan(q)/∂h = −q·t/h with q = w/h, t = 1/(1 + q²),
+                // and q·t = 1/(q + 1/q) where q² would overflow.
+                let q = w / h;
+                let t = 1.0 / (1.0 + q * q);
+                let qt = select(q * t, 1.0 / (q + 1.0 / q), q > 1.0);
+                d_w += (d_angle * t) / h;
+                d_h -= (d_angle * qt) / h;
             }
         }
     }
@@ -147,8 +152,8 @@ fn box_loss(p: vec4<f32>, t: vec4<f32>) -> BoxLoss {
         let d_ih = d_inter * iw;
         g += vec4<f32>(-d_iw * dmax(p.x, t.x), -d_ih * dmax(p.y, t.y), d_iw * dmin(p.z, t.z), d_ih * dmin(p.w, t.w));
     }
-    let gw = d_w * dpos(p.z - p.x);
-    let gh = d_h * dpos(p.w - p.y);
+    let gw = select(0.0, d_w, p.z - p.x > 0.0);
+    let gh = select(0.0, d_h, p.w - p.y > 0.0);
     g += vec4<f32>(-gw, -gh, gw, gh);
     // cw = max(x2, x2') − min(x1, x1')
     g += vec4<f32>(-d_cw * dmin(p.x, t.x), -d_ch * dmin(p.y, t.y), d_cw * dmax(p.z, t.z), d_ch * dmax(p.w, t.w));
@@ -157,7 +162,8 @@ fn box_loss(p: vec4<f32>, t: vec4<f32>) -> BoxLoss {
 
 fn in_range(b: vec4<f32>) -> bool {
     // NaN fails every comparison.
-    return all(abs(b) <= vec4<f32>(COORD_LIMIT));
+    let sides = b.zw - b.xy;
+    return all(abs(b) <= vec4<f32>(COORD_LIMIT)) && !any((sides > vec2<f32>(0.0)) & (sides < vec2<f32>(MIN_SIDE)));
 }
 
 fn proper(b: vec4<f32>) -> bool {

@@ -24,7 +24,7 @@
 // been read); then every thread, for its rows, finds the chain segment
 // holding the row by binary search and rounds the boundary inward with exact
 // integer division. Cross products and interpolations stay below 2^31 since
-// the host ensures (H − 1)·(W − 1) < 2^30. Collinear points are dropped from
+// the host ensures H ≤ 8,192 and W ≤ 65,536. Collinear points are dropped from
 // the chains, which changes no boundary; a hull of one point or of a segment
 // comes out as the lattice points on it.
 //

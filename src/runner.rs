@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 use crate::gpu::tensor::{read_bytes, tensor_usage};
-use crate::gpu::{DType, GpuContext, GpuTensor, HostData, HostTensor};
+use crate::gpu::{DType, GpuContext, GpuTensor, HostTensor};
 use crate::losses::{HostInputs, LossConfig, LossInputs, LossOutputs, LossPlan, PlanOptions};
 
 /// A loss's value and gradient, read back to the host.
@@ -111,11 +111,7 @@ impl Runner {
         let mut extra_values = Vec::new();
         for (name, t, copied) in extras {
             let bytes = read_bytes(ctx, &copied, 0, t.byte_len()).await?;
-            let data = match t.dtype() {
-                DType::F32 => HostData::F32(bytemuck::pod_collect_to_vec(&bytes)),
-                DType::I32 => HostData::I32(bytemuck::pod_collect_to_vec(&bytes)),
-            };
-            extra_values.push((name, HostTensor { shape: t.shape().to_vec(), data }));
+            extra_values.push((name, HostTensor::from_bytes(t.shape(), t.dtype(), &bytes)));
         }
         Ok(LossResult {
             value: value.read_f32_async(ctx).await?,

@@ -18,7 +18,9 @@
 //! enclosing box's area is clamped the same way; a box's aspect angle
 //! `atan(w/h)` is π/2 when `h = 0 < w` and 0 when both are 0. On valid boxes
 //! both modes are torchvision's formulas. Either way a coordinate that is not
-//! finite or lies beyond ±1e15 is an error (bit 1 of the status word).
+//! finite or lies beyond ±1e15, or a positive side shorter than 1e-30, is an
+//! error (bit 1 of the status word): within those bounds, and with
+//! `eps ≥ 1e-20`, every value and gradient is finite in f32.
 
 use bytemuck::{Pod, Zeroable};
 use serde::{Deserialize, Serialize};
@@ -59,8 +61,8 @@ pub enum Degenerate {
 pub struct BoxIouConfig {
     /// `"giou"` (default), `"diou"` or `"ciou"`.
     pub kind: BoxIouKind,
-    /// Added to every denominator; must be positive (CIoU's α is 0/0 without it
-    /// on identical boxes).
+    /// Added to every denominator; at least 1e-20 (CIoU's α is 0/0 without it
+    /// on identical boxes, and 1/eps times the coordinate range must fit f32).
     pub eps: f64,
     /// `"mean"` (over the M boxes), `"sum"` or `"none"` (one value per box).
     pub reduction: Reduction,
@@ -75,9 +77,11 @@ impl Default for BoxIouConfig {
     }
 }
 
-/// Largest coordinate magnitude accepted: squares and products of
-/// differences stay far inside f32's range.
+/// Largest coordinate magnitude accepted: with [`MIN_SIDE`] and `eps ≥ 1e-20`
+/// every term of the kernel's gradient stays inside f32's range.
 pub const COORD_LIMIT: f64 = 1e15;
+/// Shortest positive width or height accepted (0 and negative ones are degenerate).
+pub const MIN_SIDE: f64 = 1e-30;
 
 /// `struct Params` in `box_iou.wgsl`.
 #[repr(C)]
@@ -94,8 +98,9 @@ struct BoxParams {
 
 impl BoxIouConfig {
     pub(crate) fn validate(&self) -> Result<()> {
-        if !(self.eps.is_finite() && self.eps >= 1e-30) {
-            return Err(Error::config("box_iou", format!("eps = {} must be a finite number ≥ 1e-30", self.eps)));
+        // Judged as the f32 the kernel uses, so "1e-20" passes however JSON rounds it.
+        if !(self.eps.is_finite() && self.eps as f32 >= 1e-20) {
+            return Err(Error::config("box_iou", format!("eps = {} must be a finite number ≥ 1e-20", self.eps)));
         }
         Ok(())
     }
@@ -124,12 +129,17 @@ impl BoxIouConfig {
         for (name, t) in [("pred_boxes", inputs.logits), ("target_boxes", inputs.target)] {
             let v = t.as_f32(name)?;
             for (i, b) in v.chunks_exact(4).enumerate() {
-                if let Some(c) = b.iter().find(|c| !(c.abs() as f64 <= COORD_LIMIT)) {
+                if let Some(c) = b.iter().find(|c| !c.is_finite() || c.abs() as f64 > COORD_LIMIT) {
                     return Err(Error::input(format!(
                         "box_iou: {name}[{i}] = {b:?} holds {c}; coordinates must be finite and within ±1e15"
                     )));
                 }
-                if self.degenerate == Degenerate::Error && !(b[2] > b[0] && b[3] > b[1]) {
+                if let Some(side) = [b[2] - b[0], b[3] - b[1]].into_iter().find(|&s| s > 0.0 && (s as f64) < MIN_SIDE) {
+                    return Err(Error::input(format!(
+                        "box_iou: {name}[{i}] = {b:?} has a side of {side}; positive sides must be at least 1e-30"
+                    )));
+                }
+                if self.degenerate == Degenerate::Error && (b[2] <= b[0] || b[3] <= b[1]) {
                     let side = if b[2] <= b[0] { "x2 ≤ x1" } else { "y2 ≤ y1" };
                     return Err(Error::input(format!(
                         "box_iou: {name}[{i}] = {b:?} is degenerate ({side}); boxes need x2 > x1 and y2 > y1, \
@@ -143,7 +153,7 @@ impl BoxIouConfig {
 
     /// What the plan's status word means when non-zero.
     pub(crate) fn status_rule(&self) -> &'static str {
-        "a degenerate box (x2 ≤ x1 or y2 ≤ y1; bit 0) or a coordinate not finite or beyond ±1e15 (bit 1)"
+        "a degenerate box (x2 ≤ x1 or y2 ≤ y1; bit 0), or a coordinate not finite or beyond ±1e15 or a side in (0, 1e-30) (bit 1)"
     }
 
     pub(crate) fn plan(&self, ctx: &GpuContext, shapes: &InputShapes, options: PlanOptions) -> Result<LossPlan> {

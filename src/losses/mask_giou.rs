@@ -20,8 +20,8 @@
 //! - The default `enclosing` is `"convex_hull"`, the seed's definition.
 //! - Limits of the GPU path (errors, not silent results): for `convex_hull`,
 //!   H ≤ 8,192 rows (the hull's loops stay under lavapipe's 65,535 iterations
-//!   per invocation), W ≤ 65,536 and (H − 1)·(W − 1) < 2^30 (exact i32
-//!   cross products); for both, 8·M·H bytes of per-row data within one
+//!   per invocation) and W ≤ 65,536 (so cross products, at most
+//!   2·8,191·65,535, are exact in i32); for both, 8·M·H bytes of per-row data within one
 //!   storage binding and fewer than 2^31 pixels in all.
 
 use bytemuck::{Pod, Zeroable};
@@ -69,7 +69,8 @@ impl Default for MaskGiouConfig {
 
 /// Most rows a `convex_hull` plan takes (see the module docs).
 pub const MAX_HULL_ROWS: usize = 8192;
-/// Most columns a `convex_hull` plan takes (a chain point packs its column in 16 bits).
+/// Most columns a `convex_hull` plan takes: a chain point packs its column in
+/// 16 bits, and with [`MAX_HULL_ROWS`] every cross product fits in i32.
 pub const MAX_HULL_COLUMNS: usize = 65_536;
 
 /// The smallest f32 at or above logit(τ): for an f32 logit x,
@@ -103,7 +104,8 @@ struct Params {
 impl MaskGiouConfig {
     pub(crate) fn validate(&self) -> Result<()> {
         check_range("mask_giou", "threshold", self.threshold, 0.0, 1.0)?;
-        if !(self.eps.is_finite() && self.eps >= 1e-30) {
+        // Judged as the f32 the kernels use, so "1e-30" passes however JSON rounds it.
+        if !(self.eps.is_finite() && self.eps as f32 >= 1e-30) {
             return Err(Error::config("mask_giou", format!("eps = {} must be a finite number ≥ 1e-30", self.eps)));
         }
         Ok(())
@@ -155,10 +157,10 @@ impl MaskGiouConfig {
                      65,535 iterations per GPU invocation); these have {h}. Transpose the masks or use bounding_box"
                 )));
             }
-            if w > MAX_HULL_COLUMNS || (h as u64 - 1) * (w as u64 - 1) >= 1 << 30 {
+            if w > MAX_HULL_COLUMNS {
                 return Err(Error::Limit(format!(
-                    "mask_giou: convex_hull needs W ≤ {MAX_HULL_COLUMNS} and (H − 1)·(W − 1) < 2^30 for exact 32-bit \
-                     hull arithmetic; these masks are {h}×{w}"
+                    "mask_giou: convex_hull takes masks of at most {MAX_HULL_COLUMNS} columns (a hull point packs its \
+                     column in 16 bits); these have {w}. Transpose the masks or use bounding_box"
                 )));
             }
         }

@@ -55,7 +55,13 @@ impl Dual {
     }
 
     fn min(self, o: Dual) -> Self {
-        if self.v < o.v { self } else if self.v > o.v { o } else { Dual::mix(self.v, 0.5, self, 0.5, o) }
+        if self.v < o.v {
+            self
+        } else if self.v > o.v {
+            o
+        } else {
+            Dual::mix(self.v, 0.5, self, 0.5, o)
+        }
     }
 
     /// max(self, 0), with no derivative where self ≤ 0.
@@ -104,18 +110,22 @@ impl Div for Dual {
 
 /// atan(w/h) for w, h ≥ 0, finite where h = 0.
 fn aspect(w: Dual, h: Dual) -> Dual {
-    if h.v > 0.0 {
-        (w / h).atan()
-    } else {
-        Dual::constant(if w.v > 0.0 { FRAC_PI_2 } else { 0.0 })
-    }
+    if h.v > 0.0 { (w / h).atan() } else { Dual::constant(if w.v > 0.0 { FRAC_PI_2 } else { 0.0 }) }
 }
 
-/// One pair's loss and its derivatives w.r.t. the predicted box.
-fn pair_loss(kind: BoxIouKind, eps: f64, pred: &[f64], target: &[f64]) -> Dual {
+/// The pieces of one pair's losses, each with its derivatives w.r.t. the predicted box.
+struct Terms {
+    iou: Dual,
+    giou: Dual,
+    diou: Dual,
+    /// CIoU's aspect-ratio term v.
+    v: Dual,
+}
+
+fn terms(eps: f64, pred: &[f64], target: &[f64]) -> Terms {
     let [x1, y1, x2, y2]: [Dual; 4] = std::array::from_fn(|i| Dual::variable(pred[i], i));
     let [gx1, gy1, gx2, gy2]: [Dual; 4] = std::array::from_fn(|i| Dual::constant(target[i]));
-    let eps_c = Dual::constant(eps);
+    let eps = Dual::constant(eps);
     let one = Dual::constant(1.0);
 
     let (w, h) = ((x2 - x1).positive(), (y2 - y1).positive());
@@ -124,28 +134,30 @@ fn pair_loss(kind: BoxIouKind, eps: f64, pred: &[f64], target: &[f64]) -> Dual {
     let ih = y2.min(gy2) - y1.max(gy1);
     let inter = if iw.v > 0.0 && ih.v > 0.0 { iw * ih } else { Dual::constant(0.0) };
     let union = w * h + gw * gh - inter;
-    let iou = inter / (union + eps_c);
+    let iou = inter / (union + eps);
     // The smallest enclosing box.
     let cw = x2.max(gx2) - x1.min(gx1);
     let ch = y2.max(gy2) - y1.min(gy1);
+    let area_c = cw.positive() * ch.positive();
+    let giou = one - iou + (area_c - union) / (area_c + eps);
+    let rho2 = ((x1 + x2).scale(0.5) - (gx1 + gx2).scale(0.5)).square() + ((y1 + y2).scale(0.5) - (gy1 + gy2).scale(0.5)).square();
+    let diou = one - iou + rho2 / (cw.square() + ch.square() + eps);
+    let v = (aspect(gw, gh) - aspect(w, h)).square().scale(4.0 / (PI * PI));
+    Terms { iou, giou, diou, v }
+}
 
+/// CIoU's α, a constant in the gradient.
+fn ciou_alpha(t: &Terms, eps: f64) -> f64 {
+    t.v.v / (1.0 - t.iou.v + t.v.v + eps)
+}
+
+/// One pair's loss and its derivatives w.r.t. the predicted box.
+fn pair_loss(kind: BoxIouKind, eps: f64, pred: &[f64], target: &[f64]) -> Dual {
+    let t = terms(eps, pred, target);
     match kind {
-        BoxIouKind::Giou => {
-            let area_c = cw.positive() * ch.positive();
-            one - iou + (area_c - union) / (area_c + eps_c)
-        }
-        BoxIouKind::Diou | BoxIouKind::Ciou => {
-            let rho2 = ((x1 + x2).scale(0.5) - (gx1 + gx2).scale(0.5)).square()
-                + ((y1 + y2).scale(0.5) - (gy1 + gy2).scale(0.5)).square();
-            let diag2 = cw.square() + ch.square() + eps_c;
-            let diou = one - iou + rho2 / diag2;
-            if kind == BoxIouKind::Diou {
-                return diou;
-            }
-            let v = (aspect(gw, gh) - aspect(w, h)).square().scale(4.0 / (PI * PI));
-            let alpha = v.v / (1.0 - iou.v + v.v + eps);
-            diou + v.scale(alpha)
-        }
+        BoxIouKind::Giou => t.giou,
+        BoxIouKind::Diou => t.diou,
+        BoxIouKind::Ciou => t.diou + t.v.scale(ciou_alpha(&t, eps)),
     }
 }
 
@@ -163,4 +175,53 @@ pub fn evaluate(config: &BoxIouConfig, inputs: &HostInputs<'_>) -> Result<Refere
     }
     let denominator = if config.reduction == Reduction::Mean { m as f64 } else { 1.0 };
     Ok(reduce(config.reduction, losses, grad, &[m], denominator))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Central differences of `f` at `p` along each coordinate.
+    fn numeric(f: impl Fn(&[f64]) -> f64, p: &[f64]) -> [f64; 4] {
+        std::array::from_fn(|i| {
+            let h = 1e-5;
+            let (mut up, mut down) = (p.to_vec(), p.to_vec());
+            up[i] += h;
+            down[i] -= h;
+            (f(&up) - f(&down)) / (2.0 * h)
+        })
+    }
+
+    fn close(a: [f64; 4], b: [f64; 4]) -> bool {
+        a.iter().zip(&b).all(|(x, y)| (x - y).abs() <= 1e-7 + 1e-6 * y.abs())
+    }
+
+    #[test]
+    fn dual_derivatives_match_finite_differences() {
+        let eps = 1e-7;
+        let pairs: [([f64; 4], [f64; 4]); 4] = [
+            ([1.0, 2.0, 5.0, 7.5], [2.5, 1.0, 6.0, 4.0]),   // overlapping
+            ([0.0, 0.0, 3.0, 2.0], [10.0, 5.0, 14.0, 9.0]), // disjoint
+            ([2.0, 2.0, 9.0, 9.0], [3.0, 4.0, 5.0, 6.0]),   // target inside
+            ([4.2, 1.3, 4.9, 8.8], [1.0, 1.0, 9.0, 2.0]),   // crossing
+        ];
+        for (p, t) in pairs {
+            for kind in [BoxIouKind::Giou, BoxIouKind::Diou] {
+                let analytic = pair_loss(kind, eps, &p, &t).d;
+                let fd = numeric(|q| pair_loss(kind, eps, q, &t).v, &p);
+                assert!(close(analytic, fd), "{kind:?} {p:?}: {analytic:?} vs {fd:?}");
+            }
+            // CIoU's α is a constant of the gradient: differentiate DIoU + α₀·v with α₀ frozen.
+            let alpha = ciou_alpha(&terms(eps, &p, &t), eps);
+            let analytic = pair_loss(BoxIouKind::Ciou, eps, &p, &t).d;
+            let fd = numeric(
+                |q| {
+                    let s = terms(eps, q, &t);
+                    s.diou.v + alpha * s.v.v
+                },
+                &p,
+            );
+            assert!(close(analytic, fd), "ciou {p:?}: {analytic:?} vs {fd:?}");
+        }
+    }
 }

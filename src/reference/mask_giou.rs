@@ -81,16 +81,6 @@ pub fn support(threshold: f64, logits: &[f64], target: &[f64]) -> Vec<bool> {
     logits.iter().zip(target).map(|(&x, &g)| x >= t || g == 1.0).collect()
 }
 
-/// #C of each instance.
-pub fn enclosing_counts(config: &MaskGiouConfig, inputs: &HostInputs<'_>) -> Vec<usize> {
-    let (x, y) = (inputs.logits.to_f64(), inputs.target.to_f64());
-    let (h, w) = (inputs.logits.shape[1], inputs.logits.shape[2]);
-    x.chunks(h * w)
-        .zip(y.chunks(h * w))
-        .map(|(xm, ym)| enclosing_region(&support(config.threshold, xm, ym), h, w, config.enclosing).iter().filter(|&&c| c).count())
-        .collect()
-}
-
 /// Value and gradient of `mask_giou`, with `enclosing_count` (#C per instance) as an extra.
 pub fn evaluate(config: &MaskGiouConfig, inputs: &HostInputs<'_>) -> Result<Reference> {
     let (x, y) = (inputs.logits.to_f64(), inputs.target.to_f64());

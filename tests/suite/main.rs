@@ -6,7 +6,9 @@
 
 mod common;
 
+mod box_iou;
 mod golden;
+mod mask_giou;
 mod pointwise;
 mod reduce;
 mod shaders;
