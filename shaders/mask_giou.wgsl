@@ -243,6 +243,8 @@ fn enclose(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
             atomicMax(&col_max, atomicLoad(&extents[at + 1u]) - 1u);
         }
     }
+    // Every read of the extents above comes before the chains overwrite them.
+    storageBarrier();
     workgroupBarrier();
     let r0 = atomicLoad(&row_min);
     let r1 = atomicLoad(&row_max);

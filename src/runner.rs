@@ -91,13 +91,14 @@ impl Runner {
         // The status word and the extras live in the plan, which other threads
         // may be recording too: copy this call's into its own buffers in the
         // same submission.
-        let copy = |encoder: &mut wgpu::CommandEncoder, src: &wgpu::Buffer, len: u64| {
+        let copy = |encoder: &mut wgpu::CommandEncoder, src: &wgpu::Buffer, offset: u64, len: u64| {
             let b = ctx.scratch("segloss readback copy", len.max(4), tensor_usage());
-            encoder.copy_buffer_to_buffer(src, 0, &b, 0, len);
+            encoder.copy_buffer_to_buffer(src, offset, &b, 0, len);
             b
         };
-        let status = plan.status_buffer().map(|s| copy(&mut encoder, s, 4));
-        let extras: Vec<_> = plan.extras().map(|(name, t)| (name, t, copy(&mut encoder, t.buffer(), t.byte_len()))).collect();
+        let status = plan.status_buffer().map(|s| copy(&mut encoder, s, 0, 4));
+        let extras: Vec<_> =
+            plan.extras().map(|(name, t)| (name, t, copy(&mut encoder, t.buffer(), t.offset(), t.byte_len()))).collect();
         ctx.queue().submit([encoder.finish()]);
         if let Some(e) = scope.pop().await {
             return Err(Error::Device(format!("{}: {e}", config.name())));
