@@ -3,7 +3,6 @@
 //! `SEGLOSS_BENCH_SCALE=0.25` shrinks the spatial extents for a quick look.
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use segloss::losses::TargetKind;
 use segloss::{DType, GpuContext, GpuTensor, HostInputs, InputShapes, LossConfig, LossInputs, LossOutputs, PlanOptions, samples};
 
 fn bench(c: &mut Criterion) {
@@ -21,14 +20,9 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("pointwise");
     group.sample_size(10);
     for (name, shape, losses) in workloads {
-        let mut rng = samples::rng(0);
-        let logits = samples::logits(&mut rng, &shape, 1.0);
         for json in losses {
             let config = LossConfig::from_json(json).unwrap();
-            let target = match config.target_kind() {
-                TargetKind::Classes => samples::class_targets(&mut rng, &shape).unwrap(),
-                TargetKind::Dense => samples::dense_targets(&mut rng, &shape).unwrap(),
-            };
+            let (logits, target) = samples::inputs(&config, &shape, &mut samples::rng(0)).unwrap();
             let id = format!("{}/{name}", config.name());
             let plan = config.plan(&ctx, &InputShapes::new(&shape, &target.shape), PlanOptions::default()).unwrap();
             let (x, y) = (GpuTensor::from_host(&ctx, &logits), GpuTensor::from_host(&ctx, &target));

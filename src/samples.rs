@@ -8,6 +8,7 @@ use rand_distr::{Distribution, StandardNormal};
 
 use crate::error::Result;
 use crate::gpu::HostTensor;
+use crate::losses::{LossConfig, TargetKind};
 
 /// A seeded generator.
 pub fn rng(seed: u64) -> StdRng {
@@ -54,12 +55,39 @@ pub fn class_targets(rng: &mut StdRng, logits_shape: &[usize]) -> Result<HostTen
     HostTensor::i32(&shape, blobs(rng, &shape, logits_shape[1].max(2)))
 }
 
-/// Dense {0, 1} targets of the logits' shape, from blobs (each channel its own map).
+/// Dense {0, 1} targets of the logits' shape `[N, C, S…]`, from blobs (each channel its own map).
 pub fn dense_targets(rng: &mut StdRng, logits_shape: &[usize]) -> Result<HostTensor> {
-    let maps: Vec<usize> = std::iter::once(logits_shape[0] * logits_shape.get(1).copied().unwrap_or(1))
-        .chain(logits_shape.iter().skip(2).copied())
-        .collect();
-    let maps = if logits_shape.len() < 3 { vec![1, logits_shape.iter().product()] } else { maps };
+    let maps: Vec<usize> = if logits_shape.len() >= 3 {
+        std::iter::once(logits_shape[0] * logits_shape[1]).chain(logits_shape[2..].iter().copied()).collect()
+    } else {
+        vec![1, logits_shape.iter().product()]
+    };
     let data = blobs(rng, &maps, 2).into_iter().map(|v| v as f32).collect();
     HostTensor::f32(logits_shape, data)
+}
+
+/// `m` boxes `(x1, y1, x2, y2)` as anchor_bench.py draws them: a corner in
+/// [0, 100)², sides in [1, 41).
+pub fn boxes(rng: &mut StdRng, m: usize) -> Result<HostTensor> {
+    let mut data = Vec::with_capacity(m * 4);
+    for _ in 0..m {
+        let (x, y) = (rng.random::<f32>() * 100.0, rng.random::<f32>() * 100.0);
+        let (w, h) = (1.0 + rng.random::<f32>() * 40.0, 1.0 + rng.random::<f32>() * 40.0);
+        data.extend([x, y, x + w, y + h]);
+    }
+    HostTensor::f32(&[m, 4], data)
+}
+
+/// Inputs for `config` whose logits (or predicted boxes) have `shape`:
+/// the logits-slot tensor and the target.
+pub fn inputs(config: &LossConfig, shape: &[usize], rng: &mut StdRng) -> Result<(HostTensor, HostTensor)> {
+    Ok(match config.target_kind() {
+        TargetKind::Classes => (logits(rng, shape, 3.0), class_targets(rng, shape)?),
+        TargetKind::Dense => (logits(rng, shape, 3.0), dense_targets(rng, shape)?),
+        TargetKind::Masks => {
+            let masks = blobs(rng, shape, 2).into_iter().map(|v| v as f32).collect();
+            (logits(rng, shape, 3.0), HostTensor::f32(shape, masks)?)
+        }
+        TargetKind::Boxes => (boxes(rng, shape[0])?, boxes(rng, shape[0])?),
+    })
 }

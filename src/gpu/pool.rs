@@ -55,7 +55,10 @@ impl GpuContext {
     /// Borrows a buffer of at least `size` bytes with `usage` from the pool,
     /// creating one only when none is free.
     pub fn scratch(&self, label: &str, size: u64, usage: wgpu::BufferUsages) -> PooledBuffer {
-        let key = (size_class(size), usage.bits());
+        // A request that fits one binding gets a buffer that does too, so it can be bound whole.
+        let limit = self.binding_limit();
+        let class = if size <= limit { size_class(size).min(limit) } else { size_class(size) };
+        let key = (class, usage.bits());
         let reused = {
             let mut free = self.inner.pool.free.lock().unwrap_or_else(|e| e.into_inner());
             free.get_mut(&key).and_then(Vec::pop)

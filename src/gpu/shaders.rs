@@ -22,6 +22,8 @@ const SOURCES: &[(&str, &str)] = sources![
     "sigmoid_pointwise.wgsl",
     "softmax_pointwise.wgsl",
     "overlap.wgsl",
+    "box_iou.wgsl",
+    "mask_giou.wgsl",
 ];
 
 /// The kernel files (everything outside `lib/`), each a complete module once composed.

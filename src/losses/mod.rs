@@ -3,10 +3,12 @@
 //! and the host code that plans its kernels.
 
 pub mod bce;
+pub mod box_iou;
 pub mod cross_entropy;
 pub mod focal;
 pub mod generalized_dice;
 pub mod overlap;
+pub mod mask_giou;
 pub mod plan;
 pub(crate) mod pointwise;
 
@@ -17,10 +19,12 @@ use crate::gpu::{GpuContext, HostTensor};
 use crate::reference::Reference;
 
 pub use bce::BceConfig;
+pub use box_iou::{BoxIouConfig, BoxIouKind, Degenerate};
 pub use cross_entropy::CrossEntropyConfig;
 pub use focal::{FocalConfig, FocalMode};
 pub use generalized_dice::{GeneralizedDiceConfig, WeightType};
 pub use overlap::{Aggregate, Empty, OverlapConfig, OverlapMode, Score, TverskyConfig};
+pub use mask_giou::{Enclosing, MaskGiouConfig};
 pub use plan::{LossInputs, LossOutputs, LossPlan, PlanOptions};
 
 /// How per-element (or per-group) losses become the returned value.
@@ -77,6 +81,10 @@ pub enum LossConfig {
     Tversky(TverskyConfig),
     /// Generalized dice loss.
     GeneralizedDice(GeneralizedDiceConfig),
+    /// GIoU / DIoU / CIoU of box pairs.
+    BoxIou(BoxIouConfig),
+    /// Generalized IoU of instance masks with a convex-hull or bounding-box enclosing region.
+    MaskGiou(MaskGiouConfig),
 }
 
 /// The shapes of a loss's inputs, which a plan is made for.
@@ -144,7 +152,10 @@ impl LossConfig {
 
     /// Whether this build implements the loss SPEC.md calls `loss`.
     pub fn implemented(loss: &str) -> bool {
-        matches!(loss, "bce" | "cross_entropy" | "focal" | "dice" | "jaccard" | "tversky" | "generalized_dice")
+        matches!(
+            loss,
+            "bce" | "cross_entropy" | "focal" | "dice" | "jaccard" | "tversky" | "generalized_dice" | "box_iou" | "mask_giou"
+        )
     }
 
     /// The loss's SPEC.md name.
@@ -157,6 +168,26 @@ impl LossConfig {
             LossConfig::Jaccard(_) => "jaccard",
             LossConfig::Tversky(_) => "tversky",
             LossConfig::GeneralizedDice(_) => "generalized_dice",
+            LossConfig::BoxIou(_) => "box_iou",
+            LossConfig::MaskGiou(_) => "mask_giou",
+        }
+    }
+
+    /// What golden cases and error messages call the two inputs that fill
+    /// the logits and target slots: `pred_boxes` and `target_boxes` for
+    /// `box_iou`, `logits` and `target` otherwise.
+    pub fn input_names(&self) -> [&'static str; 2] {
+        match self {
+            LossConfig::BoxIou(_) => ["pred_boxes", "target_boxes"],
+            _ => ["logits", "target"],
+        }
+    }
+
+    /// What a non-zero [`LossPlan::status_buffer`] word means for this loss.
+    pub fn status_rule(&self) -> &'static str {
+        match self {
+            LossConfig::BoxIou(c) => c.status_rule(),
+            _ => "a class index outside [0, C) that is not the ignore value",
         }
     }
 
@@ -170,6 +201,8 @@ impl LossConfig {
             LossConfig::Jaccard(c) => c.validate(Score::Jaccard),
             LossConfig::Tversky(c) => c.validate(),
             LossConfig::GeneralizedDice(c) => c.validate(),
+            LossConfig::BoxIou(c) => c.validate(),
+            LossConfig::MaskGiou(c) => c.validate(),
         }
     }
 
@@ -183,6 +216,8 @@ impl LossConfig {
             LossConfig::Jaccard(c) => c.check_shapes(Score::Jaccard, shapes),
             LossConfig::Tversky(c) => c.overlap.check_shapes(c.score(), shapes),
             LossConfig::GeneralizedDice(c) => c.check_shapes(shapes),
+            LossConfig::BoxIou(c) => c.check_shapes(shapes),
+            LossConfig::MaskGiou(c) => c.check_shapes(shapes),
         }
     }
 
@@ -196,6 +231,8 @@ impl LossConfig {
             LossConfig::Jaccard(c) => c.check_values(Score::Jaccard, inputs),
             LossConfig::Tversky(c) => c.overlap.check_values(c.score(), inputs),
             LossConfig::GeneralizedDice(c) => c.check_values(inputs),
+            LossConfig::BoxIou(c) => c.check_values(inputs),
+            LossConfig::MaskGiou(c) => c.check_values(inputs),
         }
     }
 
@@ -210,6 +247,8 @@ impl LossConfig {
             LossConfig::Jaccard(c) => c.plan(Score::Jaccard, ctx, shapes, options),
             LossConfig::Tversky(c) => c.overlap.plan(c.score(), ctx, shapes, options),
             LossConfig::GeneralizedDice(c) => c.plan(ctx, shapes, options),
+            LossConfig::BoxIou(c) => c.plan(ctx, shapes, options),
+            LossConfig::MaskGiou(c) => c.plan(ctx, shapes, options),
         }
     }
 
@@ -226,6 +265,8 @@ impl LossConfig {
             LossConfig::Jaccard(c) => crate::reference::overlap::evaluate(c, Score::Jaccard, inputs),
             LossConfig::Tversky(c) => crate::reference::overlap::evaluate(&c.overlap, c.score(), inputs),
             LossConfig::GeneralizedDice(c) => crate::reference::generalized_dice::evaluate(c, inputs),
+            LossConfig::BoxIou(c) => crate::reference::box_iou::evaluate(c, inputs),
+            LossConfig::MaskGiou(c) => crate::reference::mask_giou::evaluate(c, inputs),
         }
     }
 }
@@ -305,6 +346,10 @@ pub enum TargetKind {
     Dense,
     /// i32 class indices `[N, S…]`.
     Classes,
+    /// f32 boxes `[M, 4]`, `(x1, y1, x2, y2)` with positive sides.
+    Boxes,
+    /// f32 instance masks `[M, H, W]` in {0, 1}.
+    Masks,
 }
 
 impl LossConfig {
@@ -318,6 +363,8 @@ impl LossConfig {
             LossConfig::Dice(c) | LossConfig::Jaccard(c) => overlap_target(c.mode),
             LossConfig::Tversky(c) => overlap_target(c.overlap.mode),
             LossConfig::GeneralizedDice(c) => overlap_target(c.mode),
+            LossConfig::BoxIou(_) => TargetKind::Boxes,
+            LossConfig::MaskGiou(_) => TargetKind::Masks,
         }
     }
 

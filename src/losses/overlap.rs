@@ -554,6 +554,7 @@ impl OverlapPlan<'_> {
             status: softmax.then_some(status),
             value_shape: self.value_shape.clone(),
             options,
+            extras: Vec::new(),
             _scratch: scratch,
         })
     }

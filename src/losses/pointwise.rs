@@ -1,6 +1,7 @@
 //! The host side shared by the per-pixel losses (`bce`, `cross_entropy`,
-//! `focal`): chunking the pixels over bindings, one fused value-and-gradient
-//! pass, the reduction of its per-tile partial sums, and the final value.
+//! `focal`) and the per-box `box_iou`: chunking the items over bindings, one
+//! fused value-and-gradient pass, the reduction of its per-tile partial sums,
+//! and the final value.
 
 use crate::error::{Error, Result};
 use crate::gpu::chunks::PixelLayout;
@@ -16,12 +17,35 @@ use crate::primitives::reduce::{Place, record_segmented_sum};
 /// cuts an invocation after 65,535 loop iterations.
 pub(crate) const MAX_CLASSES: usize = 2048;
 
-/// Which of the two fused kernels, and what it binds beside logits and targets.
+/// Which fused kernel, and what it binds beside logits and targets.
 pub(crate) enum Kernel {
     /// `sigmoid_pointwise.wgsl`: element-wise; targets f32; optional per-element weights.
     Sigmoid { has_weight: bool },
     /// `softmax_pointwise.wgsl`: per pixel over C classes; i32 labels; class weights.
     Softmax { class_weights: Vec<f32> },
+    /// `box_iou.wgsl`: per box (`[M, 4]` as N = M, C = 4, S = 1); f32 target
+    /// boxes; one value per box; a status word for degenerate boxes.
+    Boxes,
+}
+
+impl Kernel {
+    /// Shader file, target dtype, whether targets are per item (else per
+    /// element), whether "none" values are per item (else per element).
+    fn layout(&self) -> (&'static str, DType, bool, bool) {
+        match self {
+            Kernel::Sigmoid { .. } => ("sigmoid_pointwise.wgsl", DType::F32, false, false),
+            Kernel::Softmax { .. } => ("softmax_pointwise.wgsl", DType::I32, true, true),
+            Kernel::Boxes => ("box_iou.wgsl", DType::F32, false, true),
+        }
+    }
+
+    /// What error messages call the logits and the targets.
+    fn slot_names(&self) -> (&'static str, &'static str) {
+        match self {
+            Kernel::Boxes => ("pred_boxes", "target_boxes"),
+            _ => ("logits", "target"),
+        }
+    }
 }
 
 /// What a mean divides by.
@@ -76,18 +100,18 @@ impl Pointwise<'_> {
         let dummy_value = owned("unused value", &[0u8; 16], storage);
         let tiles_total: u64 = chunks.iter().map(|ch| (ch.units.end - ch.units.start).div_ceil(LOSS_TILE)).sum();
         let partials = ctx.scratch("loss partials", tiles_total * 4, storage);
+        let status_buffer = || owned("loss status", &[0u8; 4], storage | wgpu::BufferUsages::COPY_SRC);
+        // Binding 5: the caller's weights (None), a plan buffer, or nothing (the kernel has none).
         let (aux, status) = match &self.kernel {
             Kernel::Sigmoid { has_weight: true } => (None, None),
-            Kernel::Sigmoid { has_weight: false } => (Some(dummy.clone()), None),
+            Kernel::Sigmoid { has_weight: false } => (Some(Some(dummy.clone())), None),
             Kernel::Softmax { class_weights } => (
-                Some(owned("class weights", bytemuck::cast_slice(class_weights), storage)),
-                Some(owned("loss status", &[0u8; 4], storage | wgpu::BufferUsages::COPY_SRC)),
+                Some(Some(owned("class weights", bytemuck::cast_slice(class_weights), storage))),
+                Some(status_buffer()),
             ),
+            Kernel::Boxes => (Some(None), Some(status_buffer())),
         };
-        let (file, target_dtype, value_per_pixel) = match self.kernel {
-            Kernel::Sigmoid { .. } => ("sigmoid_pointwise.wgsl", DType::F32, false),
-            Kernel::Softmax { .. } => ("softmax_pointwise.wgsl", DType::I32, true),
-        };
+        let (file, target_dtype, target_per_pixel, value_per_pixel) = self.kernel.layout();
         let write_elements = self.reduction == Reduction::None;
         let main = ctx.kernel(file, "main", &[])?;
 
@@ -100,10 +124,11 @@ impl Pointwise<'_> {
             let groups = (ch.units.end - ch.units.start).div_ceil(LOSS_TILE) as u32;
             tile0 += groups as u64;
             let params = owned("loss params", &(self.params)(chunk, write_elements, options.grad), wgpu::BufferUsages::UNIFORM);
-            let target_range = if value_per_pixel { pr.clone() } else { lr.clone() };
+            let target_range = if target_per_pixel { pr.clone() } else { lr.clone() };
             let aux_source = match &aux {
-                Some(b) => Source::Owned(b.clone()),
-                None => Source::Slot(slot::WEIGHT, Some(lr.clone())),
+                Some(Some(b)) => Some(Source::Owned(b.clone())),
+                Some(None) => None,
+                None => Some(Source::Slot(slot::WEIGHT, Some(lr.clone()))),
             };
             let mut sources = vec![
                 (0, Source::Owned(params.clone())),
@@ -111,7 +136,9 @@ impl Pointwise<'_> {
                 (2, Source::Owned(denom.clone())),
                 (3, Source::Slot(slot::LOGITS, Some(lr.clone()))),
                 (4, Source::Slot(slot::TARGET, Some(target_range.clone()))),
-                (5, aux_source),
+            ];
+            sources.extend(aux_source.map(|a| (5, a)));
+            sources.extend([
                 (6, if options.grad { Source::Slot(slot::GRAD, Some(lr.clone())) } else { Source::Owned(dummy_grad.clone()) }),
                 (7, if write_elements {
                     Source::Slot(slot::VALUE, Some(if value_per_pixel { pr.clone() } else { lr.clone() }))
@@ -119,7 +146,7 @@ impl Pointwise<'_> {
                     Source::Owned(dummy_value.clone())
                 }),
                 (8, Source::Owned(partials.buffer().clone())),
-            ];
+            ]);
             if let Some(status) = &status {
                 sources.push((9, Source::Owned(status.clone())));
             }
@@ -130,7 +157,7 @@ impl Pointwise<'_> {
                     sources: vec![
                         (0, Source::Owned(params.clone())),
                         (4, Source::Slot(slot::TARGET, Some(target_range))),
-                        (5, Source::Owned(aux.clone().expect("class weights"))),
+                        (5, Source::Owned(aux.clone().flatten().expect("class weights"))),
                         (8, Source::Owned(partials.buffer().clone())),
                         (9, Source::Owned(status.clone().expect("status"))),
                     ],
@@ -145,7 +172,13 @@ impl Pointwise<'_> {
             scratch.extend(record_segmented_sum(ctx, &mut prologue, partial_place.clone(), 1, tiles_total, Place::Owned(denom.clone()))?);
         }
         let value_shape = if write_elements {
-            if value_per_pixel { self.target_shape.to_vec() } else { self.logits_shape.to_vec() }
+            if value_per_pixel {
+                // The logits without their class axis: [N, S…].
+                let l = self.logits_shape;
+                std::iter::once(l[0]).chain(l[2..].iter().copied()).collect()
+            } else {
+                self.logits_shape.to_vec()
+            }
         } else {
             let sums = ctx.scratch("loss sum", 4, storage);
             scratch.extend(record_segmented_sum(ctx, &mut steps, partial_place, 1, tiles_total, Place::Owned(sums.buffer().clone()))?);
@@ -166,9 +199,10 @@ impl Pointwise<'_> {
         prologue.extend(steps);
 
         let has_weight = matches!(self.kernel, Kernel::Sigmoid { has_weight: true });
+        let (logits_name, target_name) = self.kernel.slot_names();
         let slots = vec![
-            SlotSpec { name: "logits", shape: self.logits_shape.to_vec(), dtype: DType::F32, written: false, required: true },
-            SlotSpec { name: "target", shape: self.target_shape.to_vec(), dtype: target_dtype, written: false, required: true },
+            SlotSpec { name: logits_name, shape: self.logits_shape.to_vec(), dtype: DType::F32, written: false, required: true },
+            SlotSpec { name: target_name, shape: self.target_shape.to_vec(), dtype: target_dtype, written: false, required: true },
             SlotSpec { name: "weight", shape: self.logits_shape.to_vec(), dtype: DType::F32, written: false, required: has_weight },
             SlotSpec { name: "grad", shape: self.logits_shape.to_vec(), dtype: DType::F32, written: true, required: options.grad },
             SlotSpec { name: "value", shape: value_shape.clone(), dtype: DType::F32, written: true, required: true },
@@ -181,6 +215,7 @@ impl Pointwise<'_> {
             value_shape,
             options,
             _scratch: scratch,
+            extras: Vec::new(),
         })
     }
 }

@@ -49,7 +49,7 @@ pub fn evaluate(config: &GeneralizedDiceConfig, inputs: &HostInputs<'_>) -> Resu
     }
     let grad = el.backward(&coef, aggregate, false);
     Ok(match config.reduction {
-        Reduction::None => Reference { value_shape: vec![units], value: losses, grad },
-        _ => Reference { value: vec![r * losses.iter().sum::<f64>()], value_shape: vec![1], grad },
+        Reduction::None => Reference { value_shape: vec![units], value: losses, grad, ..Default::default() },
+        _ => Reference { value: vec![r * losses.iter().sum::<f64>()], value_shape: vec![1], grad, ..Default::default() },
     })
 }

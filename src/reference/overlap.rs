@@ -186,8 +186,8 @@ pub fn evaluate(config: &OverlapConfig, score: Score, inputs: &HostInputs<'_>) -
     Ok(match config.reduction {
         Reduction::None => {
             let value_shape = if aggregate == Aggregate::Image { vec![el.n, c_kept] } else { vec![c_kept] };
-            Reference { value: losses, value_shape, grad }
+            Reference { value: losses, value_shape, grad, ..Default::default() }
         }
-        _ => Reference { value: vec![value], value_shape: vec![1], grad },
+        _ => Reference { value: vec![value], value_shape: vec![1], grad, ..Default::default() },
     })
 }

@@ -66,3 +66,13 @@ fn tversky_cases_pass() {
 fn generalized_dice_cases_pass() {
     check_loss("generalized_dice");
 }
+
+#[test]
+fn box_iou_cases_pass() {
+    check_loss("box_iou");
+}
+
+#[test]
+fn mask_giou_cases_pass() {
+    check_loss("mask_giou");
+}

@@ -6,8 +6,10 @@
 
 mod common;
 
+mod box_iou;
 mod golden;
 mod overlap;
+mod mask_giou;
 mod pointwise;
 mod reduce;
 mod shaders;

@@ -4,8 +4,7 @@
 
 use std::time::Instant;
 
-use segloss::losses::TargetKind;
-use segloss::{DType, GpuContext, GpuTensor, HostTensor, InputShapes, LossConfig, LossInputs, LossOutputs, PlanOptions, Result, samples};
+use segloss::{DType, GpuContext, GpuTensor, InputShapes, LossConfig, LossInputs, LossOutputs, PlanOptions, Result, samples};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -148,18 +147,11 @@ pub fn run(args: &Args) -> Result<bool> {
         if !args.workload.is_empty() && !args.workload.iter().any(|n| n == w.name) {
             continue;
         }
-        let mut rng = samples::rng(0);
-        let logits = samples::logits(&mut rng, &w.shape, 1.0);
-        let classes = samples::class_targets(&mut rng, &w.shape)?;
-        let dense = if w.shape[1] == 1 { Some(samples::dense_targets(&mut rng, &w.shape)?) } else { None };
-        let logits_gpu = GpuTensor::from_host(&ctx, &logits);
         for (loss, json) in w.losses {
             let config = LossConfig::from_json(json)?;
-            let target: &HostTensor = match config.target_kind() {
-                TargetKind::Classes => &classes,
-                TargetKind::Dense => dense.as_ref().expect("dense targets for one-channel workloads"),
-            };
-            let target_gpu = GpuTensor::from_host(&ctx, target);
+            let (logits, target) = samples::inputs(&config, &w.shape, &mut samples::rng(0))?;
+            let logits_gpu = GpuTensor::from_host(&ctx, &logits);
+            let target_gpu = GpuTensor::from_host(&ctx, &target);
             let shapes = InputShapes::new(&w.shape, &target.shape);
             let plan = config.plan(&ctx, &shapes, PlanOptions::default())?;
             let value = GpuTensor::zeros(&ctx, plan.value_shape(), DType::F32);

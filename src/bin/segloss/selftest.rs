@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use segloss::golden::compare;
-use segloss::losses::TargetKind;
 use segloss::{GpuContext, HostInputs, LossConfig, Result, Runner, samples};
 
 /// (loss configuration, logits shape): each mode on a 2D and a 3D or odd shape.
@@ -35,12 +34,7 @@ pub fn run(seed: u64) -> Result<bool> {
     let mut rows: BTreeMap<&'static str, Row> = BTreeMap::new();
     for (i, (json, shape)) in CASES.iter().enumerate() {
         let config = LossConfig::from_json(json)?;
-        let mut rng = samples::rng(seed + i as u64);
-        let logits = samples::logits(&mut rng, shape, 3.0);
-        let target = match config.target_kind() {
-            TargetKind::Classes => samples::class_targets(&mut rng, shape)?,
-            TargetKind::Dense => samples::dense_targets(&mut rng, shape)?,
-        };
+        let (logits, target) = samples::inputs(&config, shape, &mut samples::rng(seed + i as u64))?;
         let inputs = HostInputs { logits: &logits, target: &target, weight: None };
         runner.compute(&config, inputs)?; // compiles the pipelines, fills the pools
         let t = Instant::now();
