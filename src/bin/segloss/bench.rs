@@ -30,6 +30,14 @@ struct Workload {
     losses: &'static [(&'static str, &'static str)],
 }
 
+/// The losses anchor_bench.py runs on its multiclass workloads.
+const MULTICLASS: &[(&str, &str)] = &[
+    ("cross_entropy", r#"{"loss": "cross_entropy", "params": {}}"#),
+    ("focal", r#"{"loss": "focal", "params": {"mode": "multiclass", "gamma": 2.0}}"#),
+    ("dice", r#"{"loss": "dice", "params": {"mode": "multiclass"}}"#),
+    ("generalized_dice", r#"{"loss": "generalized_dice", "params": {"mode": "multiclass"}}"#),
+];
+
 fn workloads(scale: f64) -> Vec<Workload> {
     let s = |v: usize| ((v as f64 * scale).round() as usize).max(1);
     vec![
@@ -39,23 +47,20 @@ fn workloads(scale: f64) -> Vec<Workload> {
             losses: &[
                 ("bce", r#"{"loss": "bce", "params": {}}"#),
                 ("focal", r#"{"loss": "focal", "params": {"mode": "binary", "gamma": 2.0, "alpha": 0.25}}"#),
+                ("dice", r#"{"loss": "dice", "params": {"mode": "binary"}}"#),
             ],
         },
+        Workload { name: "semantic-8x19x256", shape: vec![8, 19, s(256), s(256)], losses: MULTICLASS },
+        Workload { name: "volume-2x4x64x128", shape: vec![2, 4, s(64), s(128), s(128)], losses: MULTICLASS },
         Workload {
-            name: "semantic-8x19x256",
-            shape: vec![8, 19, s(256), s(256)],
-            losses: &[
-                ("cross_entropy", r#"{"loss": "cross_entropy", "params": {}}"#),
-                ("focal", r#"{"loss": "focal", "params": {"mode": "multiclass", "gamma": 2.0}}"#),
-            ],
+            name: "boxes-100k",
+            shape: vec![s(100_000), 4],
+            losses: &[("box_iou", r#"{"loss": "box_iou", "params": {"kind": "giou"}}"#)],
         },
         Workload {
-            name: "volume-2x4x64x128",
-            shape: vec![2, 4, s(64), s(128), s(128)],
-            losses: &[
-                ("cross_entropy", r#"{"loss": "cross_entropy", "params": {}}"#),
-                ("focal", r#"{"loss": "focal", "params": {"mode": "multiclass", "gamma": 2.0}}"#),
-            ],
+            name: "instances-256x112",
+            shape: vec![256, s(112), s(112)],
+            losses: &[("mask_giou", r#"{"loss": "mask_giou", "params": {"enclosing": "convex_hull"}}"#)],
         },
     ]
 }

@@ -18,6 +18,20 @@ const CASES: &[(&str, &[usize])] = &[
     (r#"{"loss": "focal", "params": {"mode": "binary"}}"#, &[4, 1, 128, 96]),
     (r#"{"loss": "focal", "params": {"mode": "multilabel", "gamma": 0.5, "alpha": null, "reduction": "sum"}}"#, &[2, 3, 16, 16, 16]),
     (r#"{"loss": "focal", "params": {"mode": "multiclass", "gamma": 3.0, "reduction": "none"}}"#, &[2, 6, 77, 65]),
+    (r#"{"loss": "dice", "params": {}}"#, &[4, 5, 96, 80]),
+    (r#"{"loss": "dice", "params": {"mode": "binary", "squared": true, "aggregate": "batch", "log_loss": true}}"#, &[2, 1, 16, 40, 33]),
+    (r#"{"loss": "dice", "params": {"mode": "multilabel", "empty": "zero", "reduction": "none"}}"#, &[3, 3, 50, 61]),
+    (r#"{"loss": "jaccard", "params": {"include_background": false, "ignore_index": 0}}"#, &[2, 4, 70, 70]),
+    (r#"{"loss": "jaccard", "params": {"aggregate": "batch", "class_weights": [0.1, 1, 2]}}"#, &[2, 3, 12, 30, 30]),
+    (r#"{"loss": "tversky", "params": {"alpha": 0.3, "beta": 0.7}}"#, &[3, 4, 64, 64]),
+    (r#"{"loss": "tversky", "params": {"mode": "binary", "alpha": 0.7, "beta": 0.3, "reduction": "sum"}}"#, &[2, 1, 8, 32, 32]),
+    (r#"{"loss": "generalized_dice", "params": {}}"#, &[4, 5, 96, 80]),
+    (r#"{"loss": "generalized_dice", "params": {"weight_type": "simple", "aggregate": "batch"}}"#, &[2, 3, 10, 30, 30]),
+    (r#"{"loss": "box_iou", "params": {"kind": "giou"}}"#, &[5000, 4]),
+    (r#"{"loss": "box_iou", "params": {"kind": "diou", "reduction": "sum"}}"#, &[777, 4]),
+    (r#"{"loss": "box_iou", "params": {"kind": "ciou", "reduction": "none"}}"#, &[1000, 4]),
+    (r#"{"loss": "mask_giou", "params": {}}"#, &[64, 56, 56]),
+    (r#"{"loss": "mask_giou", "params": {"enclosing": "bounding_box", "threshold": 0.3, "reduction": "none"}}"#, &[16, 100, 37]),
 ];
 
 #[derive(Default)]
