@@ -178,14 +178,13 @@ fn main(
 ) {
     let tile = linear_workgroup(wid, nwg);
     let ch = params.chunk;
-    if (tile * WG_SIZE * ITEMS >= ch.count) {
+    if (tile_is_past(tile, ch.count)) {
         return;
     }
-    let d = denom[0];
-    let out_scale = io.scale * select(0.0, 1.0 / d, d > 0.0);
+    let out_scale = mean_scale(io.scale, denom[0]);
     var acc = 0.0;
     for (var k = 0u; k < ITEMS; k++) {
-        let i = tile * WG_SIZE * ITEMS + k * WG_SIZE + lid;
+        let i = tile_item(tile, k, lid);
         if (i < ch.count) {
             let b = ch.item0 + i;
             let e = b - ch.first_elem / 4u;

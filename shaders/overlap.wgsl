@@ -240,13 +240,13 @@ fn pixel_grad(
 ) {
     let tile = linear_workgroup(wid, nwg);
     let ch = px.chunk;
-    if (tile * WG_SIZE * ITEMS >= ch.count) {
+    if (tile_is_past(tile, ch.count)) {
         return;
     }
     let spatial = ch.spatial;
     let classes = ch.classes;
     for (var k = 0u; k < ITEMS; k++) {
-        let i = tile * WG_SIZE * ITEMS + k * WG_SIZE + lid;
+        let i = tile_item(tile, k, lid);
         if (i >= ch.count) {
             break;
         }

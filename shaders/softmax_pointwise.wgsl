@@ -62,17 +62,15 @@ fn main(
 ) {
     let tile = linear_workgroup(wid, nwg);
     let ch = params.chunk;
-    if (tile * WG_SIZE * ITEMS >= ch.count) {
+    if (tile_is_past(tile, ch.count)) {
         return;
     }
-    let d = denom[0];
-    let inv = select(0.0, 1.0 / d, d > 0.0);
-    let out_scale = io.scale * inv;
+    let out_scale = mean_scale(io.scale, denom[0]);
     let classes = ch.classes;
     let eps_c = params.smoothing / f32(classes);
     var acc = 0.0;
     for (var k = 0u; k < ITEMS; k++) {
-        let i = tile * WG_SIZE * ITEMS + k * WG_SIZE + lid;
+        let i = tile_item(tile, k, lid);
         if (i < ch.count) {
             let pixel = ch.item0 + i;
             let n = pixel / ch.spatial;
@@ -146,12 +144,12 @@ fn weight_sum(
 ) {
     let tile = linear_workgroup(wid, nwg);
     let ch = params.chunk;
-    if (tile * WG_SIZE * ITEMS >= ch.count) {
+    if (tile_is_past(tile, ch.count)) {
         return;
     }
     var acc = 0.0;
     for (var k = 0u; k < ITEMS; k++) {
-        let i = tile * WG_SIZE * ITEMS + k * WG_SIZE + lid;
+        let i = tile_item(tile, k, lid);
         if (i < ch.count) {
             let y = class_of(i);
             if (y >= 0) {

@@ -183,7 +183,7 @@ impl BoxIouConfig {
             classes: 4,
             spatial: 1,
             reduction: self.reduction,
-            denominator: Denominator::Constant(if self.reduction == Reduction::Mean { boxes as f64 } else { 1.0 }),
+            denominator: Denominator::mean_over(self.reduction, boxes as usize),
             params: &params,
         }
         .plan(ctx, options)

@@ -56,6 +56,13 @@ pub(crate) enum Denominator {
     LabelWeights,
 }
 
+impl Denominator {
+    /// `count` for the mean, 1 for the sum and for no reduction.
+    pub fn mean_over(reduction: Reduction, count: usize) -> Self {
+        Denominator::Constant(if reduction == Reduction::Mean { count as f64 } else { 1.0 })
+    }
+}
+
 /// A per-pixel loss to plan: `[N, C, S]` logits (C = 1 and S = numel for
 /// element-wise kernels), with the kernel's own uniform bytes per chunk.
 pub(crate) struct Pointwise<'a> {
