@@ -45,24 +45,23 @@ fn main(
 ) {
     let tile = linear_workgroup(wid, nwg);
     let ch = params.chunk;
-    if (tile * WG_SIZE * ITEMS >= ch.count) {
+    if (tile_is_past(tile, ch.count)) {
         return;
     }
-    let d = denom[0];
-    let inv = select(0.0, 1.0 / d, d > 0.0);
-    let out_scale = io.scale * inv;
+    let out_scale = mean_scale(io.scale, denom[0]);
     var acc = 0.0;
     for (var k = 0u; k < ITEMS; k++) {
-        let i = tile * WG_SIZE * ITEMS + k * WG_SIZE + lid;
+        let i = tile_item(tile, k, lid);
         if (i < ch.count) {
             let e = ch.item0 + i - ch.first_elem;
             let x = logits[e];
             let y = targets[e];
-            let p = sigmoid(x);
-            let one_minus_p = sigmoid(-x);
+            let parts = sigmoid_parts(x);
+            let p = parts.p;
+            let one_minus_p = parts.q;
             let a = params.pos_coef;
             let b = params.neg_coef;
-            var ce = a * y * softplus(-x) + b * (1.0 - y) * softplus(x);
+            var ce = a * y * parts.softplus_neg + b * (1.0 - y) * parts.softplus_pos;
             var dce = b * (1.0 - y) * p - a * y * one_minus_p;
             var w = 1.0;
             if (params.has_weight != 0u) {
@@ -78,10 +77,10 @@ fn main(
                 var log_q: f32;
                 var r: f32;
                 if (y == 1.0) {
-                    log_q = -softplus(x);
+                    log_q = -parts.softplus_pos;
                     r = p;
                 } else if (y == 0.0) {
-                    log_q = -softplus(-x);
+                    log_q = -parts.softplus_neg;
                     r = one_minus_p;
                 } else {
                     let q = p * (1.0 - y) + one_minus_p * y;

@@ -62,17 +62,15 @@ fn main(
 ) {
     let tile = linear_workgroup(wid, nwg);
     let ch = params.chunk;
-    if (tile * WG_SIZE * ITEMS >= ch.count) {
+    if (tile_is_past(tile, ch.count)) {
         return;
     }
-    let d = denom[0];
-    let inv = select(0.0, 1.0 / d, d > 0.0);
-    let out_scale = io.scale * inv;
+    let out_scale = mean_scale(io.scale, denom[0]);
     let classes = ch.classes;
     let eps_c = params.smoothing / f32(classes);
     var acc = 0.0;
     for (var k = 0u; k < ITEMS; k++) {
-        let i = tile * WG_SIZE * ITEMS + k * WG_SIZE + lid;
+        let i = tile_item(tile, k, lid);
         if (i < ch.count) {
             let pixel = ch.item0 + i;
             let n = pixel / ch.spatial;
@@ -80,20 +78,26 @@ fn main(
             let y = class_of(i);
             var l = 0.0;
             if (y >= 0) {
+                // One pass for the normaliser, q = Σ_{c≠y} p_c (accurate where 1 − p_y
+                // would cancel) and Σ_c w_c·(m − x_c), which with W·log s gives Σ_c w_c·(−lp_c).
                 let m = class_max(base, ch.spatial, classes);
-                let log_s = log_sum_exp_shifted(base, ch.spatial, classes, m);
+                var s = 0.0;
+                var q_raw = 0.0;
+                var weighted_gap = 0.0;
+                for (var c = 0u; c < classes; c++) {
+                    let x = logits[base + c * ch.spatial];
+                    let e = exp(x - m);
+                    s += e;
+                    if (c != u32(y)) {
+                        q_raw += e;
+                    }
+                    weighted_gap += class_weights[c] * (m - x);
+                }
+                let log_s = log(s);
                 let lp_y = logits[base + u32(y) * ch.spatial] - m - log_s;
                 let p_y = exp(lp_y);
-                // q = Σ_{c≠y} p_c, accurate where 1 − p_y would cancel.
-                var q = 0.0;
-                var smooth_sum = 0.0;  // Σ_c w_c·(−lp_c)
-                for (var c = 0u; c < classes; c++) {
-                    let lp = logits[base + c * ch.spatial] - m - log_s;
-                    if (c != u32(y)) {
-                        q += exp(lp);
-                    }
-                    smooth_sum -= class_weights[c] * lp;
-                }
+                let q = q_raw / s;
+                let smooth_sum = weighted_gap + params.weight_total * log_s;
                 let w_y = class_weights[y];
                 let f = pow_from_log(log(q), params.gamma);
                 l = (1.0 - params.smoothing) * w_y * f * (-lp_y) + eps_c * smooth_sum;
@@ -140,12 +144,12 @@ fn weight_sum(
 ) {
     let tile = linear_workgroup(wid, nwg);
     let ch = params.chunk;
-    if (tile * WG_SIZE * ITEMS >= ch.count) {
+    if (tile_is_past(tile, ch.count)) {
         return;
     }
     var acc = 0.0;
     for (var k = 0u; k < ITEMS; k++) {
-        let i = tile * WG_SIZE * ITEMS + k * WG_SIZE + lid;
+        let i = tile_item(tile, k, lid);
         if (i < ch.count) {
             let y = class_of(i);
             if (y >= 0) {

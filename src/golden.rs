@@ -27,6 +27,13 @@ pub struct JsonTensor {
     pub data: Vec<f64>,
 }
 
+impl JsonTensor {
+    /// Whether the elements are integers (compared exactly).
+    pub fn is_integer(&self) -> bool {
+        self.dtype.starts_with('i') || self.dtype.starts_with('u')
+    }
+}
+
 /// Per-case tolerance for the float32 GPU result.
 #[derive(Clone, Copy, Debug, Deserialize)]
 pub struct Tolerance {
@@ -106,6 +113,19 @@ impl GoldenCase {
         }
     }
 
+    /// Every expected tensor beside `loss` and `grad` (`enclosing_count`,
+    /// `distance`), by name: what the reference's and the plan's extras must match.
+    pub fn expected_extras(&self) -> Result<Vec<(String, JsonTensor)>> {
+        let Value::Object(fields) = &self.expected else {
+            return Err(Error::Golden { file: self.id.clone(), message: "expected is not an object".into() });
+        };
+        fields
+            .iter()
+            .filter(|(k, _)| *k != "loss" && *k != "grad")
+            .map(|(k, v)| Ok((k.clone(), tensor_of(v).map_err(|e| Error::Golden { file: self.id.clone(), message: format!("expected.{k}: {e}") })?)))
+            .collect()
+    }
+
     /// The expected gradient, flattened.
     pub fn expected_grad(&self) -> Result<Vec<f64>> {
         match self.expected.get("grad") {
@@ -168,7 +188,9 @@ pub enum Outcome {
 }
 
 /// Runs one case through the float64 reference (held to 1e-8 relative) and,
-/// with a runner, the GPU (held to the case's tolerance).
+/// with a runner, the GPU (held to the case's tolerance). The inputs are
+/// looked up by [`LossConfig::input_names`]; every expected field beside
+/// `loss` and `grad` must match the extra of that name (integers exactly).
 pub fn check_case(case: &GoldenCase, runner: Option<&Runner>) -> Result<Outcome> {
     if !LossConfig::implemented(&case.loss) {
         if !crate::losses::SPEC_LOSSES.contains(&case.loss.as_str()) {
@@ -177,20 +199,32 @@ pub fn check_case(case: &GoldenCase, runner: Option<&Runner>) -> Result<Outcome>
         return Ok(Outcome::Skip(format!("{} is not implemented yet", case.loss)));
     }
     let config = LossConfig::from_parts(&case.loss, case.params.clone())?;
-    let (logits, target) = match (case.input("logits")?, case.input("target")?) {
+    let [logits_name, target_name] = config.input_names();
+    let (logits, target) = match (case.input(logits_name)?, case.input(target_name)?) {
         (Some(l), Some(t)) => (l, t),
-        _ => return Err(Error::Golden { file: case.id.clone(), message: "needs inputs logits and target".into() }),
+        _ => {
+            let message = format!("needs inputs {logits_name} and {target_name}");
+            return Err(Error::Golden { file: case.id.clone(), message });
+        }
     };
     let weight = case.input("weight")?;
     let inputs = HostInputs { logits: &logits, target: &target, weight: weight.as_ref() };
     let exp_loss = case.expected_loss()?;
     let exp_grad = case.expected_grad()?;
+    let exp_extras = case.expected_extras()?;
 
     let reference = config.reference(&inputs)?;
-    let checks = [
+    let mut checks = vec![
         compare("loss", &reference.value, &exp_loss, REFERENCE_RTOL, REFERENCE_ATOL, false),
         compare("grad", &reference.grad, &exp_grad, REFERENCE_RTOL, REFERENCE_ATOL, true),
     ];
+    for (name, expected) in &exp_extras {
+        let Some((_, got)) = reference.extras.iter().find(|(n, _)| n == name) else {
+            return Ok(Outcome::Fail(format!("the reference does not report expected.{name}")));
+        };
+        let (rtol, atol) = if expected.is_integer() { (0.0, 0.0) } else { (REFERENCE_RTOL, REFERENCE_ATOL) };
+        checks.push(compare(name, got, &expected.data, rtol, atol, false));
+    }
     if let Some(m) = checks.iter().find(|m| m.ratio > 1.0) {
         return Ok(Outcome::Fail(format!("reference {}", describe(m))));
     }
@@ -200,10 +234,17 @@ pub fn check_case(case: &GoldenCase, runner: Option<&Runner>) -> Result<Outcome>
     let gpu = runner.compute(&config, inputs)?;
     let widen = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
     let tol = case.tolerance;
-    let checks = [
+    let mut checks = vec![
         compare("loss", &widen(&gpu.value), &exp_loss, tol.rtol, tol.atol, false),
         compare("grad", &widen(&gpu.grad), &exp_grad, tol.rtol, tol.atol, true),
     ];
+    for (name, expected) in &exp_extras {
+        let Some((_, got)) = gpu.extras.iter().find(|(n, _)| n == name) else {
+            return Ok(Outcome::Fail(format!("the GPU plan does not report expected.{name}")));
+        };
+        let (rtol, atol) = if expected.is_integer() { (0.0, 0.0) } else { (tol.rtol, tol.atol) };
+        checks.push(compare(name, &got.to_f64(), &expected.data, rtol, atol, false));
+    }
     if let Some(m) = checks.iter().find(|m| m.ratio > 1.0) {
         return Ok(Outcome::Fail(format!("gpu {}", describe(m))));
     }

@@ -29,6 +29,7 @@ pub mod losses;
 pub mod primitives;
 pub mod reference;
 pub mod runner;
+pub mod samples;
 
 pub use error::{Error, Result};
 pub use gpu::{ContextOptions, DType, GpuContext, GpuTensor, HostData, HostTensor, PooledBuffer};

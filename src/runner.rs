@@ -19,6 +19,9 @@ pub struct LossResult {
     pub value_shape: Vec<usize>,
     /// ∂(Σ value)/∂logits, the logits' shape.
     pub grad: Vec<f32>,
+    /// The plan's named extra results ([`LossPlan::extra`]), read back:
+    /// `mask_giou`'s `enclosing_count` (i32).
+    pub extras: Vec<(&'static str, HostTensor)>,
 }
 
 /// Runs losses on host data, keeping one plan per (loss, shapes).
@@ -85,20 +88,37 @@ impl Runner {
             LossInputs { logits: &logits, target: &target, weight: weight.as_ref().map(|w| &w.0), distance: None },
             LossOutputs { value: &value, grad: Some(&grad) },
         )?;
+        // The status word and the extras live in the plan, which other threads
+        // may be recording too: copy this call's into its own buffers in the
+        // same submission.
+        let copy = |encoder: &mut wgpu::CommandEncoder, src: &wgpu::Buffer, offset: u64, len: u64| {
+            let b = ctx.scratch("segloss readback copy", len.max(4), tensor_usage());
+            encoder.copy_buffer_to_buffer(src, offset, &b, 0, len);
+            b
+        };
+        let status = plan.status_buffer().map(|s| copy(&mut encoder, s, 0, 4));
+        let extras: Vec<_> =
+            plan.extras().map(|(name, t)| (name, t, copy(&mut encoder, t.buffer(), t.offset(), t.byte_len()))).collect();
         ctx.queue().submit([encoder.finish()]);
         if let Some(e) = scope.pop().await {
             return Err(Error::Device(format!("{}: {e}", config.name())));
         }
-        if let Some(status) = plan.status_buffer() {
-            let flags = read_bytes(ctx, status, 0, 4).await?;
+        if let Some(status) = status {
+            let flags = read_bytes(ctx, &status, 0, 4).await?;
             if flags != [0, 0, 0, 0] {
-                return Err(Error::input(format!("{}: a class index outside [0, C) that is not the ignore value", config.name())));
+                return Err(Error::input(format!("{}: {}", config.name(), config.status_rule())));
             }
+        }
+        let mut extra_values = Vec::new();
+        for (name, t, copied) in extras {
+            let bytes = read_bytes(ctx, &copied, 0, t.byte_len()).await?;
+            extra_values.push((name, HostTensor::from_bytes(t.shape(), t.dtype(), &bytes)));
         }
         Ok(LossResult {
             value: value.read_f32_async(ctx).await?,
             value_shape: plan.value_shape().to_vec(),
             grad: grad.read_f32_async(ctx).await?,
+            extras: extra_values,
         })
     }
 

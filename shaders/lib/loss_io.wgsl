@@ -1,5 +1,7 @@
 // The uniforms every loss kernel shares. Rust twins: `gpu::layout::{Chunk, LossIo}`.
 
+//#include "lib/workgroup.wgsl"
+
 // One chunk of a loss's work: a run of items (pixels, or elements) whose
 // bindings fit the device (see gpu/chunks.rs). Items live in an [N, S]
 // space; logit-shaped tensors are [N, C, S].
@@ -26,3 +28,20 @@ struct LossIo {
 
 // Items per thread; a workgroup reduces one tile of WG_SIZE * ITEMS items.
 const ITEMS: u32 = 4u;
+
+// Whether tile `tile` lies past the chunk's items (the overhang of a 2D-folded dispatch).
+fn tile_is_past(tile: u32, count: u32) -> bool {
+    return tile * WG_SIZE * ITEMS >= count;
+}
+
+// Chunk-relative item that thread `lid` takes on its k-th step through tile `tile`
+// (strided by WG_SIZE, so neighbouring threads touch neighbouring items).
+fn tile_item(tile: u32, k: u32, lid: u32) -> u32 {
+    return tile * WG_SIZE * ITEMS + k * WG_SIZE + lid;
+}
+
+// The factor on a term's gradient: its weight over the mean's denominator,
+// 0 when that is 0 (a mean over nothing).
+fn mean_scale(scale: f32, denominator: f32) -> f32 {
+    return scale * select(0.0, 1.0 / denominator, denominator > 0.0);
+}

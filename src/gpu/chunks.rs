@@ -4,6 +4,7 @@
 use std::ops::Range;
 
 use crate::error::{Error, Result};
+use crate::gpu::layout::Chunk;
 
 /// Workgroups per dispatch dimension that every device accepts.
 pub(crate) const MAX_GROUPS_PER_DIM: u32 = 65_535;
@@ -77,6 +78,88 @@ pub(crate) fn plan_chunks(
     Ok(chunks)
 }
 
+/// Tensors laid out as `[N, C, S]` (logits, dense targets, gradients) beside
+/// `[N, S]` ones (class indices, per-pixel values), seen as N·S pixels
+/// numbered `n·S + s`, each with C values at stride S.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct PixelLayout {
+    pub images: u64,
+    pub classes: u64,
+    pub spatial: u64,
+}
+
+/// One chunk of work: units `units` (pixels, tiles, …), and the bindings
+/// that cover their pixels in `[N, C, S]` and `[N, S]` tensors.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct PixelChunk {
+    pub units: Range<u64>,
+    pub logits: ElementRange,
+    pub pixels: ElementRange,
+}
+
+impl PixelLayout {
+    /// N·S.
+    pub fn pixels(&self) -> u64 {
+        self.images * self.spatial
+    }
+
+    /// The binding of an `[N, C, S]` tensor that holds every class of pixels `[a, b)`.
+    pub fn logit_range(&self, a: u64, b: u64, align: u64) -> ElementRange {
+        let (c, s) = (self.classes, self.spatial);
+        let (na, sa) = (a / s, a % s);
+        let (nb, sb) = ((b - 1) / s, (b - 1) % s);
+        ElementRange::new(na * c * s + sa, nb * c * s + (c - 1) * s + sb + 1, align)
+    }
+
+    /// The binding of an `[N, S]` tensor that holds pixels `[a, b)`.
+    pub fn pixel_range(&self, a: u64, b: u64, align: u64) -> ElementRange {
+        ElementRange::new(a, b, align)
+    }
+
+    /// Splits `units` consecutive work units into chunks whose `[N, C, S]`
+    /// and `[N, S]` bindings each fit in `limit` bytes. Units `[a, b)` cover
+    /// pixels `cover(a, b)` (a range that grows with b); chunk starts are
+    /// multiples of `quantum`.
+    pub fn chunks(
+        &self,
+        units: u64,
+        quantum: u64,
+        limit: u64,
+        align: u64,
+        cover: impl Fn(u64, u64) -> Range<u64>,
+    ) -> Result<Vec<PixelChunk>> {
+        let ranges = |a: u64, b: u64| {
+            let px = cover(a, b);
+            (self.logit_range(px.start, px.end, align), self.pixel_range(px.start, px.end, align))
+        };
+        let chunks = plan_chunks(units, quantum, limit, |a, b| {
+            let (l, p) = ranges(a, b);
+            l.bytes().max(p.bytes())
+        })?;
+        Ok(chunks
+            .into_iter()
+            .map(|units| {
+                let (logits, pixels) = ranges(units.start, units.end);
+                PixelChunk { units, logits, pixels }
+            })
+            .collect())
+    }
+
+    /// The `Chunk` uniform of a chunk: `count` and `item0` in its units.
+    pub fn chunk_uniform(&self, chunk: &PixelChunk, tile0: u64) -> Chunk {
+        Chunk {
+            count: (chunk.units.end - chunk.units.start) as u32,
+            item0: chunk.units.start as u32,
+            tile0: tile0 as u32,
+            first_item: chunk.pixels.first as u32,
+            first_elem: chunk.logits.first as u32,
+            spatial: self.spatial as u32,
+            classes: self.classes as u32,
+            _pad: 0,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,6 +186,25 @@ mod tests {
         }
         for c in &chunks {
             assert!(span(c.start, c.end) <= 40_000);
+        }
+    }
+
+    #[test]
+    fn pixel_chunks_bind_every_class_of_their_pixels() {
+        let layout = PixelLayout { images: 3, classes: 5, spatial: 1000 };
+        let chunks = layout.chunks(layout.pixels(), 64, 32768, 256, |a, b| a..b).unwrap();
+        assert!(chunks.len() > 2);
+        assert_eq!(chunks.last().unwrap().units.end, 3000);
+        for ch in &chunks {
+            assert!(ch.logits.bytes() <= 32768 && ch.pixels.bytes() <= 32768);
+            for px in [ch.units.start, ch.units.end - 1] {
+                let (n, s) = (px / 1000, px % 1000);
+                for c in 0..5 {
+                    let e = n * 5000 + c * 1000 + s;
+                    assert!(ch.logits.first <= e && e < ch.logits.end);
+                }
+                assert!(ch.pixels.first <= px && px < ch.pixels.end);
+            }
         }
     }
 

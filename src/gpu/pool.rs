@@ -42,11 +42,12 @@ impl Drop for PooledBuffer {
     }
 }
 
-/// Rounds a request up to one of eight steps per power of two, so buffers
-/// are shared between similar sizes while wasting at most 12.5 %.
+/// Rounds a request up to one of eight steps between consecutive powers of
+/// two, so buffers are shared between similar sizes while wasting at most
+/// 12.5 % (or 256 bytes).
 fn size_class(size: u64) -> u64 {
     let size = size.max(256);
-    let step = (size.next_power_of_two() / 8).max(256);
+    let step = (size.next_power_of_two() / 16).max(256);
     size.next_multiple_of(step)
 }
 
@@ -54,7 +55,10 @@ impl GpuContext {
     /// Borrows a buffer of at least `size` bytes with `usage` from the pool,
     /// creating one only when none is free.
     pub fn scratch(&self, label: &str, size: u64, usage: wgpu::BufferUsages) -> PooledBuffer {
-        let key = (size_class(size), usage.bits());
+        // A request that fits one binding gets a buffer that does too, so it can be bound whole.
+        let limit = self.binding_limit();
+        let class = if size <= limit { size_class(size).min(limit) } else { size_class(size) };
+        let key = (class, usage.bits());
         let reused = {
             let mut free = self.inner.pool.free.lock().unwrap_or_else(|e| e.into_inner());
             free.get_mut(&key).and_then(Vec::pop)

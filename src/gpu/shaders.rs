@@ -25,6 +25,9 @@ const SOURCES: &[(&str, &str)] = sources![
     "sigmoid_pointwise.wgsl",
     "softmax_pointwise.wgsl",
     "lovasz.wgsl",
+    "overlap.wgsl",
+    "box_iou.wgsl",
+    "mask_giou.wgsl",
 ];
 
 /// The kernel files (everything outside `lib/`), each a complete module once composed.
@@ -63,4 +66,9 @@ fn expand(name: &str, out: &mut String, seen: &mut Vec<String>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The copy kernel `segloss bench` measures losses against.
+pub fn copy_pipeline(ctx: &crate::GpuContext) -> Result<wgpu::ComputePipeline> {
+    Ok(ctx.kernel("copy.wgsl", "copy", &[])?.pipeline.clone())
 }

@@ -100,6 +100,17 @@ impl GpuTensor {
         let bytes = read_bytes(ctx, &self.buffer, self.offset, self.byte_len()).await?;
         Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
+
+    /// Reads the tensor back with its own element type, blocking.
+    pub fn read_host(&self, ctx: &GpuContext) -> Result<HostTensor> {
+        pollster::block_on(self.read_host_async(ctx))
+    }
+
+    /// Reads the tensor back with its own element type.
+    pub async fn read_host_async(&self, ctx: &GpuContext) -> Result<HostTensor> {
+        let bytes = read_bytes(ctx, &self.buffer, self.offset, self.byte_len()).await?;
+        Ok(HostTensor::from_bytes(&self.shape, self.dtype, &bytes))
+    }
 }
 
 pub(crate) fn tensor_usage() -> wgpu::BufferUsages {
@@ -202,6 +213,15 @@ impl HostTensor {
             HostData::F32(_) => DType::F32,
             HostData::I32(_) => DType::I32,
         }
+    }
+
+    /// A tensor of `shape` and `dtype` from its raw bytes (as [`HostTensor::bytes`] gives them).
+    pub(crate) fn from_bytes(shape: &[usize], dtype: DType, bytes: &[u8]) -> Self {
+        let data = match dtype {
+            DType::F32 => HostData::F32(bytemuck::pod_collect_to_vec(bytes)),
+            DType::I32 => HostData::I32(bytemuck::pod_collect_to_vec(bytes)),
+        };
+        HostTensor { shape: shape.to_vec(), data }
     }
 
     /// The raw bytes.

@@ -113,7 +113,7 @@ impl BceConfig {
             classes: 1,
             spatial: numel,
             reduction: self.reduction,
-            denominator: Denominator::Constant(if self.reduction == Reduction::Mean { numel as f64 } else { 1.0 }),
+            denominator: Denominator::mean_over(self.reduction, numel as usize),
             params: &params,
         }
         .plan(ctx, options)

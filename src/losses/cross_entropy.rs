@@ -97,8 +97,7 @@ impl CrossEntropyConfig {
         // The mean's denominator depends on the labels only when some pixels weigh other than 1.
         let denominator = match self.reduction {
             Reduction::Mean if self.class_weights.is_some() || self.ignore_index.is_some() => Denominator::LabelWeights,
-            Reduction::Mean => Denominator::Constant((n * s) as f64),
-            _ => Denominator::Constant(1.0),
+            _ => Denominator::mean_over(self.reduction, n * s),
         };
         let (smoothing, ignore, w) = (self.label_smoothing, self.ignore_index, weights.clone());
         let params = move |chunk, write_elements: bool, write_grad: bool| {

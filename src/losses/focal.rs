@@ -113,10 +113,6 @@ impl FocalConfig {
     pub(crate) fn plan(&self, ctx: &GpuContext, shapes: &InputShapes, options: PlanOptions) -> Result<LossPlan> {
         self.check_shapes(shapes)?;
         let gamma = self.gamma;
-        let pixels_mean = |pixels: usize| match self.reduction {
-            Reduction::Mean => Denominator::Constant(pixels as f64),
-            _ => Denominator::Constant(1.0),
-        };
         if self.mode == FocalMode::Multiclass {
             let (n, c, s) = class_layout("focal", shapes)?;
             let weights = weights_or_ones(&self.class_weights, c);
@@ -133,7 +129,7 @@ impl FocalConfig {
                 classes: c as u64,
                 spatial: s as u64,
                 reduction: self.reduction,
-                denominator: pixels_mean(n * s),
+                denominator: Denominator::mean_over(self.reduction, n * s),
                 params: &params,
             }
             .plan(ctx, options);
@@ -163,7 +159,7 @@ impl FocalConfig {
             classes: 1,
             spatial: numel as u64,
             reduction: self.reduction,
-            denominator: pixels_mean(numel),
+            denominator: Denominator::mean_over(self.reduction, numel),
             params: &params,
         }
         .plan(ctx, options)

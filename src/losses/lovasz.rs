@@ -406,6 +406,7 @@ impl Lovasz<'_> {
             value_shape: vec![1],
             options,
             _scratch: scratch,
+            extras: Vec::new(),
         })
     }
 }

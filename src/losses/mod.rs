@@ -3,9 +3,13 @@
 //! and the host code that plans its kernels.
 
 pub mod bce;
+pub mod box_iou;
 pub mod cross_entropy;
 pub mod focal;
 pub mod lovasz;
+pub mod generalized_dice;
+pub mod overlap;
+pub mod mask_giou;
 pub mod plan;
 pub(crate) mod pointwise;
 
@@ -16,9 +20,13 @@ use crate::gpu::{GpuContext, HostTensor};
 use crate::reference::Reference;
 
 pub use bce::BceConfig;
+pub use box_iou::{BoxIouConfig, BoxIouKind, Degenerate};
 pub use cross_entropy::CrossEntropyConfig;
 pub use focal::{FocalConfig, FocalMode};
 pub use lovasz::{LovaszClasses, LovaszHingeConfig, LovaszSoftmaxConfig};
+pub use generalized_dice::{GeneralizedDiceConfig, WeightType};
+pub use overlap::{Aggregate, Empty, OverlapConfig, OverlapMode, Score, TverskyConfig};
+pub use mask_giou::{Enclosing, MaskGiouConfig};
 pub use plan::{LossInputs, LossOutputs, LossPlan, PlanOptions};
 
 /// How per-element (or per-group) losses become the returned value.
@@ -71,6 +79,18 @@ pub enum LossConfig {
     LovaszSoftmax(LovaszSoftmaxConfig),
     /// Lovász hinge: the binary Jaccard loss's Lovász extension over hinge errors.
     LovaszHinge(LovaszHingeConfig),
+    /// Dice loss.
+    Dice(OverlapConfig),
+    /// Jaccard (soft IoU) loss.
+    Jaccard(OverlapConfig),
+    /// Tversky loss.
+    Tversky(TverskyConfig),
+    /// Generalized dice loss.
+    GeneralizedDice(GeneralizedDiceConfig),
+    /// GIoU / DIoU / CIoU of box pairs.
+    BoxIou(BoxIouConfig),
+    /// Generalized IoU of instance masks with a convex-hull or bounding-box enclosing region.
+    MaskGiou(MaskGiouConfig),
 }
 
 /// The shapes of a loss's inputs, which a plan is made for.
@@ -138,7 +158,20 @@ impl LossConfig {
 
     /// Whether this build implements the loss SPEC.md calls `loss`.
     pub fn implemented(loss: &str) -> bool {
-        matches!(loss, "bce" | "cross_entropy" | "focal" | "lovasz_softmax" | "lovasz_hinge")
+        matches!(
+            loss,
+            "bce"
+                | "cross_entropy"
+                | "focal"
+                | "dice"
+                | "jaccard"
+                | "tversky"
+                | "generalized_dice"
+                | "box_iou"
+                | "mask_giou"
+                | "lovasz_softmax"
+                | "lovasz_hinge"
+        )
     }
 
     /// The loss's SPEC.md name.
@@ -149,6 +182,30 @@ impl LossConfig {
             LossConfig::Focal(_) => "focal",
             LossConfig::LovaszSoftmax(_) => "lovasz_softmax",
             LossConfig::LovaszHinge(_) => "lovasz_hinge",
+            LossConfig::Dice(_) => "dice",
+            LossConfig::Jaccard(_) => "jaccard",
+            LossConfig::Tversky(_) => "tversky",
+            LossConfig::GeneralizedDice(_) => "generalized_dice",
+            LossConfig::BoxIou(_) => "box_iou",
+            LossConfig::MaskGiou(_) => "mask_giou",
+        }
+    }
+
+    /// What golden cases and error messages call the two inputs that fill
+    /// the logits and target slots: `pred_boxes` and `target_boxes` for
+    /// `box_iou`, `logits` and `target` otherwise.
+    pub fn input_names(&self) -> [&'static str; 2] {
+        match self {
+            LossConfig::BoxIou(_) => ["pred_boxes", "target_boxes"],
+            _ => ["logits", "target"],
+        }
+    }
+
+    /// What a non-zero [`LossPlan::status_buffer`] word means for this loss.
+    pub fn status_rule(&self) -> &'static str {
+        match self {
+            LossConfig::BoxIou(c) => c.status_rule(),
+            _ => "a class index outside [0, C) that is not the ignore value",
         }
     }
 
@@ -160,6 +217,12 @@ impl LossConfig {
             LossConfig::Focal(c) => c.validate(),
             LossConfig::LovaszSoftmax(c) => c.validate(),
             LossConfig::LovaszHinge(c) => c.validate(),
+            LossConfig::Dice(c) => c.validate(Score::Dice),
+            LossConfig::Jaccard(c) => c.validate(Score::Jaccard),
+            LossConfig::Tversky(c) => c.validate(),
+            LossConfig::GeneralizedDice(c) => c.validate(),
+            LossConfig::BoxIou(c) => c.validate(),
+            LossConfig::MaskGiou(c) => c.validate(),
         }
     }
 
@@ -171,6 +234,12 @@ impl LossConfig {
             LossConfig::Focal(c) => c.check_shapes(shapes),
             LossConfig::LovaszSoftmax(c) => c.check_shapes(shapes),
             LossConfig::LovaszHinge(c) => c.check_shapes(shapes),
+            LossConfig::Dice(c) => c.check_shapes(Score::Dice, shapes),
+            LossConfig::Jaccard(c) => c.check_shapes(Score::Jaccard, shapes),
+            LossConfig::Tversky(c) => c.overlap.check_shapes(c.score(), shapes),
+            LossConfig::GeneralizedDice(c) => c.check_shapes(shapes),
+            LossConfig::BoxIou(c) => c.check_shapes(shapes),
+            LossConfig::MaskGiou(c) => c.check_shapes(shapes),
         }
     }
 
@@ -182,6 +251,12 @@ impl LossConfig {
             LossConfig::Focal(c) => c.check_values(inputs),
             LossConfig::LovaszSoftmax(c) => c.check_values(inputs),
             LossConfig::LovaszHinge(c) => c.check_values(inputs),
+            LossConfig::Dice(c) => c.check_values(Score::Dice, inputs),
+            LossConfig::Jaccard(c) => c.check_values(Score::Jaccard, inputs),
+            LossConfig::Tversky(c) => c.overlap.check_values(c.score(), inputs),
+            LossConfig::GeneralizedDice(c) => c.check_values(inputs),
+            LossConfig::BoxIou(c) => c.check_values(inputs),
+            LossConfig::MaskGiou(c) => c.check_values(inputs),
         }
     }
 
@@ -194,6 +269,12 @@ impl LossConfig {
             LossConfig::Focal(c) => c.plan(ctx, shapes, options),
             LossConfig::LovaszSoftmax(c) => c.plan(ctx, shapes, options),
             LossConfig::LovaszHinge(c) => c.plan(ctx, shapes, options),
+            LossConfig::Dice(c) => c.plan(Score::Dice, ctx, shapes, options),
+            LossConfig::Jaccard(c) => c.plan(Score::Jaccard, ctx, shapes, options),
+            LossConfig::Tversky(c) => c.overlap.plan(c.score(), ctx, shapes, options),
+            LossConfig::GeneralizedDice(c) => c.plan(ctx, shapes, options),
+            LossConfig::BoxIou(c) => c.plan(ctx, shapes, options),
+            LossConfig::MaskGiou(c) => c.plan(ctx, shapes, options),
         }
     }
 
@@ -208,6 +289,12 @@ impl LossConfig {
             LossConfig::Focal(c) => crate::reference::focal::evaluate(c, inputs),
             LossConfig::LovaszSoftmax(c) => crate::reference::lovasz::evaluate_softmax(c, inputs),
             LossConfig::LovaszHinge(c) => crate::reference::lovasz::evaluate_hinge(c, inputs),
+            LossConfig::Dice(c) => crate::reference::overlap::evaluate(c, Score::Dice, inputs),
+            LossConfig::Jaccard(c) => crate::reference::overlap::evaluate(c, Score::Jaccard, inputs),
+            LossConfig::Tversky(c) => crate::reference::overlap::evaluate(&c.overlap, c.score(), inputs),
+            LossConfig::GeneralizedDice(c) => crate::reference::generalized_dice::evaluate(c, inputs),
+            LossConfig::BoxIou(c) => crate::reference::box_iou::evaluate(c, inputs),
+            LossConfig::MaskGiou(c) => crate::reference::mask_giou::evaluate(c, inputs),
         }
     }
 }
@@ -278,4 +365,51 @@ pub(crate) fn check_range(loss: &'static str, name: &str, v: f64, lo: f64, hi: f
         return Err(Error::config(loss, format!("{name} = {v} must lie in [{lo}, {hi}]")));
     }
     Ok(())
+}
+
+/// What a loss's target tensor holds, so tools can make inputs for any loss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TargetKind {
+    /// f32 of the logits' shape, in [0, 1].
+    Dense,
+    /// i32 class indices `[N, S…]`.
+    Classes,
+    /// f32 boxes `[M, 4]`, `(x1, y1, x2, y2)` with positive sides.
+    Boxes,
+    /// f32 instance masks `[M, H, W]` in {0, 1}.
+    Masks,
+}
+
+impl LossConfig {
+    /// What the loss's target holds.
+    pub fn target_kind(&self) -> TargetKind {
+        match self {
+            LossConfig::Bce(_) => TargetKind::Dense,
+            LossConfig::CrossEntropy(_) => TargetKind::Classes,
+            LossConfig::Focal(c) if c.mode == FocalMode::Multiclass => TargetKind::Classes,
+            LossConfig::Focal(_) => TargetKind::Dense,
+            LossConfig::Dice(c) | LossConfig::Jaccard(c) => overlap_target(c.mode),
+            LossConfig::Tversky(c) => overlap_target(c.overlap.mode),
+            LossConfig::GeneralizedDice(c) => overlap_target(c.mode),
+            LossConfig::BoxIou(_) => TargetKind::Boxes,
+            LossConfig::MaskGiou(_) => TargetKind::Masks,
+            // The hinge's labels are classes 0 and 1 (logits [N, 1, S…]).
+            LossConfig::LovaszSoftmax(_) | LossConfig::LovaszHinge(_) => TargetKind::Classes,
+        }
+    }
+
+    /// Bytes the loss must move at the least: read the logits and targets
+    /// (and weights), write the gradient (and per-element values).
+    pub fn min_bytes(&self, shapes: &InputShapes) -> u64 {
+        let count = |s: &[usize]| s.iter().product::<usize>() as u64 * 4;
+        let weight = shapes.weight.as_deref().map_or(0, count);
+        2 * count(&shapes.logits) + count(&shapes.target) + weight
+    }
+}
+
+fn overlap_target(mode: OverlapMode) -> TargetKind {
+    match mode {
+        OverlapMode::Multiclass => TargetKind::Classes,
+        OverlapMode::Binary | OverlapMode::Multilabel => TargetKind::Dense,
+    }
 }

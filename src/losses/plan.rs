@@ -87,6 +87,9 @@ pub struct LossPlan {
     pub(crate) value_shape: Vec<usize>,
     pub(crate) options: PlanOptions,
     pub(crate) _scratch: Vec<PooledBuffer>,
+    /// Named results beside value and gradient (`mask_giou`'s `enclosing_count`),
+    /// in plan-owned tensors that each recording overwrites.
+    pub(crate) extras: Vec<(&'static str, GpuTensor)>,
 }
 
 /// Slot numbers of a loss program's caller tensors.
@@ -133,10 +136,25 @@ impl LossPlan {
     }
 
     /// A `u32` the kernels set non-zero when an input broke a rule they can
-    /// only see on the GPU (a class index outside `[0, C)` that is not the
-    /// ignore value); cleared at the start of each recording. `None` for
+    /// only see on the GPU ([`crate::LossConfig::status_rule`] says which: a
+    /// class index outside `[0, C)` that is not the ignore value, a
+    /// degenerate box); cleared at the start of each recording. `None` for
     /// losses that have no such rule.
     pub fn status_buffer(&self) -> Option<&wgpu::Buffer> {
         self.status.as_ref()
+    }
+
+    /// A named result the loss computes beside its value and gradient, in a
+    /// tensor the plan owns and every recording overwrites: `mask_giou`'s
+    /// `"enclosing_count"` (i32 `[M]`, the pixels of each instance's
+    /// enclosing region). Copy it inside the same encoder (or read it before
+    /// recording the plan again) to keep it.
+    pub fn extra(&self, name: &str) -> Option<&GpuTensor> {
+        self.extras.iter().find(|(n, _)| *n == name).map(|(_, t)| t)
+    }
+
+    /// Every named extra result, in the order the loss defines them.
+    pub fn extras(&self) -> impl Iterator<Item = (&'static str, &GpuTensor)> {
+        self.extras.iter().map(|(n, t)| (*n, t))
     }
 }

@@ -1,9 +1,10 @@
 //! The host side shared by the per-pixel losses (`bce`, `cross_entropy`,
-//! `focal`): chunking the pixels over bindings, one fused value-and-gradient
-//! pass, the reduction of its per-tile partial sums, and the final value.
+//! `focal`) and the per-box `box_iou`: chunking the items over bindings, one
+//! fused value-and-gradient pass, the reduction of its per-tile partial sums,
+//! and the final value.
 
 use crate::error::{Error, Result};
-use crate::gpu::chunks::{ElementRange, plan_chunks};
+use crate::gpu::chunks::PixelLayout;
 use crate::gpu::layout::{Chunk, LOSS_TILE};
 use crate::gpu::program::{Program, SlotSpec, Source, Step};
 use crate::gpu::{DType, GpuContext, PooledBuffer};
@@ -16,12 +17,35 @@ use crate::primitives::reduce::{Place, record_segmented_sum};
 /// cuts an invocation after 65,535 loop iterations.
 pub(crate) const MAX_CLASSES: usize = 2048;
 
-/// Which of the two fused kernels, and what it binds beside logits and targets.
+/// Which fused kernel, and what it binds beside logits and targets.
 pub(crate) enum Kernel {
     /// `sigmoid_pointwise.wgsl`: element-wise; targets f32; optional per-element weights.
     Sigmoid { has_weight: bool },
     /// `softmax_pointwise.wgsl`: per pixel over C classes; i32 labels; class weights.
     Softmax { class_weights: Vec<f32> },
+    /// `box_iou.wgsl`: per box (`[M, 4]` as N = M, C = 4, S = 1); f32 target
+    /// boxes; one value per box; a status word for degenerate boxes.
+    Boxes,
+}
+
+impl Kernel {
+    /// Shader file, target dtype, whether targets are per item (else per
+    /// element), whether "none" values are per item (else per element).
+    fn layout(&self) -> (&'static str, DType, bool, bool) {
+        match self {
+            Kernel::Sigmoid { .. } => ("sigmoid_pointwise.wgsl", DType::F32, false, false),
+            Kernel::Softmax { .. } => ("softmax_pointwise.wgsl", DType::I32, true, true),
+            Kernel::Boxes => ("box_iou.wgsl", DType::F32, false, true),
+        }
+    }
+
+    /// What error messages call the logits and the targets.
+    fn slot_names(&self) -> (&'static str, &'static str) {
+        match self {
+            Kernel::Boxes => ("pred_boxes", "target_boxes"),
+            _ => ("logits", "target"),
+        }
+    }
 }
 
 /// What a mean divides by.
@@ -30,6 +54,13 @@ pub(crate) enum Denominator {
     Constant(f64),
     /// Σ v·w[y] over the labels, computed on the GPU before the main pass.
     LabelWeights,
+}
+
+impl Denominator {
+    /// `count` for the mean, 1 for the sum and for no reduction.
+    pub fn mean_over(reduction: Reduction, count: usize) -> Self {
+        Denominator::Constant(if reduction == Reduction::Mean { count as f64 } else { 1.0 })
+    }
 }
 
 /// A per-pixel loss to plan: `[N, C, S]` logits (C = 1 and S = numel for
@@ -58,17 +89,8 @@ impl Pointwise<'_> {
         if total_elems >= 1 << 31 {
             return Err(Error::Limit(format!("{}: {total_elems} logits exceed the 2^31 the kernels index", self.loss)));
         }
-        let align = ctx.inner.offset_alignment;
-        let (c, s) = (self.classes, self.spatial);
-        let logit_range = |a: u64, b: u64| {
-            let (na, sa) = (a / s, a % s);
-            let (nb, sb) = ((b - 1) / s, (b - 1) % s);
-            ElementRange::new(na * c * s + sa, nb * c * s + (c - 1) * s + sb + 1, align)
-        };
-        let pixel_range = |a: u64, b: u64| ElementRange::new(a, b, align);
-        let chunks = plan_chunks(items, 1, ctx.binding_limit(), |a, b| {
-            logit_range(a, b).bytes().max(pixel_range(a, b).bytes())
-        })?;
+        let layout = PixelLayout { images: self.images, classes: self.classes, spatial: self.spatial };
+        let chunks = layout.chunks(items, 1, ctx.binding_limit(), ctx.inner.offset_alignment, |a, b| a..b)?;
 
         let storage = wgpu::BufferUsages::STORAGE;
         let mut scratch: Vec<PooledBuffer> = Vec::new();
@@ -83,45 +105,37 @@ impl Pointwise<'_> {
         let dummy = owned("unused input", &[0u8; 16], storage);
         let dummy_grad = owned("unused grad", &[0u8; 16], storage);
         let dummy_value = owned("unused value", &[0u8; 16], storage);
-        let tiles_total: u64 = chunks.iter().map(|r| (r.end - r.start).div_ceil(LOSS_TILE)).sum();
+        let tiles_total: u64 = chunks.iter().map(|ch| (ch.units.end - ch.units.start).div_ceil(LOSS_TILE)).sum();
         let partials = ctx.scratch("loss partials", tiles_total * 4, storage);
+        let status_buffer = || owned("loss status", &[0u8; 4], storage | wgpu::BufferUsages::COPY_SRC);
+        // Binding 5: the caller's weights (None), a plan buffer, or nothing (the kernel has none).
         let (aux, status) = match &self.kernel {
             Kernel::Sigmoid { has_weight: true } => (None, None),
-            Kernel::Sigmoid { has_weight: false } => (Some(dummy.clone()), None),
+            Kernel::Sigmoid { has_weight: false } => (Some(Some(dummy.clone())), None),
             Kernel::Softmax { class_weights } => (
-                Some(owned("class weights", bytemuck::cast_slice(class_weights), storage)),
-                Some(owned("loss status", &[0u8; 4], storage | wgpu::BufferUsages::COPY_SRC)),
+                Some(Some(owned("class weights", bytemuck::cast_slice(class_weights), storage))),
+                Some(status_buffer()),
             ),
+            Kernel::Boxes => (Some(None), Some(status_buffer())),
         };
-        let (file, target_dtype, value_per_pixel) = match self.kernel {
-            Kernel::Sigmoid { .. } => ("sigmoid_pointwise.wgsl", DType::F32, false),
-            Kernel::Softmax { .. } => ("softmax_pointwise.wgsl", DType::I32, true),
-        };
+        let (file, target_dtype, target_per_pixel, value_per_pixel) = self.kernel.layout();
         let write_elements = self.reduction == Reduction::None;
         let main = ctx.kernel(file, "main", &[])?;
 
         let mut prologue = Vec::new();
         let mut steps = Vec::new();
         let mut tile0 = 0u64;
-        for range in &chunks {
-            let (lr, pr) = (logit_range(range.start, range.end), pixel_range(range.start, range.end));
-            let chunk = Chunk {
-                count: (range.end - range.start) as u32,
-                item0: range.start as u32,
-                tile0: tile0 as u32,
-                first_item: pr.first as u32,
-                first_elem: lr.first as u32,
-                spatial: s as u32,
-                classes: c as u32,
-                _pad: 0,
-            };
-            let groups = (range.end - range.start).div_ceil(LOSS_TILE) as u32;
+        for ch in &chunks {
+            let (lr, pr) = (ch.logits.clone(), ch.pixels.clone());
+            let chunk = layout.chunk_uniform(ch, tile0);
+            let groups = (ch.units.end - ch.units.start).div_ceil(LOSS_TILE) as u32;
             tile0 += groups as u64;
             let params = owned("loss params", &(self.params)(chunk, write_elements, options.grad), wgpu::BufferUsages::UNIFORM);
-            let target_range = if value_per_pixel { pr.clone() } else { lr.clone() };
+            let target_range = if target_per_pixel { pr.clone() } else { lr.clone() };
             let aux_source = match &aux {
-                Some(b) => Source::Owned(b.clone()),
-                None => Source::Slot(slot::WEIGHT, Some(lr.clone())),
+                Some(Some(b)) => Some(Source::Owned(b.clone())),
+                Some(None) => None,
+                None => Some(Source::Slot(slot::WEIGHT, Some(lr.clone()))),
             };
             let mut sources = vec![
                 (0, Source::Owned(params.clone())),
@@ -129,7 +143,9 @@ impl Pointwise<'_> {
                 (2, Source::Owned(denom.clone())),
                 (3, Source::Slot(slot::LOGITS, Some(lr.clone()))),
                 (4, Source::Slot(slot::TARGET, Some(target_range.clone()))),
-                (5, aux_source),
+            ];
+            sources.extend(aux_source.map(|a| (5, a)));
+            sources.extend([
                 (6, if options.grad { Source::Slot(slot::GRAD, Some(lr.clone())) } else { Source::Owned(dummy_grad.clone()) }),
                 (7, if write_elements {
                     Source::Slot(slot::VALUE, Some(if value_per_pixel { pr.clone() } else { lr.clone() }))
@@ -137,7 +153,7 @@ impl Pointwise<'_> {
                     Source::Owned(dummy_value.clone())
                 }),
                 (8, Source::Owned(partials.buffer().clone())),
-            ];
+            ]);
             if let Some(status) = &status {
                 sources.push((9, Source::Owned(status.clone())));
             }
@@ -148,7 +164,7 @@ impl Pointwise<'_> {
                     sources: vec![
                         (0, Source::Owned(params.clone())),
                         (4, Source::Slot(slot::TARGET, Some(target_range))),
-                        (5, Source::Owned(aux.clone().expect("class weights"))),
+                        (5, Source::Owned(aux.clone().flatten().expect("class weights"))),
                         (8, Source::Owned(partials.buffer().clone())),
                         (9, Source::Owned(status.clone().expect("status"))),
                     ],
@@ -163,7 +179,13 @@ impl Pointwise<'_> {
             scratch.extend(record_segmented_sum(ctx, &mut prologue, partial_place.clone(), 1, tiles_total, Place::Owned(denom.clone()))?);
         }
         let value_shape = if write_elements {
-            if value_per_pixel { self.target_shape.to_vec() } else { self.logits_shape.to_vec() }
+            if value_per_pixel {
+                // The logits without their class axis: [N, S…].
+                let l = self.logits_shape;
+                std::iter::once(l[0]).chain(l[2..].iter().copied()).collect()
+            } else {
+                self.logits_shape.to_vec()
+            }
         } else {
             let sums = ctx.scratch("loss sum", 4, storage);
             scratch.extend(record_segmented_sum(ctx, &mut steps, partial_place, 1, tiles_total, Place::Owned(sums.buffer().clone()))?);
@@ -184,9 +206,10 @@ impl Pointwise<'_> {
         prologue.extend(steps);
 
         let has_weight = matches!(self.kernel, Kernel::Sigmoid { has_weight: true });
+        let (logits_name, target_name) = self.kernel.slot_names();
         let slots = vec![
-            SlotSpec { name: "logits", shape: self.logits_shape.to_vec(), dtype: DType::F32, written: false, required: true },
-            SlotSpec { name: "target", shape: self.target_shape.to_vec(), dtype: target_dtype, written: false, required: true },
+            SlotSpec { name: logits_name, shape: self.logits_shape.to_vec(), dtype: DType::F32, written: false, required: true },
+            SlotSpec { name: target_name, shape: self.target_shape.to_vec(), dtype: target_dtype, written: false, required: true },
             SlotSpec { name: "weight", shape: self.logits_shape.to_vec(), dtype: DType::F32, written: false, required: has_weight },
             SlotSpec { name: "grad", shape: self.logits_shape.to_vec(), dtype: DType::F32, written: true, required: options.grad },
             SlotSpec { name: "value", shape: value_shape.clone(), dtype: DType::F32, written: true, required: true },
@@ -199,6 +222,7 @@ impl Pointwise<'_> {
             value_shape,
             options,
             _scratch: scratch,
+            extras: Vec::new(),
         })
     }
 }

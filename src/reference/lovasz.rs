@@ -119,7 +119,7 @@ pub fn evaluate_softmax(config: &LovaszSoftmaxConfig, inputs: &HostInputs<'_>) -
             grad[index[p][k]] = probs[p][k] * (dp[p][k] - dot);
         }
     }
-    Ok(Reference { value: vec![value], value_shape: vec![1], grad })
+    Ok(Reference { value: vec![value], value_shape: vec![1], grad, extras: Vec::new() })
 }
 
 /// Value and gradient of `lovasz_hinge`.
@@ -145,7 +145,7 @@ pub fn evaluate_hinge(config: &LovaszHingeConfig, inputs: &HostInputs<'_>) -> Re
             }
         }
     }
-    Ok(Reference { value: vec![value], value_shape: vec![1], grad })
+    Ok(Reference { value: vec![value], value_shape: vec![1], grad, extras: Vec::new() })
 }
 
 #[cfg(test)]

@@ -2,12 +2,16 @@
 //! speed: the oracle the GPU kernels are tested against, and a CPU fallback.
 
 pub mod bce;
+pub mod box_iou;
 pub mod cross_entropy;
 pub mod focal;
 pub mod lovasz;
+pub mod generalized_dice;
+pub mod overlap;
+pub mod mask_giou;
 
 /// A loss's value and its gradient with respect to the logits, in float64.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Reference {
     /// The value: one number, or one per element / pixel / group for reduction "none".
     pub value: Vec<f64>,
@@ -15,6 +19,9 @@ pub struct Reference {
     pub value_shape: Vec<usize>,
     /// ∂(Σ value)/∂logits, the logits' shape.
     pub grad: Vec<f64>,
+    /// Named results beside value and gradient, flattened (`mask_giou`'s
+    /// `enclosing_count`); golden cases hold them as `expected.NAME`.
+    pub extras: Vec<(&'static str, Vec<f64>)>,
 }
 
 /// log(1 + e^z) without overflow.
@@ -54,12 +61,12 @@ pub(crate) fn reduce(
 ) -> Reference {
     use crate::Reduction;
     match reduction {
-        Reduction::None => Reference { value: losses, value_shape: shape.to_vec(), grad },
-        Reduction::Sum => Reference { value: vec![losses.iter().sum()], value_shape: vec![1], grad },
+        Reduction::None => Reference { value: losses, value_shape: shape.to_vec(), grad, extras: Vec::new() },
+        Reduction::Sum => Reference { value: vec![losses.iter().sum()], value_shape: vec![1], grad, extras: Vec::new() },
         Reduction::Mean => {
             let inv = if denominator > 0.0 { 1.0 / denominator } else { 0.0 };
             grad.iter_mut().for_each(|g| *g *= inv);
-            Reference { value: vec![losses.iter().sum::<f64>() * inv], value_shape: vec![1], grad }
+            Reference { value: vec![losses.iter().sum::<f64>() * inv], value_shape: vec![1], grad, extras: Vec::new() }
         }
     }
 }

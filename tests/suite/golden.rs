@@ -56,3 +56,33 @@ fn lovasz_softmax_cases_pass() {
 fn lovasz_hinge_cases_pass() {
     check_loss("lovasz_hinge");
 }
+
+#[test]
+fn dice_cases_pass() {
+    check_loss("dice");
+}
+
+#[test]
+fn jaccard_cases_pass() {
+    check_loss("jaccard");
+}
+
+#[test]
+fn tversky_cases_pass() {
+    check_loss("tversky");
+}
+
+#[test]
+fn generalized_dice_cases_pass() {
+    check_loss("generalized_dice");
+}
+
+#[test]
+fn box_iou_cases_pass() {
+    check_loss("box_iou");
+}
+
+#[test]
+fn mask_giou_cases_pass() {
+    check_loss("mask_giou");
+}

@@ -6,8 +6,11 @@
 
 mod common;
 
+mod box_iou;
 mod golden;
 mod lovasz;
+mod overlap;
+mod mask_giou;
 mod pointwise;
 mod reduce;
 mod scan;

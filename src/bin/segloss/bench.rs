@@ -1,1 +1,190 @@
-pub fn run(_:&Args)->segloss::Result<bool>{Ok(true)} #[derive(clap::Args)] pub struct Args{}
+//! `segloss bench`: each implemented loss (value and gradient) on the
+//! workloads of `shared/device/anchor_bench.py`, at the same shapes, timed on
+//! the GPU beside a plain copy kernel moving the same bytes.
+
+use std::time::Instant;
+
+use segloss::{DType, GpuContext, GpuTensor, InputShapes, LossConfig, LossInputs, LossOutputs, PlanOptions, Result, samples};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Workloads to run (comma-separated names); all by default.
+    #[arg(long, value_delimiter = ',')]
+    workload: Vec<String>,
+    /// Scales each spatial extent (and the box count), as anchor_bench.py's --scale.
+    #[arg(long, default_value_t = 1.0)]
+    scale: f64,
+    /// Timed iterations per (workload, loss); the median is reported.
+    #[arg(long, default_value_t = 10)]
+    iters: usize,
+    /// One JSON object per line, to join with anchor_bench.py's output.
+    #[arg(long)]
+    json: bool,
+}
+
+/// A workload of anchor_bench.py and the losses the anchors run on it, with
+/// the same configuration (SPEC.md names).
+struct Workload {
+    name: &'static str,
+    shape: Vec<usize>,
+    losses: &'static [(&'static str, &'static str)],
+}
+
+/// The losses anchor_bench.py runs on its multiclass workloads.
+const MULTICLASS: &[(&str, &str)] = &[
+    ("cross_entropy", r#"{"loss": "cross_entropy", "params": {}}"#),
+    ("focal", r#"{"loss": "focal", "params": {"mode": "multiclass", "gamma": 2.0}}"#),
+    ("dice", r#"{"loss": "dice", "params": {"mode": "multiclass"}}"#),
+    ("generalized_dice", r#"{"loss": "generalized_dice", "params": {"mode": "multiclass"}}"#),
+];
+
+fn workloads(scale: f64) -> Vec<Workload> {
+    let s = |v: usize| ((v as f64 * scale).round() as usize).max(1);
+    vec![
+        Workload {
+            name: "binary-16x512",
+            shape: vec![16, 1, s(512), s(512)],
+            losses: &[
+                ("bce", r#"{"loss": "bce", "params": {}}"#),
+                ("focal", r#"{"loss": "focal", "params": {"mode": "binary", "gamma": 2.0, "alpha": 0.25}}"#),
+                ("dice", r#"{"loss": "dice", "params": {"mode": "binary"}}"#),
+            ],
+        },
+        Workload { name: "semantic-8x19x256", shape: vec![8, 19, s(256), s(256)], losses: MULTICLASS },
+        Workload { name: "volume-2x4x64x128", shape: vec![2, 4, s(64), s(128), s(128)], losses: MULTICLASS },
+        Workload {
+            name: "boxes-100k",
+            shape: vec![s(100_000), 4],
+            losses: &[("box_iou", r#"{"loss": "box_iou", "params": {"kind": "giou"}}"#)],
+        },
+        Workload {
+            name: "instances-256x112",
+            shape: vec![256, s(112), s(112)],
+            losses: &[("mask_giou", r#"{"loss": "mask_giou", "params": {"enclosing": "convex_hull"}}"#)],
+        },
+    ]
+}
+
+/// Median of `iters` timings of `record`, in ms: GPU timestamps around the
+/// recorded work where the device has them, else wall clock around a
+/// submitted and completed encoder.
+fn time_gpu(ctx: &GpuContext, iters: usize, record: &dyn Fn(&mut wgpu::CommandEncoder) -> Result<()>) -> Result<(f64, &'static str)> {
+    let inside = ctx.device().features().contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS);
+    let queries = inside.then(|| {
+        let set = ctx.device().create_query_set(&wgpu::QuerySetDescriptor { label: Some("bench"), ty: wgpu::QueryType::Timestamp, count: 2 });
+        let resolve = ctx.device().create_buffer(&wgpu::BufferDescriptor {
+            label: Some("bench timestamps"),
+            size: 16,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let read = GpuTensor::zeros(ctx, &[4], DType::F32);
+        (set, resolve, read)
+    });
+    let mut times = Vec::new();
+    for i in 0..iters + 3 {
+        let mut encoder = ctx.device().create_command_encoder(&Default::default());
+        if let Some((set, _, _)) = &queries {
+            encoder.write_timestamp(set, 0);
+        }
+        record(&mut encoder)?;
+        if let Some((set, resolve, read)) = &queries {
+            encoder.write_timestamp(set, 1);
+            encoder.resolve_query_set(set, 0..2, resolve, 0);
+            encoder.copy_buffer_to_buffer(resolve, 0, read.buffer(), 0, 16);
+        }
+        let t = Instant::now();
+        ctx.queue().submit([encoder.finish()]);
+        ctx.wait_idle()?;
+        let wall = t.elapsed().as_secs_f64() * 1e3;
+        let ms = match &queries {
+            Some((_, _, read)) => {
+                let words: Vec<u64> = bytemuck::pod_collect_to_vec(&bytemuck::cast_slice::<f32, u8>(&read.read_f32(ctx)?).to_vec());
+                words[1].saturating_sub(words[0]) as f64 * ctx.queue().get_timestamp_period() as f64 / 1e6
+            }
+            None => wall,
+        };
+        if i >= 3 {
+            times.push(ms);
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    Ok((times[times.len() / 2], if queries.is_some() { "timestamp" } else { "wall" }))
+}
+
+/// The time of a plain copy kernel moving `bytes` (half read, half written).
+fn copy_ms(ctx: &GpuContext, bytes: u64, iters: usize) -> Result<f64> {
+    let half = (bytes / 2).next_multiple_of(16).min(ctx.binding_limit() / 16 * 16);
+    let passes = (bytes / 2).div_ceil(half);
+    let src = GpuTensor::zeros(ctx, &[(half / 4) as usize], DType::F32);
+    let dst = GpuTensor::zeros(ctx, &[(half / 4) as usize], DType::F32);
+    let pipeline = segloss::gpu::shaders::copy_pipeline(ctx)?;
+    let group = ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some("copy"),
+        layout: &pipeline.get_bind_group_layout(0),
+        entries: &[
+            wgpu::BindGroupEntry { binding: 0, resource: src.buffer().as_entire_binding() },
+            wgpu::BindGroupEntry { binding: 1, resource: dst.buffer().as_entire_binding() },
+        ],
+    });
+    let groups = (half / 16).div_ceil(256) as u32;
+    let (x, y) = if groups <= 65_535 { (groups, 1) } else { (65_535, groups.div_ceil(65_535)) };
+    let (ms, _) = time_gpu(ctx, iters, &|encoder| {
+        let mut pass = encoder.begin_compute_pass(&Default::default());
+        pass.set_pipeline(&pipeline);
+        pass.set_bind_group(0, &group, &[]);
+        for _ in 0..passes {
+            pass.dispatch_workgroups(x, y, 1);
+        }
+        Ok(())
+    })?;
+    Ok(ms)
+}
+
+pub fn run(args: &Args) -> Result<bool> {
+    let ctx = GpuContext::new()?;
+    let device = ctx.adapter_name();
+    if !args.json {
+        println!("device: {device}");
+        println!("{:<20} {:<16} {:>10} {:>8} {:>10}  timing", "workload", "loss", "ms", "GB/s", "vs copy");
+    }
+    for w in workloads(args.scale) {
+        if !args.workload.is_empty() && !args.workload.iter().any(|n| n == w.name) {
+            continue;
+        }
+        for (loss, json) in w.losses {
+            let config = LossConfig::from_json(json)?;
+            let (logits, target) = samples::inputs(&config, &w.shape, &mut samples::rng(0))?;
+            let logits_gpu = GpuTensor::from_host(&ctx, &logits);
+            let target_gpu = GpuTensor::from_host(&ctx, &target);
+            let shapes = InputShapes::new(&w.shape, &target.shape);
+            let plan = config.plan(&ctx, &shapes, PlanOptions::default())?;
+            let value = GpuTensor::zeros(&ctx, plan.value_shape(), DType::F32);
+            let grad = GpuTensor::zeros(&ctx, &w.shape, DType::F32);
+            let (ms, timing) = time_gpu(&ctx, args.iters, &|encoder| {
+                plan.record(
+                    encoder,
+                    LossInputs { logits: &logits_gpu, target: &target_gpu, weight: None, distance: None },
+                    LossOutputs { value: &value, grad: Some(&grad) },
+                )
+            })?;
+            let bytes = config.min_bytes(&shapes);
+            let copy = copy_ms(&ctx, bytes, args.iters)?;
+            let gbps = bytes as f64 / (ms * 1e-3) / 1e9;
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"workload": w.name, "loss": loss, "ms": round4(ms), "gbps": round4(gbps),
+                        "copy_ratio": round4(ms / copy), "device": device, "shape": w.shape, "timing": timing})
+                );
+            } else {
+                println!("{:<20} {:<16} {:>10.3} {:>8.2} {:>9.2}×  {timing}", w.name, loss, ms, gbps, ms / copy);
+            }
+        }
+    }
+    Ok(true)
+}
+
+fn round4(v: f64) -> f64 {
+    (v * 1e4).round() / 1e4
+}

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Makes sure a Vulkan device exists: a real GPU's driver, or Mesa's lavapipe
+# (a conformant Vulkan 1.3 device on the CPU). Installs lavapipe from Debian's
+# packages when no Vulkan driver is present and apt-get is usable; otherwise
+# says exactly what to install.
+set -euo pipefail
+
+# grep reads all of ldconfig's output: grep -q would close the pipe early, and pipefail would report that.
+have_loader() { ldconfig -p 2>/dev/null | grep 'libvulkan\.so\.1' >/dev/null; }
+have_driver() {
+    [ -n "${VK_DRIVER_FILES:-}${VK_ICD_FILENAMES:-}" ] && return 0
+    for f in /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json /usr/local/share/vulkan/icd.d/*.json; do
+        [ -e "$f" ] && return 0
+    done
+    return 1
+}
+
+if have_loader && have_driver; then
+    exit 0
+fi
+
+echo "segloss: no Vulkan driver found; installing Mesa's lavapipe (mesa-vulkan-drivers libvulkan1)" >&2
+if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq mesa-vulkan-drivers libvulkan1 >/dev/null
+elif command -v apt-get >/dev/null 2>&1 && command -v sudo >/dev/null 2>&1; then
+    sudo apt-get update -qq
+    sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mesa-vulkan-drivers libvulkan1 >/dev/null
+else
+    cat >&2 <<'MSG'
+segloss: cannot install a Vulkan driver here. Install one, then run again:
+  Debian/Ubuntu: apt-get install mesa-vulkan-drivers libvulkan1
+  Fedora:        dnf install mesa-vulkan-drivers vulkan-loader
+  Arch:          pacman -S vulkan-swrast vulkan-icd-loader
+  macOS/Windows: Metal and DX12 need nothing extra.
+MSG
+    exit 1
+fi
+
+if ! (have_loader && have_driver); then
+    echo "segloss: lavapipe was installed but no Vulkan driver is visible; see above" >&2
+    exit 1
+fi

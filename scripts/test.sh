@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The test command: sets up a Vulkan device if none is present, then runs
+# every test (unit, GPU suite on the real kernels, doc tests).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup-vulkan.sh
+cargo test --lib --bins --tests --no-fail-fast 2>&1 | grep -v 'XDG_RUNTIME_DIR is invalid'
+cargo test --doc 2>&1 | grep -v 'XDG_RUNTIME_DIR is invalid'

@@ -1,0 +1,135 @@
+//! `generalized_dice` (Sudre et al. 2017, SPEC.md): dice with class weights
+//! taken from the target, on the overlap kernels (`shaders/overlap.wgsl`,
+//! planned in losses/overlap.rs); the float64 twin is
+//! reference/generalized_dice.rs.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::gpu::GpuContext;
+use crate::losses::overlap::{Aggregate, F32_MAX, GroupParams, OverlapMode, OverlapPlan, check_layout, check_targets};
+use crate::losses::{HostInputs, InputShapes, LossPlan, PlanOptions, Reduction, check_range};
+
+/// How a class's weight follows from its target sum G.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WeightType {
+    /// 1 / G².
+    #[default]
+    Square,
+    /// 1 / G.
+    Simple,
+    /// 1.
+    Uniform,
+}
+
+/// Parameters of `generalized_dice`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GeneralizedDiceConfig {
+    /// `binary`, `multilabel` or `multiclass` (default).
+    pub mode: OverlapMode,
+    /// The class weights' form.
+    pub weight_type: WeightType,
+    /// Added to the numerator (1e-5).
+    pub smooth_nr: f64,
+    /// Added to the denominator (1e-5).
+    pub smooth_dr: f64,
+    /// One score per image, or one for the batch.
+    pub aggregate: Aggregate,
+    /// Keep class 0.
+    pub include_background: bool,
+    /// `"mean"` over images, `"sum"`, or `"none"` (one per image, `[N]`; `[1]` for "batch").
+    pub reduction: Reduction,
+}
+
+impl Default for GeneralizedDiceConfig {
+    fn default() -> Self {
+        GeneralizedDiceConfig {
+            mode: OverlapMode::Multiclass,
+            weight_type: WeightType::Square,
+            smooth_nr: 1e-5,
+            smooth_dr: 1e-5,
+            aggregate: Aggregate::Image,
+            include_background: true,
+            reduction: Reduction::Mean,
+        }
+    }
+}
+
+const LOSS: &str = "generalized_dice";
+
+impl GeneralizedDiceConfig {
+    pub(crate) fn validate(&self) -> Result<()> {
+        check_range(LOSS, "smooth_nr", self.smooth_nr, 0.0, F32_MAX)?;
+        check_range(LOSS, "smooth_dr", self.smooth_dr, 0.0, F32_MAX)
+    }
+
+    /// Scores: one per image ("image") or one ("batch").
+    fn units(&self, images: usize) -> usize {
+        match self.aggregate {
+            Aggregate::Image => images,
+            Aggregate::Batch => 1,
+        }
+    }
+
+    pub(crate) fn check_shapes(&self, shapes: &InputShapes) -> Result<Vec<usize>> {
+        let layout = check_layout(LOSS, self.mode, self.include_background, shapes)?;
+        Ok(match self.reduction {
+            Reduction::None => vec![self.units(layout.images as usize)],
+            _ => vec![1],
+        })
+    }
+
+    pub(crate) fn check_values(&self, inputs: &HostInputs<'_>) -> Result<()> {
+        check_targets(LOSS, self.mode, None, inputs)
+    }
+
+    pub(crate) fn plan(&self, ctx: &GpuContext, shapes: &InputShapes, options: PlanOptions) -> Result<LossPlan> {
+        let value_shape = self.check_shapes(shapes)?;
+        let layout = check_layout(LOSS, self.mode, self.include_background, shapes)?;
+        let (n, c) = (layout.images, layout.classes);
+        let batch = self.aggregate == Aggregate::Batch;
+        let units = self.units(n as usize);
+        let (mean_scale, denominator) = match self.reduction {
+            Reduction::Mean => (1.0 / units as f64, units as f64),
+            _ => (1.0, 1.0),
+        };
+        OverlapPlan {
+            loss: LOSS,
+            shapes,
+            layout,
+            mode: self.mode,
+            squared: false,
+            batch,
+            ignore: None,
+            reduction: self.reduction,
+            value_shape,
+            entry: "generalized_groups",
+            class_weights: None,
+            denominator,
+            params: GroupParams {
+                count: units as u32,
+                classes: c as u32,
+                stat_groups: if batch { c } else { n * c } as u32,
+                first_class: !self.include_background as u32,
+                kind: match self.weight_type {
+                    WeightType::Square => 0,
+                    WeightType::Simple => 1,
+                    WeightType::Uniform => 2,
+                },
+                write_elements: (self.reduction == Reduction::None) as u32,
+                log_loss: 0,
+                empty_zero: 0,
+                smooth_nr: self.smooth_nr as f32,
+                smooth_dr: self.smooth_dr as f32,
+                eps: 0.0,
+                alpha: 0.0,
+                beta: 0.0,
+                mean_scale: mean_scale as f32,
+                _pad: [0; 2],
+            },
+        }
+        .plan(ctx, options)
+    }
+}

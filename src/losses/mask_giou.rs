@@ -1,0 +1,326 @@
+//! `mask_giou`: generalized IoU of instance masks with a convex-hull (or
+//! bounding-box) enclosing region, the seed article's definition (SPEC.md),
+//! on the kernels of `shaders/mask_giou.wgsl` (whose header describes the
+//! passes and the hull); the float64 twin is `reference/mask_giou.rs`.
+//!
+//! Inputs: `logits` `[M, H, W]` (one map per instance) and `target`
+//! `[M, H, W]` in {0, 1}. The value is per instance (`[M]` for reduction
+//! "none", else their mean or sum). Besides value and gradient the plan
+//! computes `#C`, the pixels of each instance's enclosing region, into an i32
+//! `[M]` tensor: [`LossPlan::extra`]`("enclosing_count")`; [`crate::Runner`]
+//! reads it back into [`crate::LossResult::extras`].
+//!
+//! Decisions where SPEC.md is silent:
+//! - `σ(x) ≥ τ` is decided exactly, as `x ≥ logit(τ)`: the kernels compare
+//!   the f32 logit with the smallest f32 at or above logit(τ)
+//!   ([`support_logit`]), so the GPU and the reference never disagree about
+//!   a pixel, however close to the threshold (rounding σ(x) would).
+//!   τ = 0 puts every pixel in the support, τ = 1 none of the predicted ones.
+//! - A target pixel is in the support when it equals 1.
+//! - The default `enclosing` is `"convex_hull"`, the seed's definition.
+//! - Limits of the GPU path (errors, not silent results): for `convex_hull`,
+//!   H ≤ 8,192 rows (the hull's loops stay under lavapipe's 65,535 iterations
+//!   per invocation) and W ≤ 65,536 (so cross products, at most
+//!   2·8,191·65,535, are exact in i32); for both, 8·M·H bytes of per-row data within one
+//!   storage binding and fewer than 2^31 pixels in all.
+
+use bytemuck::{Pod, Zeroable};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::gpu::chunks::{ElementRange, plan_chunks};
+use crate::gpu::layout::{LOSS_TILE, WG_SIZE};
+use crate::gpu::program::{Program, SlotSpec, Source, Step};
+use crate::gpu::{DType, GpuContext, GpuTensor, PooledBuffer};
+use crate::losses::plan::slot;
+use crate::losses::{HostInputs, InputShapes, LossPlan, PlanOptions, Reduction, check_range, same_shape};
+use crate::primitives::reduce::{Place, record_segmented_sum};
+
+/// Which region encloses an instance's support.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Enclosing {
+    /// The pixels in the closed convex hull of the support.
+    #[default]
+    ConvexHull,
+    /// The pixels in the support's row range × column range.
+    BoundingBox,
+}
+
+/// Parameters of `mask_giou`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MaskGiouConfig {
+    /// τ in [0, 1]: predicted pixels with σ(x) ≥ τ join the support.
+    pub threshold: f64,
+    /// `"convex_hull"` (default) or `"bounding_box"`.
+    pub enclosing: Enclosing,
+    /// Added to both denominators; at least 1e-30.
+    pub eps: f64,
+    /// `"mean"` (over the M instances), `"sum"` or `"none"` (one per instance).
+    pub reduction: Reduction,
+}
+
+impl Default for MaskGiouConfig {
+    fn default() -> Self {
+        MaskGiouConfig { threshold: 0.5, enclosing: Enclosing::ConvexHull, eps: 1e-7, reduction: Reduction::Mean }
+    }
+}
+
+/// Most rows a `convex_hull` plan takes (see the module docs).
+pub const MAX_HULL_ROWS: usize = 8192;
+/// Most columns a `convex_hull` plan takes: a chain point packs its column in
+/// 16 bits, and with [`MAX_HULL_ROWS`] every cross product fits in i32.
+pub const MAX_HULL_COLUMNS: usize = 65_536;
+
+/// The smallest f32 at or above logit(τ): for an f32 logit x,
+/// `x ≥ support_logit(τ)` exactly when σ(x) ≥ τ.
+pub fn support_logit(threshold: f64) -> f32 {
+    let l = (threshold / (1.0 - threshold)).ln();
+    let f = l as f32;
+    if (f as f64) < l { f.next_up() } else { f }
+}
+
+/// `struct Params` in `mask_giou.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Default, Pod, Zeroable)]
+struct Params {
+    instances: u32,
+    height: u32,
+    width: u32,
+    pixels: u32,
+    tiles: u32,
+    tile0: u32,
+    count: u32,
+    first_elem: u32,
+    support_logit: f32,
+    eps: f32,
+    hull: u32,
+    write_elements: u32,
+    inv_denom: f32,
+    _pad: [u32; 3],
+}
+
+impl MaskGiouConfig {
+    pub(crate) fn validate(&self) -> Result<()> {
+        check_range("mask_giou", "threshold", self.threshold, 0.0, 1.0)?;
+        // Judged as the f32 the kernels use, so "1e-30" passes however JSON rounds it.
+        if !(self.eps.is_finite() && self.eps as f32 >= 1e-30) {
+            return Err(Error::config("mask_giou", format!("eps = {} must be a finite number ≥ 1e-30", self.eps)));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn check_shapes(&self, shapes: &InputShapes) -> Result<Vec<usize>> {
+        let l = &shapes.logits;
+        if l.len() != 3 {
+            return Err(Error::input(format!("mask_giou: logits have shape {l:?}; they must be [M, H, W], one map per instance")));
+        }
+        same_shape("mask_giou", "target", &shapes.target, l)?;
+        if l.contains(&0) {
+            return Err(Error::input(format!("mask_giou: logits {l:?} have an empty axis")));
+        }
+        if shapes.weight.is_some() {
+            return Err(Error::input("mask_giou takes no weight tensor"));
+        }
+        Ok(match self.reduction {
+            Reduction::None => vec![l[0]],
+            _ => vec![1],
+        })
+    }
+
+    pub(crate) fn check_values(&self, inputs: &HostInputs<'_>) -> Result<()> {
+        let target = inputs.target.as_f32("target")?;
+        if let Some((i, y)) = target.iter().enumerate().find(|(_, y)| **y != 0.0 && **y != 1.0) {
+            return Err(Error::input(format!("mask_giou: target[{i}] = {y} is not 0 or 1; instance masks are binary")));
+        }
+        Ok(())
+    }
+
+    /// The GPU path's size limits.
+    fn check_limits(&self, ctx: &GpuContext, m: usize, h: usize, w: usize) -> Result<()> {
+        let pixels = m as u64 * h as u64 * w as u64;
+        if pixels >= 1 << 31 {
+            return Err(Error::Limit(format!("mask_giou: {pixels} pixels exceed the 2^31 the kernels index")));
+        }
+        let row_bytes = 8 * m as u64 * h as u64;
+        if row_bytes > ctx.binding_limit() {
+            return Err(Error::Limit(format!(
+                "mask_giou: {m} instances × {h} rows need {row_bytes} bytes of per-row data in one binding; the device binds {}",
+                ctx.binding_limit()
+            )));
+        }
+        if self.enclosing == Enclosing::ConvexHull {
+            if h > MAX_HULL_ROWS {
+                return Err(Error::Limit(format!(
+                    "mask_giou: convex_hull takes masks of at most {MAX_HULL_ROWS} rows (its hull loops must stay under \
+                     65,535 iterations per GPU invocation); these have {h}. Transpose the masks or use bounding_box"
+                )));
+            }
+            if w > MAX_HULL_COLUMNS {
+                return Err(Error::Limit(format!(
+                    "mask_giou: convex_hull takes masks of at most {MAX_HULL_COLUMNS} columns (a hull point packs its \
+                     column in 16 bits); these have {w}. Transpose the masks or use bounding_box"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn plan(&self, ctx: &GpuContext, shapes: &InputShapes, options: PlanOptions) -> Result<LossPlan> {
+        let value_shape = self.check_shapes(shapes)?;
+        let (m, h, w) = (shapes.logits[0], shapes.logits[1], shapes.logits[2]);
+        self.check_limits(ctx, m, h, w)?;
+        let (m64, h64, hw) = (m as u64, h as u64, (h * w) as u64);
+        let tiles = hw.div_ceil(LOSS_TILE);
+        let total_tiles = m64 * tiles;
+        let align = ctx.inner.offset_alignment;
+        // Tile g covers pixels [t·TILE, min((t + 1)·TILE, H·W)) of instance g / tiles.
+        let start = move |g: u64| (g / tiles) * hw + (g % tiles) * LOSS_TILE;
+        let end = move |g: u64| (g / tiles) * hw + ((g % tiles + 1) * LOSS_TILE).min(hw);
+        let span = move |a: u64, b: u64| ElementRange::new(start(a), end(b - 1), align);
+        let chunks = plan_chunks(total_tiles, 1, ctx.binding_limit(), |a, b| span(a, b).bytes())?;
+        if 3 * total_tiles * 4 > ctx.binding_limit() {
+            return Err(Error::Limit(format!("mask_giou: {total_tiles} tiles' partial sums exceed one binding")));
+        }
+
+        let write_elements = self.reduction == Reduction::None;
+        let storage = wgpu::BufferUsages::STORAGE;
+        let uniform = wgpu::BufferUsages::UNIFORM;
+        let base = Params {
+            instances: m as u32,
+            height: h as u32,
+            width: w as u32,
+            pixels: hw as u32,
+            tiles: tiles as u32,
+            support_logit: support_logit(self.threshold),
+            eps: self.eps as f32,
+            hull: (self.enclosing == Enclosing::ConvexHull) as u32,
+            write_elements: write_elements as u32,
+            inv_denom: if self.reduction == Reduction::Mean { 1.0 / m as f32 } else { 1.0 },
+            ..Params::default()
+        };
+        let params_buffer = |p: &Params| ctx.create_buffer_with("mask_giou params", bytemuck::bytes_of(p), uniform);
+        let global_params = params_buffer(&base);
+        let io = ctx.create_buffer_with("loss io", bytemuck::bytes_of(&options.io()), uniform);
+
+        let mut scratch: Vec<PooledBuffer> = Vec::new();
+        let mut pooled = |label: &str, bytes: u64| {
+            let b = ctx.scratch(label, bytes, storage);
+            let buffer = b.buffer().clone();
+            scratch.push(b);
+            buffer
+        };
+        let extents = pooled("mask_giou extents", 8 * m64 * h64);
+        let rows = pooled("mask_giou rows", 8 * m64 * h64);
+        let partials = pooled("mask_giou partials", 12 * total_tiles);
+        let sums = pooled("mask_giou sums", 12 * m64);
+        let coef = pooled("mask_giou coefficients", 16 * m64);
+        let losses = pooled("mask_giou losses", 4 * m64);
+        let loss_sum = pooled("mask_giou loss sum", 4);
+        let counts = GpuTensor::zeros(ctx, &[m], DType::I32);
+        let dummy = ctx.create_buffer_with("unused value", &[0u8; 16], storage);
+
+        let kernel = |entry| ctx.kernel("mask_giou.wgsl", entry, &[]);
+        let owned = |b: &wgpu::Buffer| Source::Owned(b.clone());
+        let chunk_params: Vec<wgpu::Buffer> = chunks
+            .iter()
+            .map(|c| {
+                params_buffer(&Params {
+                    tile0: c.start as u32,
+                    count: (c.end - c.start) as u32,
+                    first_elem: span(c.start, c.end).first as u32,
+                    ..base
+                })
+            })
+            .collect();
+        // One dispatch per chunk of tiles, logit-shaped slots bound at the chunk's range.
+        let per_chunk = |entry, extra: &dyn Fn(&ElementRange) -> Vec<(u32, Source)>| -> Result<Vec<Step>> {
+            let k = kernel(entry)?;
+            Ok(chunks
+                .iter()
+                .zip(&chunk_params)
+                .map(|(c, p)| {
+                    let range = span(c.start, c.end);
+                    let mut sources = vec![
+                        (0, owned(p)),
+                        (2, Source::Slot(slot::LOGITS, Some(range.clone()))),
+                        (3, Source::Slot(slot::TARGET, Some(range.clone()))),
+                    ];
+                    sources.extend(extra(&range));
+                    Step { kernel: k.clone(), sources, groups: (c.end - c.start) as u32 }
+                })
+                .collect())
+        };
+
+        let mut steps = vec![Step {
+            kernel: kernel("clear_extents")?,
+            sources: vec![(0, owned(&global_params)), (4, owned(&extents))],
+            groups: (2 * m64 * h64).div_ceil(WG_SIZE) as u32,
+        }];
+        steps.extend(per_chunk("extents_pass", &|_| vec![(4, owned(&extents))])?);
+        steps.push(Step {
+            kernel: kernel("enclose")?,
+            sources: vec![(0, owned(&global_params)), (4, owned(&extents)), (5, owned(&rows)), (6, owned(counts.buffer()))],
+            groups: m as u32,
+        });
+        steps.extend(per_chunk("sums_pass", &|_| vec![(5, owned(&rows)), (7, owned(&partials))])?);
+        let mut reduce_scratch =
+            record_segmented_sum(ctx, &mut steps, Place::Owned(partials.clone()), 3 * m64, tiles, Place::Owned(sums.clone()))?;
+        steps.push(Step {
+            kernel: kernel("instance")?,
+            sources: vec![
+                (0, owned(&global_params)),
+                (1, owned(&io)),
+                (6, owned(counts.buffer())),
+                (8, owned(&sums)),
+                (9, owned(&coef)),
+                (10, if write_elements { Source::Slot(slot::VALUE, None) } else { owned(&dummy) }),
+                (11, owned(&losses)),
+            ],
+            groups: m64.div_ceil(64) as u32,
+        });
+        if !write_elements {
+            let denom = if self.reduction == Reduction::Mean { m as f32 } else { 1.0 };
+            let denom = ctx.create_buffer_with("loss denominator", bytemuck::bytes_of(&denom), storage);
+            reduce_scratch.extend(record_segmented_sum(
+                ctx,
+                &mut steps,
+                Place::Owned(losses.clone()),
+                1,
+                m64,
+                Place::Owned(loss_sum.clone()),
+            )?);
+            steps.push(Step {
+                kernel: ctx.kernel("finalize.wgsl", "finalize", &[("COUNT", 1.0)])?,
+                sources: vec![(0, owned(&io)), (1, Source::Owned(denom)), (2, owned(&loss_sum)), (3, Source::Slot(slot::VALUE, None))],
+                groups: 1,
+            });
+        }
+        if options.grad {
+            steps.extend(per_chunk("gradient", &|range| {
+                vec![(1, owned(&io)), (5, owned(&rows)), (9, owned(&coef)), (12, Source::Slot(slot::GRAD, Some(range.clone())))]
+            })?);
+        }
+        scratch.extend(reduce_scratch);
+
+        let l = &shapes.logits;
+        let slots = vec![
+            SlotSpec { name: "logits", shape: l.clone(), dtype: DType::F32, written: false, required: true },
+            SlotSpec { name: "target", shape: l.clone(), dtype: DType::F32, written: false, required: true },
+            SlotSpec { name: "weight", shape: l.clone(), dtype: DType::F32, written: false, required: false },
+            SlotSpec { name: "grad", shape: l.clone(), dtype: DType::F32, written: true, required: options.grad },
+            SlotSpec { name: "value", shape: value_shape.clone(), dtype: DType::F32, written: true, required: true },
+        ];
+        Ok(LossPlan {
+            ctx: ctx.clone(),
+            program: Program { slots, steps },
+            io,
+            status: None,
+            value_shape,
+            options,
+            _scratch: scratch,
+            extras: vec![("enclosing_count", counts)],
+        })
+    }
+}

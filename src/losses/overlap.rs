@@ -1,0 +1,561 @@
+//! The overlap losses (SPEC.md): `dice`, `jaccard` and `tversky` here, with
+//! what they share with `generalized_dice` (losses/generalized_dice.rs):
+//! modes, input checks, and the plan of `shaders/overlap.wgsl`: a pass over
+//! the pixels for every group's I, P and G, their segmented sum, a per-group
+//! stage for the value and the coefficients ∂value/∂I, ∂value/∂P, and a
+//! second pass over the pixels for the gradient. The float64 twins are
+//! reference/overlap.rs and reference/generalized_dice.rs.
+
+use bytemuck::{Pod, Zeroable};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::error::{Error, Result};
+use crate::gpu::chunks::{PixelChunk, PixelLayout};
+use crate::gpu::layout::{Chunk, LOSS_TILE, WG_SIZE};
+use crate::gpu::program::{Program, SlotSpec, Source, Step};
+use crate::gpu::{DType, GpuContext, PooledBuffer};
+use crate::losses::plan::slot;
+use crate::losses::{
+    HostInputs, InputShapes, LossPlan, PlanOptions, Reduction, check_class_weights, check_labels, check_range, class_layout,
+    same_shape,
+};
+use crate::primitives::reduce::{Place, record_segmented_sum};
+
+/// Most classes the overlap kernels take: `pixel_stats` loops about 33·C
+/// times per invocation, within lavapipe's 65,535.
+pub const MAX_CLASSES: usize = 1024;
+
+/// The largest parameter the kernels' f32 holds.
+pub(crate) const F32_MAX: f64 = f32::MAX as f64;
+
+/// Pixels of one image a `pixel_stats` workgroup covers (`STATS_TILE` in overlap.wgsl).
+const STATS_TILE: u64 = WG_SIZE * 8;
+
+/// How logits become probabilities, and what the targets are.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OverlapMode {
+    /// One channel (C = 1), sigmoid, dense {0, 1} targets of the logits' shape.
+    Binary,
+    /// Each channel its own sigmoid, dense {0, 1} targets of the logits' shape.
+    Multilabel,
+    /// Softmax over the class axis, class-index targets `[N, S…]`.
+    #[default]
+    Multiclass,
+}
+
+/// Which pixels a group gathers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Aggregate {
+    /// One group per (image, class).
+    #[default]
+    Image,
+    /// One group per class, over the whole batch.
+    Batch,
+}
+
+/// What a group whose target is empty (G = 0) scores.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Empty {
+    /// Its loss as the formula gives it.
+    #[default]
+    Keep,
+    /// Loss 0 (it still counts in the mean).
+    Zero,
+}
+
+/// Parameters of `dice` and `jaccard`, and, with α and β, of `tversky`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OverlapConfig {
+    /// `binary`, `multilabel` or `multiclass` (default).
+    pub mode: OverlapMode,
+    /// P and G sum squares.
+    pub squared: bool,
+    /// Added to the numerator (1e-5).
+    pub smooth_nr: f64,
+    /// Added to the denominator (1e-5).
+    pub smooth_dr: f64,
+    /// Floor of the denominator, and of the score under `log_loss` (1e-7).
+    pub eps: f64,
+    /// Groups per (image, class) or per class.
+    pub aggregate: Aggregate,
+    /// What an empty group scores.
+    pub empty: Empty,
+    /// `−log(max(score, eps))` instead of `1 − score`.
+    pub log_loss: bool,
+    /// Keep class 0's groups.
+    pub include_background: bool,
+    /// One weight per class: C of them, or, without the background, also
+    /// C − 1 for the classes kept (as MONAI takes them).
+    pub class_weights: Option<Vec<f64>>,
+    /// Targets equal to this count for nothing (multiclass labels, or dense targets).
+    pub ignore_index: Option<i64>,
+    /// `"mean"` (Σ w·l / Σ w), `"sum"` (Σ w·l) or `"none"` (l per group).
+    pub reduction: Reduction,
+}
+
+impl Default for OverlapConfig {
+    fn default() -> Self {
+        OverlapConfig {
+            mode: OverlapMode::Multiclass,
+            squared: false,
+            smooth_nr: 1e-5,
+            smooth_dr: 1e-5,
+            eps: 1e-7,
+            aggregate: Aggregate::Image,
+            empty: Empty::Keep,
+            log_loss: false,
+            include_background: true,
+            class_weights: None,
+            ignore_index: None,
+            reduction: Reduction::Mean,
+        }
+    }
+}
+
+/// Parameters of `tversky`: those of dice, with α weighing false positives
+/// and β false negatives.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TverskyConfig {
+    /// Every parameter it shares with dice.
+    #[serde(flatten)]
+    pub overlap: OverlapConfig,
+    /// α, the weight of P − I (0.5).
+    pub alpha: f64,
+    /// β, the weight of G − I (0.5).
+    pub beta: f64,
+}
+
+impl Default for TverskyConfig {
+    fn default() -> Self {
+        TverskyConfig { overlap: OverlapConfig::default(), alpha: 0.5, beta: 0.5 }
+    }
+}
+
+// By hand, because serde's flatten cannot reject unknown keys: α and β are
+// taken out, and the rest must be an `OverlapConfig`.
+impl<'de> Deserialize<'de> for TverskyConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let mut map = serde_json::Map::<String, serde_json::Value>::deserialize(d)?;
+        let mut number = |key: &str, default: f64| match map.remove(key) {
+            None => Ok(default),
+            Some(v) => v.as_f64().ok_or_else(|| D::Error::custom(format!("{key} must be a number, not {v}"))),
+        };
+        let alpha = number("alpha", 0.5)?;
+        let beta = number("beta", 0.5)?;
+        let overlap = OverlapConfig::deserialize(serde_json::Value::Object(map)).map_err(D::Error::custom)?;
+        Ok(TverskyConfig { overlap, alpha, beta })
+    }
+}
+
+/// Which ratio a dice-family group scores.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Score {
+    /// (2I + s_nr) / max(P + G + s_dr, eps)
+    Dice,
+    /// (I + s_nr) / max(P + G − I + s_dr, eps)
+    Jaccard,
+    /// (I + s_nr) / max(I + α(P − I) + β(G − I) + s_dr, eps)
+    Tversky {
+        /// α
+        alpha: f64,
+        /// β
+        beta: f64,
+    },
+}
+
+impl Score {
+    fn loss(self) -> &'static str {
+        match self {
+            Score::Dice => "dice",
+            Score::Jaccard => "jaccard",
+            Score::Tversky { .. } => "tversky",
+        }
+    }
+}
+
+impl TverskyConfig {
+    /// The score with this configuration's α and β.
+    pub fn score(&self) -> Score {
+        Score::Tversky { alpha: self.alpha, beta: self.beta }
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        check_range("tversky", "alpha", self.alpha, 0.0, 1.0e6)?;
+        check_range("tversky", "beta", self.beta, 0.0, 1.0e6)?;
+        if self.alpha == 0.0 && self.beta == 0.0 {
+            return Err(Error::config("tversky", "alpha and beta are both 0: the score would ignore every error"));
+        }
+        self.overlap.validate(self.score())
+    }
+}
+
+impl OverlapConfig {
+    pub(crate) fn validate(&self, score: Score) -> Result<()> {
+        let loss = score.loss();
+        check_range(loss, "smooth_nr", self.smooth_nr, 0.0, F32_MAX)?;
+        check_range(loss, "smooth_dr", self.smooth_dr, 0.0, F32_MAX)?;
+        check_range(loss, "eps", self.eps, 0.0, F32_MAX)?;
+        if self.log_loss && self.eps == 0.0 && self.smooth_nr == 0.0 {
+            return Err(Error::config(
+                loss,
+                "log_loss with eps = 0 and smooth_nr = 0 is infinite for an empty group: give eps or smooth_nr a positive value",
+            ));
+        }
+        if let Some(v) = self.ignore_index {
+            check_range(loss, "ignore_index", v as f64, i32::MIN as f64, i32::MAX as f64)?;
+        }
+        check_class_weights(loss, &self.class_weights, None)?;
+        if let Some(w) = self.class_weights.iter().flatten().find(|w| **w > F32_MAX) {
+            return Err(Error::config(loss, format!("class weight {w} does not fit in f32")));
+        }
+        Ok(())
+    }
+
+    /// The value's shape: `[1]`, or for "none" `[N, C']` ("image") or `[C']` ("batch").
+    pub(crate) fn check_shapes(&self, score: Score, shapes: &InputShapes) -> Result<Vec<usize>> {
+        let loss = score.loss();
+        let layout = check_layout(loss, self.mode, self.include_background, shapes)?;
+        let (n, c) = (layout.images as usize, layout.classes as usize);
+        let first = !self.include_background as usize;
+        match &self.class_weights {
+            Some(w) if first == 1 && w.len() + 1 == c => {}
+            _ => check_class_weights(loss, &self.class_weights, Some(c))?,
+        }
+        if self.reduction == Reduction::Mean && self.weights(c).iter().skip(first).sum::<f64>() == 0.0 {
+            return Err(Error::config(loss, "the class_weights of the classes counted sum to 0: their mean is undefined"));
+        }
+        Ok(match (self.reduction, self.aggregate) {
+            (Reduction::None, Aggregate::Image) => vec![n, c - first],
+            (Reduction::None, Aggregate::Batch) => vec![c - first],
+            _ => vec![1],
+        })
+    }
+
+    pub(crate) fn check_values(&self, score: Score, inputs: &HostInputs<'_>) -> Result<()> {
+        check_targets(score.loss(), self.mode, self.ignore_index, inputs)
+    }
+
+    /// The weight of each of `classes` classes: 1 without class weights; a
+    /// left-out background's is 0.
+    pub fn weights(&self, classes: usize) -> Vec<f64> {
+        match &self.class_weights {
+            None => vec![1.0; classes],
+            Some(w) if w.len() + 1 == classes && !self.include_background => std::iter::once(0.0).chain(w.iter().copied()).collect(),
+            Some(w) => w.clone(),
+        }
+    }
+
+    pub(crate) fn plan(&self, score: Score, ctx: &GpuContext, shapes: &InputShapes, options: PlanOptions) -> Result<LossPlan> {
+        let loss = score.loss();
+        let value_shape = self.check_shapes(score, shapes)?;
+        let layout = check_layout(loss, self.mode, self.include_background, shapes)?;
+        let (n, c) = (layout.images, layout.classes);
+        let first = !self.include_background as usize;
+        let batch = self.aggregate == Aggregate::Batch;
+        let groups = if batch { c } else { n * c };
+        let weights = self.weights(c as usize);
+        let total = if batch { 1.0 } else { n as f64 } * weights.iter().skip(first).sum::<f64>();
+        let (mean_scale, denominator) = match self.reduction {
+            Reduction::Mean => (1.0 / total, total),
+            _ => (1.0, 1.0),
+        };
+        let (kind, alpha, beta) = match score {
+            Score::Dice => (0, 0.0, 0.0),
+            Score::Jaccard => (1, 0.0, 0.0),
+            Score::Tversky { alpha, beta } => (2, alpha, beta),
+        };
+        OverlapPlan {
+            loss,
+            shapes,
+            layout,
+            mode: self.mode,
+            squared: self.squared,
+            batch,
+            ignore: self.ignore_index,
+            reduction: self.reduction,
+            value_shape,
+            entry: "overlap_groups",
+            class_weights: Some(weights.iter().map(|&w| w as f32).collect()),
+            denominator,
+            params: GroupParams {
+                count: groups as u32,
+                classes: c as u32,
+                stat_groups: groups as u32,
+                first_class: first as u32,
+                kind,
+                write_elements: (self.reduction == Reduction::None) as u32,
+                log_loss: self.log_loss as u32,
+                empty_zero: (self.empty == Empty::Zero) as u32,
+                smooth_nr: self.smooth_nr as f32,
+                smooth_dr: self.smooth_dr as f32,
+                eps: self.eps as f32,
+                alpha: alpha as f32,
+                beta: beta as f32,
+                mean_scale: mean_scale as f32,
+                _pad: [0; 2],
+            },
+        }
+        .plan(ctx, options)
+    }
+}
+
+/// Checks the inputs' shapes for an overlap loss and returns their `[N, C, S]` layout.
+pub(crate) fn check_layout(loss: &'static str, mode: OverlapMode, include_background: bool, shapes: &InputShapes) -> Result<PixelLayout> {
+    if shapes.weight.is_some() {
+        return Err(Error::input(format!("{loss}: takes no per-element weight")));
+    }
+    let l = &shapes.logits;
+    if l.len() >= 2 && l[1] > MAX_CLASSES {
+        return Err(Error::Limit(format!("{loss}: {} classes exceed the {MAX_CLASSES} the overlap kernels support", l[1])));
+    }
+    let (n, c, s) = match mode {
+        OverlapMode::Multiclass => class_layout(loss, shapes)?,
+        OverlapMode::Binary | OverlapMode::Multilabel => {
+            if l.len() < 2 {
+                return Err(Error::input(format!("{loss}: logits {l:?} must be [N, C, S…] with a class axis")));
+            }
+            same_shape(loss, "target", &shapes.target, l)?;
+            if l.iter().any(|&d| d == 0) {
+                return Err(Error::input(format!("{loss}: logits {l:?} have an empty axis")));
+            }
+            (l[0], l[1], l[2..].iter().product())
+        }
+    };
+    if mode == OverlapMode::Binary && c != 1 {
+        return Err(Error::input(format!("{loss}: binary mode takes one channel; the logits {l:?} have {c} (use multilabel)")));
+    }
+    if !include_background && c == 1 {
+        return Err(Error::input(format!(
+            "{loss}: include_background = false leaves no class of the logits' one channel"
+        )));
+    }
+    Ok(PixelLayout { images: n as u64, classes: c as u64, spatial: s as u64 })
+}
+
+/// Checks the target values: labels in `[0, C)` or the ignore value
+/// (multiclass), or dense targets in [0, 1] or the ignore value.
+pub(crate) fn check_targets(loss: &'static str, mode: OverlapMode, ignore: Option<i64>, inputs: &HostInputs<'_>) -> Result<()> {
+    if mode == OverlapMode::Multiclass {
+        return check_labels(loss, inputs.target, inputs.logits.shape[1], ignore);
+    }
+    let target = inputs.target.as_f32("target")?;
+    let skip = ignore.map(|v| v as f32);
+    if let Some((i, y)) = target.iter().enumerate().find(|(_, y)| Some(**y) != skip && !(0.0..=1.0).contains(*y)) {
+        let also = ignore.map(|v| format!(" and is not ignore_index {v}")).unwrap_or_default();
+        return Err(Error::input(format!("{loss}: target[{i}] = {y} is outside [0, 1]{also}")));
+    }
+    Ok(())
+}
+
+/// `struct PixelParams` in `overlap.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct PixelParams {
+    chunk: Chunk,
+    images: u32,
+    tiles: u32,
+    ignore_index: i32,
+    ignore_value: f32,
+    has_ignore: u32,
+    _pad: [u32; 3],
+}
+
+/// `struct GroupParams` in `overlap.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+pub(crate) struct GroupParams {
+    pub count: u32,
+    pub classes: u32,
+    pub stat_groups: u32,
+    pub first_class: u32,
+    pub kind: u32,
+    pub write_elements: u32,
+    pub log_loss: u32,
+    pub empty_zero: u32,
+    pub smooth_nr: f32,
+    pub smooth_dr: f32,
+    pub eps: f32,
+    pub alpha: f32,
+    pub beta: f32,
+    pub mean_scale: f32,
+    pub _pad: [u32; 2],
+}
+
+/// An overlap loss to plan: the pixel passes are the same for all four
+/// losses; `entry` and `params` choose the per-group stage.
+pub(crate) struct OverlapPlan<'a> {
+    pub loss: &'static str,
+    pub shapes: &'a InputShapes,
+    pub layout: PixelLayout,
+    pub mode: OverlapMode,
+    pub squared: bool,
+    pub batch: bool,
+    pub ignore: Option<i64>,
+    pub reduction: Reduction,
+    pub value_shape: Vec<usize>,
+    /// `overlap_groups` or `generalized_groups`.
+    pub entry: &'static str,
+    /// Bound at binding 9 when the entry reads them.
+    pub class_weights: Option<Vec<f32>>,
+    /// What the summed contributions are divided by (mean), else 1.
+    pub denominator: f64,
+    pub params: GroupParams,
+}
+
+impl OverlapPlan<'_> {
+    pub fn plan(&self, ctx: &GpuContext, options: PlanOptions) -> Result<LossPlan> {
+        let PixelLayout { images: n, classes: c, spatial: s } = self.layout;
+        if n * c * s >= 1 << 31 {
+            return Err(Error::Limit(format!("{}: {} logits exceed the 2^31 the kernels index", self.loss, n * c * s)));
+        }
+        let softmax = self.mode == OverlapMode::Multiclass;
+        let (align, limit) = (ctx.inner.offset_alignment, ctx.binding_limit());
+        let (storage, uniform) = (wgpu::BufferUsages::STORAGE, wgpu::BufferUsages::UNIFORM);
+        let owned = |label: &str, bytes: &[u8], usage| ctx.create_buffer_with(label, bytes, usage);
+        let constants = [("SOFTMAX", softmax as u32 as f64), ("SQUARED", self.squared as u32 as f64), ("BATCH", self.batch as u32 as f64)];
+
+        let tiles = s.div_ceil(STATS_TILE);
+        let groups = self.params.stat_groups as u64;
+        let seg_len = n * c * tiles / groups;
+        let invocations = self.params.count as u64;
+        if 3 * groups * seg_len * 4 > limit {
+            return Err(Error::Limit(format!(
+                "{}: the per-tile sums of {groups} groups ({} bytes) exceed one binding of {limit}",
+                self.loss,
+                3 * groups * seg_len * 4
+            )));
+        }
+        let io = owned("loss io", bytemuck::bytes_of(&options.io()), uniform);
+        let status = owned("loss status", &[0u8; 4], storage | wgpu::BufferUsages::COPY_SRC);
+        let partials = ctx.scratch("overlap partials", 3 * groups * seg_len * 4, storage);
+        let stats = ctx.scratch("overlap stats", 3 * groups * 4, storage);
+        let coef = ctx.scratch("overlap coefficients", groups * 8, storage);
+        let contrib = ctx.scratch("overlap contributions", invocations * 4, storage);
+        let dummy_value = owned("unused value", &[0u8; 16], storage);
+        let pixel_params = |chunk: Chunk| {
+            let params = PixelParams {
+                chunk,
+                images: n as u32,
+                tiles: tiles as u32,
+                ignore_index: self.ignore.unwrap_or(0) as i32,
+                ignore_value: self.ignore.unwrap_or(0) as f32,
+                has_ignore: self.ignore.is_some() as u32,
+                _pad: [0; 3],
+            };
+            owned("overlap pixel params", bytemuck::bytes_of(&params), uniform)
+        };
+        let target_range = |ch: &PixelChunk| if softmax { ch.pixels.clone() } else { ch.logits.clone() };
+        let mut steps = Vec::new();
+        let mut scratch: Vec<PooledBuffer> = Vec::new();
+
+        // 1. Every group's I, P, G: per-tile partials (tile t of image n covers
+        // its pixels [t·TILE, min((t+1)·TILE, S))), then their segmented sum.
+        let pixels_of_tiles = |a: u64, b: u64| {
+            let last = b - 1;
+            (a / tiles) * s + (a % tiles) * STATS_TILE..(last / tiles) * s + ((last % tiles + 1) * STATS_TILE).min(s)
+        };
+        let kernel = ctx.kernel("overlap.wgsl", "pixel_stats", &constants)?;
+        for ch in self.layout.chunks(n * tiles, 1, limit, align, pixels_of_tiles)? {
+            let chunk = self.layout.chunk_uniform(&ch, 0);
+            steps.push(Step {
+                kernel: kernel.clone(),
+                sources: vec![
+                    (0, Source::Owned(pixel_params(chunk))),
+                    (2, Source::Slot(slot::LOGITS, Some(ch.logits.clone()))),
+                    (3, Source::Slot(slot::TARGET, Some(target_range(&ch)))),
+                    (4, Source::Owned(partials.buffer().clone())),
+                    (5, Source::Owned(status.clone())),
+                ],
+                groups: chunk.count,
+            });
+        }
+        let stats_place = Place::Owned(stats.buffer().clone());
+        scratch.extend(record_segmented_sum(ctx, &mut steps, Place::Owned(partials.buffer().clone()), 3 * groups, seg_len, stats_place)?);
+
+        // 2. Per group: the loss, its share of the value, the coefficients.
+        let write_elements = self.reduction == Reduction::None;
+        let mut sources = vec![
+            (1, Source::Owned(io.clone())),
+            (6, Source::Owned(stats.buffer().clone())),
+            (7, Source::Owned(coef.buffer().clone())),
+            (10, Source::Owned(owned("overlap group params", bytemuck::bytes_of(&self.params), uniform))),
+            (11, Source::Owned(contrib.buffer().clone())),
+            (12, if write_elements { Source::Slot(slot::VALUE, None) } else { Source::Owned(dummy_value.clone()) }),
+        ];
+        if let Some(w) = &self.class_weights {
+            sources.push((9, Source::Owned(owned("class weights", bytemuck::cast_slice(w), storage))));
+        }
+        steps.push(Step { kernel: ctx.kernel("overlap.wgsl", self.entry, &[])?, sources, groups: invocations.div_ceil(64) as u32 });
+
+        // 3. The reduced value: Σ contributions / denominator.
+        if !write_elements {
+            let sums = ctx.scratch("overlap sum", 4, storage);
+            scratch.extend(record_segmented_sum(
+                ctx,
+                &mut steps,
+                Place::Owned(contrib.buffer().clone()),
+                1,
+                invocations,
+                Place::Owned(sums.buffer().clone()),
+            )?);
+            steps.push(Step {
+                kernel: ctx.kernel("finalize.wgsl", "finalize", &[("COUNT", 1.0)])?,
+                sources: vec![
+                    (0, Source::Owned(io.clone())),
+                    (1, Source::Owned(owned("loss denominator", bytemuck::bytes_of(&(self.denominator as f32)), storage))),
+                    (2, Source::Owned(sums.buffer().clone())),
+                    (3, Source::Slot(slot::VALUE, None)),
+                ],
+                groups: 1,
+            });
+            scratch.push(sums);
+        }
+
+        // 4. The gradient, pixel by pixel.
+        if options.grad {
+            let kernel = ctx.kernel("overlap.wgsl", "pixel_grad", &constants)?;
+            for ch in self.layout.chunks(self.layout.pixels(), LOSS_TILE, limit, align, |a, b| a..b)? {
+                let chunk = self.layout.chunk_uniform(&ch, 0);
+                steps.push(Step {
+                    kernel: kernel.clone(),
+                    sources: vec![
+                        (0, Source::Owned(pixel_params(chunk))),
+                        (1, Source::Owned(io.clone())),
+                        (2, Source::Slot(slot::LOGITS, Some(ch.logits.clone()))),
+                        (3, Source::Slot(slot::TARGET, Some(target_range(&ch)))),
+                        (5, Source::Owned(status.clone())),
+                        (7, Source::Owned(coef.buffer().clone())),
+                        (8, Source::Slot(slot::GRAD, Some(ch.logits.clone()))),
+                    ],
+                    groups: (chunk.count as u64).div_ceil(LOSS_TILE) as u32,
+                });
+            }
+        }
+        scratch.extend([partials, stats, coef, contrib]);
+
+        let logits = self.shapes.logits.clone();
+        let (target_shape, target_dtype) = if softmax { (self.shapes.target.clone(), DType::I32) } else { (logits.clone(), DType::F32) };
+        let slots = vec![
+            SlotSpec { name: "logits", shape: logits.clone(), dtype: DType::F32, written: false, required: true },
+            SlotSpec { name: "target", shape: target_shape, dtype: target_dtype, written: false, required: true },
+            SlotSpec { name: "weight", shape: logits.clone(), dtype: DType::F32, written: false, required: false },
+            SlotSpec { name: "grad", shape: logits, dtype: DType::F32, written: true, required: options.grad },
+            SlotSpec { name: "value", shape: self.value_shape.clone(), dtype: DType::F32, written: true, required: true },
+        ];
+        Ok(LossPlan {
+            ctx: ctx.clone(),
+            program: Program { slots, steps },
+            io,
+            status: softmax.then_some(status),
+            value_shape: self.value_shape.clone(),
+            options,
+            extras: Vec::new(),
+            _scratch: scratch,
+        })
+    }
+}

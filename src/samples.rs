@@ -1,0 +1,93 @@
+//! Inputs that look like segmentation data, for `selftest`, `bench` and the
+//! criterion benches: normal-ish logits, and label maps made of ellipses
+//! (the same "blobs" as `shared/device/anchor_bench.py`).
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, StandardNormal};
+
+use crate::error::Result;
+use crate::gpu::HostTensor;
+use crate::losses::{LossConfig, TargetKind};
+
+/// A seeded generator.
+pub fn rng(seed: u64) -> StdRng {
+    StdRng::seed_from_u64(seed)
+}
+
+/// Standard normal logits times `scale`.
+pub fn logits(rng: &mut StdRng, shape: &[usize], scale: f32) -> HostTensor {
+    let n: usize = shape.iter().product();
+    let data = (0..n).map(|_| scale * Distribution::<f32>::sample(&StandardNormal, rng)).collect();
+    HostTensor::f32(shape, data).expect("sized")
+}
+
+/// Label maps `[N, S…]` with two random ellipses per class 1..classes over background 0.
+pub fn blobs(rng: &mut StdRng, shape: &[usize], classes: usize) -> Vec<i32> {
+    let (n, spatial) = (shape[0], &shape[1..]);
+    let per_image: usize = spatial.iter().product();
+    let mut out = vec![0i32; n * per_image];
+    for img in 0..n {
+        for c in 1..classes {
+            for _ in 0..2 {
+                let centre: Vec<f64> = spatial.iter().map(|&d| rng.random::<f64>() * d as f64).collect();
+                let radius: Vec<f64> = spatial.iter().map(|&d| d as f64 * rng.random_range(1.0 / 12.0..0.25)).collect();
+                for (p, label) in out[img * per_image..(img + 1) * per_image].iter_mut().enumerate() {
+                    let (mut rest, mut r2) = (p, 0.0);
+                    for axis in (0..spatial.len()).rev() {
+                        let coord = (rest % spatial[axis]) as f64 + 0.5;
+                        rest /= spatial[axis];
+                        r2 += ((coord - centre[axis]) / radius[axis]).powi(2);
+                    }
+                    if r2 <= 1.0 {
+                        *label = c as i32;
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Class-index targets `[N, S…]` for logits `[N, C, S…]`.
+pub fn class_targets(rng: &mut StdRng, logits_shape: &[usize]) -> Result<HostTensor> {
+    let shape: Vec<usize> = std::iter::once(logits_shape[0]).chain(logits_shape[2..].iter().copied()).collect();
+    HostTensor::i32(&shape, blobs(rng, &shape, logits_shape[1].max(2)))
+}
+
+/// Dense {0, 1} targets of the logits' shape `[N, C, S…]`, from blobs (each channel its own map).
+pub fn dense_targets(rng: &mut StdRng, logits_shape: &[usize]) -> Result<HostTensor> {
+    let maps: Vec<usize> = if logits_shape.len() >= 3 {
+        std::iter::once(logits_shape[0] * logits_shape[1]).chain(logits_shape[2..].iter().copied()).collect()
+    } else {
+        vec![1, logits_shape.iter().product()]
+    };
+    let data = blobs(rng, &maps, 2).into_iter().map(|v| v as f32).collect();
+    HostTensor::f32(logits_shape, data)
+}
+
+/// `m` boxes `(x1, y1, x2, y2)` as anchor_bench.py draws them: a corner in
+/// [0, 100)², sides in [1, 41).
+pub fn boxes(rng: &mut StdRng, m: usize) -> Result<HostTensor> {
+    let mut data = Vec::with_capacity(m * 4);
+    for _ in 0..m {
+        let (x, y) = (rng.random::<f32>() * 100.0, rng.random::<f32>() * 100.0);
+        let (w, h) = (1.0 + rng.random::<f32>() * 40.0, 1.0 + rng.random::<f32>() * 40.0);
+        data.extend([x, y, x + w, y + h]);
+    }
+    HostTensor::f32(&[m, 4], data)
+}
+
+/// Inputs for `config` whose logits (or predicted boxes) have `shape`:
+/// the logits-slot tensor and the target.
+pub fn inputs(config: &LossConfig, shape: &[usize], rng: &mut StdRng) -> Result<(HostTensor, HostTensor)> {
+    Ok(match config.target_kind() {
+        TargetKind::Classes => (logits(rng, shape, 3.0), class_targets(rng, shape)?),
+        TargetKind::Dense => (logits(rng, shape, 3.0), dense_targets(rng, shape)?),
+        TargetKind::Masks => {
+            let masks = blobs(rng, shape, 2).into_iter().map(|v| v as f32).collect();
+            (logits(rng, shape, 3.0), HostTensor::f32(shape, masks)?)
+        }
+        TargetKind::Boxes => (boxes(rng, shape[0])?, boxes(rng, shape[0])?),
+    })
+}
