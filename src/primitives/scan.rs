@@ -207,6 +207,23 @@ impl SegmentedScan {
     }
 }
 
+/// The CPU twin: inclusive prefix sums of `segments` equal runs of
+/// `values` (wrapping) and each run's total.
+pub fn scan_cpu(values: &[u32], segments: usize, operand: ScanOperand) -> (Vec<u32>, Vec<u32>) {
+    let len = values.len() / segments.max(1);
+    let mut prefix = Vec::with_capacity(values.len());
+    let mut totals = Vec::with_capacity(segments);
+    for run in values.chunks(len.max(1)).take(segments) {
+        let mut acc = 0u32;
+        for &v in run {
+            acc = acc.wrapping_add(v & operand.mask());
+            prefix.push(acc);
+        }
+        totals.push(acc);
+    }
+    (prefix, totals)
+}
+
 /// Reads a 32-bit tensor back as raw words, blocking.
 pub(crate) fn read_words(ctx: &GpuContext, t: &GpuTensor) -> Result<Vec<u32>> {
     let bytes = pollster::block_on(crate::gpu::tensor::read_bytes(ctx, &t.buffer, t.offset, t.byte_len()))?;
