@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+use segloss::primitives::sort::SortPlan;
 use segloss::{DType, GpuContext, GpuTensor, InputShapes, LossConfig, LossInputs, LossOutputs, PlanOptions, Result, samples};
 
 #[derive(clap::Args)]
@@ -38,6 +39,15 @@ const MULTICLASS: &[(&str, &str)] = &[
     ("generalized_dice", r#"{"loss": "generalized_dice", "params": {"mode": "multiclass"}}"#),
 ];
 
+/// 2D multiclass adds the Lovász softmax (anchor_bench.py runs it on 2D only).
+const SEMANTIC: &[(&str, &str)] = &[
+    MULTICLASS[0],
+    MULTICLASS[1],
+    MULTICLASS[2],
+    MULTICLASS[3],
+    ("lovasz_softmax", r#"{"loss": "lovasz_softmax", "params": {}}"#),
+];
+
 fn workloads(scale: f64) -> Vec<Workload> {
     let s = |v: usize| ((v as f64 * scale).round() as usize).max(1);
     vec![
@@ -48,9 +58,10 @@ fn workloads(scale: f64) -> Vec<Workload> {
                 ("bce", r#"{"loss": "bce", "params": {}}"#),
                 ("focal", r#"{"loss": "focal", "params": {"mode": "binary", "gamma": 2.0, "alpha": 0.25}}"#),
                 ("dice", r#"{"loss": "dice", "params": {"mode": "binary"}}"#),
+                ("lovasz_hinge", r#"{"loss": "lovasz_hinge", "params": {}}"#),
             ],
         },
-        Workload { name: "semantic-8x19x256", shape: vec![8, 19, s(256), s(256)], losses: MULTICLASS },
+        Workload { name: "semantic-8x19x256", shape: vec![8, 19, s(256), s(256)], losses: SEMANTIC },
         Workload { name: "volume-2x4x64x128", shape: vec![2, 4, s(64), s(128), s(128)], losses: MULTICLASS },
         Workload {
             name: "boxes-100k",
@@ -62,6 +73,9 @@ fn workloads(scale: f64) -> Vec<Workload> {
             shape: vec![256, s(112), s(112)],
             losses: &[("mask_giou", r#"{"loss": "mask_giou", "params": {"enclosing": "convex_hull"}}"#)],
         },
+        // The key-value sort alone (issue 6 asks for keys per second at 2^20 and 2^24).
+        Workload { name: "sort-2^20", shape: vec![s(1 << 20)], losses: &[("sort", "")] },
+        Workload { name: "sort-2^24", shape: vec![s(1 << 24)], losses: &[("sort", "")] },
     ]
 }
 
@@ -141,6 +155,45 @@ fn copy_ms(ctx: &GpuContext, bytes: u64, iters: usize) -> Result<f64> {
     Ok(ms)
 }
 
+/// One timed thing: what it is called in the output, the bytes it must move,
+/// and how to record it.
+struct Case<'a> {
+    loss: &'static str,
+    bytes: u64,
+    record: Box<dyn Fn(&mut wgpu::CommandEncoder) -> Result<()> + 'a>,
+}
+
+/// A loss on its workload's inputs, planned once, inputs resident on the GPU.
+fn loss_case<'a>(ctx: &'a GpuContext, loss: &'static str, json: &str, shape: &[usize]) -> Result<Case<'a>> {
+    let config = LossConfig::from_json(json)?;
+    let (logits, target) = samples::inputs(&config, shape, &mut samples::rng(0))?;
+    let (x, y) = (GpuTensor::from_host(ctx, &logits), GpuTensor::from_host(ctx, &target));
+    let shapes = InputShapes::new(shape, &target.shape);
+    let plan = config.plan(ctx, &shapes, PlanOptions::default())?;
+    let value = GpuTensor::zeros(ctx, plan.value_shape(), DType::F32);
+    let grad = GpuTensor::zeros(ctx, shape, DType::F32);
+    Ok(Case {
+        loss,
+        bytes: config.min_bytes(&shapes),
+        record: Box::new(move |encoder| {
+            plan.record(
+                encoder,
+                LossInputs { logits: &x, target: &y, weight: None, distance: None },
+                LossOutputs { value: &value, grad: Some(&grad) },
+            )
+        }),
+    })
+}
+
+/// An argsort of `n` random keys: reads and writes keys and values once at the least.
+fn sort_case(ctx: &GpuContext, n: usize) -> Result<Case<'_>> {
+    let keys = GpuTensor::from_host(ctx, &samples::logits(&mut samples::rng(0), &[n], 1.0));
+    let values = GpuTensor::zeros(ctx, &[n], DType::I32);
+    let plan = SortPlan::argsort(ctx, &[n])?;
+    // The bitonic network does the same work whatever the order, so re-sorting sorted keys times the same.
+    Ok(Case { loss: "sort", bytes: 4 * 4 * n as u64, record: Box::new(move |encoder| plan.record(encoder, &keys, &values)) })
+}
+
 pub fn run(args: &Args) -> Result<bool> {
     let ctx = GpuContext::new()?;
     let device = ctx.adapter_name();
@@ -153,32 +206,24 @@ pub fn run(args: &Args) -> Result<bool> {
             continue;
         }
         for (loss, json) in w.losses {
-            let config = LossConfig::from_json(json)?;
-            let (logits, target) = samples::inputs(&config, &w.shape, &mut samples::rng(0))?;
-            let logits_gpu = GpuTensor::from_host(&ctx, &logits);
-            let target_gpu = GpuTensor::from_host(&ctx, &target);
-            let shapes = InputShapes::new(&w.shape, &target.shape);
-            let plan = config.plan(&ctx, &shapes, PlanOptions::default())?;
-            let value = GpuTensor::zeros(&ctx, plan.value_shape(), DType::F32);
-            let grad = GpuTensor::zeros(&ctx, &w.shape, DType::F32);
-            let (ms, timing) = time_gpu(&ctx, args.iters, &|encoder| {
-                plan.record(
-                    encoder,
-                    LossInputs { logits: &logits_gpu, target: &target_gpu, weight: None, distance: None },
-                    LossOutputs { value: &value, grad: Some(&grad) },
-                )
-            })?;
-            let bytes = config.min_bytes(&shapes);
-            let copy = copy_ms(&ctx, bytes, args.iters)?;
-            let gbps = bytes as f64 / (ms * 1e-3) / 1e9;
+            let case = match *loss {
+                "sort" => sort_case(&ctx, w.shape[0])?,
+                _ => loss_case(&ctx, loss, json, &w.shape)?,
+            };
+            let (ms, timing) = time_gpu(&ctx, args.iters, &*case.record)?;
+            let copy = copy_ms(&ctx, case.bytes, args.iters)?;
+            let gbps = case.bytes as f64 / (ms * 1e-3) / 1e9;
+            let per_second = (case.loss == "sort").then(|| w.shape[0] as f64 / (ms * 1e-3));
             if args.json {
-                println!(
-                    "{}",
-                    serde_json::json!({"workload": w.name, "loss": loss, "ms": round4(ms), "gbps": round4(gbps),
-                        "copy_ratio": round4(ms / copy), "device": device, "shape": w.shape, "timing": timing})
-                );
+                let mut line = serde_json::json!({"workload": w.name, "loss": case.loss, "ms": round4(ms), "gbps": round4(gbps),
+                    "copy_ratio": round4(ms / copy), "device": device, "shape": w.shape, "timing": timing});
+                if let Some(k) = per_second {
+                    line["keys_per_s"] = serde_json::json!(k.round());
+                }
+                println!("{line}");
             } else {
-                println!("{:<20} {:<16} {:>10.3} {:>8.2} {:>9.2}×  {timing}", w.name, loss, ms, gbps, ms / copy);
+                let keys = per_second.map(|k| format!("  {:.3e} keys/s", k)).unwrap_or_default();
+                println!("{:<20} {:<16} {:>10.3} {:>8.2} {:>9.2}×  {timing}{keys}", w.name, case.loss, ms, gbps, ms / copy);
             }
         }
     }

@@ -32,6 +32,9 @@ const CASES: &[(&str, &[usize])] = &[
     (r#"{"loss": "box_iou", "params": {"kind": "ciou", "reduction": "none"}}"#, &[1000, 4]),
     (r#"{"loss": "mask_giou", "params": {}}"#, &[64, 56, 56]),
     (r#"{"loss": "mask_giou", "params": {"enclosing": "bounding_box", "threshold": 0.3, "reduction": "none"}}"#, &[16, 100, 37]),
+    (r#"{"loss": "lovasz_softmax", "params": {}}"#, &[4, 5, 96, 80]),
+    (r#"{"loss": "lovasz_softmax", "params": {"classes": "all", "per_image": true, "ignore_index": 0}}"#, &[2, 4, 12, 40, 33]),
+    (r#"{"loss": "lovasz_hinge", "params": {"per_image": true}}"#, &[4, 1, 97, 131]),
 ];
 
 #[derive(Default)]
