@@ -115,6 +115,26 @@ impl GoldenCase {
     }
 }
 
+impl GoldenCase {
+    /// Expected outputs beyond `loss` and `grad` (`distance`, `enclosing_count`…), flattened, by name.
+    pub fn expected_extras(&self) -> Result<Vec<(String, Vec<f64>)>> {
+        let Some(fields) = self.expected.as_object() else { return Ok(Vec::new()) };
+        fields
+            .iter()
+            .filter(|(name, _)| !matches!(name.as_str(), "loss" | "grad"))
+            .map(|(name, v)| {
+                let data = match v {
+                    Value::Number(n) => vec![n.as_f64().unwrap_or(f64::NAN)],
+                    _ => tensor_of(v)
+                        .map_err(|e| Error::Golden { file: self.id.clone(), message: format!("expected.{name}: {e}") })?
+                        .data,
+                };
+                Ok((name.clone(), data))
+            })
+            .collect()
+    }
+}
+
 fn tensor_of(v: &Value) -> Result<JsonTensor> {
     serde_json::from_value(v.clone()).map_err(|e| Error::Golden { file: "tensor".into(), message: e.to_string() })
 }
@@ -168,7 +188,9 @@ pub enum Outcome {
 }
 
 /// Runs one case through the float64 reference (held to 1e-8 relative) and,
-/// with a runner, the GPU (held to the case's tolerance).
+/// with a runner, the GPU (held to the case's tolerance). Expected outputs
+/// beyond loss and grad are compared element by element with what
+/// [`LossConfig::extra_outputs`] gives; one it does not give fails the case.
 pub fn check_case(case: &GoldenCase, runner: Option<&Runner>) -> Result<Outcome> {
     if !LossConfig::implemented(&case.loss) {
         if !crate::losses::SPEC_LOSSES.contains(&case.loss.as_str()) {
@@ -187,10 +209,21 @@ pub fn check_case(case: &GoldenCase, runner: Option<&Runner>) -> Result<Outcome>
     let exp_grad = case.expected_grad()?;
 
     let reference = config.reference(&inputs)?;
-    let checks = [
+    let extras = config.extra_outputs(&inputs, runner.map(Runner::context))?;
+    let mut exp_extras = Vec::new();
+    for (name, expected) in case.expected_extras()? {
+        match extras.iter().find(|e| e.name == name) {
+            Some(extra) => exp_extras.push((extra, expected)),
+            None => return Ok(Outcome::Fail(format!("expected.{name} is not checked by this build"))),
+        }
+    }
+    let mut checks = vec![
         compare("loss", &reference.value, &exp_loss, REFERENCE_RTOL, REFERENCE_ATOL, false),
         compare("grad", &reference.grad, &exp_grad, REFERENCE_RTOL, REFERENCE_ATOL, true),
     ];
+    for (extra, expected) in &exp_extras {
+        checks.push(compare(extra.name, &extra.reference, expected, REFERENCE_RTOL, REFERENCE_ATOL, false));
+    }
     if let Some(m) = checks.iter().find(|m| m.ratio > 1.0) {
         return Ok(Outcome::Fail(format!("reference {}", describe(m))));
     }
@@ -200,10 +233,14 @@ pub fn check_case(case: &GoldenCase, runner: Option<&Runner>) -> Result<Outcome>
     let gpu = runner.compute(&config, inputs)?;
     let widen = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
     let tol = case.tolerance;
-    let checks = [
+    let mut checks = vec![
         compare("loss", &widen(&gpu.value), &exp_loss, tol.rtol, tol.atol, false),
         compare("grad", &widen(&gpu.grad), &exp_grad, tol.rtol, tol.atol, true),
     ];
+    for (extra, expected) in &exp_extras {
+        let got = extra.gpu.as_deref().unwrap_or_default();
+        checks.push(compare(extra.name, got, expected, tol.rtol, tol.atol, false));
+    }
     if let Some(m) = checks.iter().find(|m| m.ratio > 1.0) {
         return Ok(Outcome::Fail(format!("gpu {}", describe(m))));
     }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use crate::error::{Error, Result};
 use crate::gpu::tensor::{read_bytes, tensor_usage};
 use crate::gpu::{DType, GpuContext, GpuTensor, HostTensor};
-use crate::losses::{HostInputs, LossConfig, LossInputs, LossOutputs, LossPlan, PlanOptions};
+use crate::losses::{CompoundConfig, HostInputs, LossConfig, LossInputs, LossOutputs, LossPlan, PlanOptions};
 
 /// A loss's value and gradient, read back to the host.
 #[derive(Clone, Debug, PartialEq)]
@@ -61,6 +61,37 @@ impl Runner {
         config.check_shapes(&shapes)?;
         config.check_values(&inputs)?;
         let plan = self.plan(config, &shapes)?;
+        let record = |e: &mut wgpu::CommandEncoder, i: LossInputs<'_>, o: LossOutputs<'_>| plan.record(e, i, o);
+        self.execute(config.name(), inputs, plan.value_shape(), record, &[plan.status_buffer()]).await
+    }
+
+    /// Computes a weighted sum of losses on the GPU (one encoder, one gradient), blocking.
+    pub fn compute_compound(&self, config: &CompoundConfig, inputs: HostInputs<'_>) -> Result<LossResult> {
+        pollster::block_on(self.compute_compound_async(config, inputs))
+    }
+
+    /// Computes a weighted sum of losses on the GPU. The plan is made per call.
+    pub async fn compute_compound_async(&self, config: &CompoundConfig, inputs: HostInputs<'_>) -> Result<LossResult> {
+        config.check_shapes(&inputs.shapes())?;
+        for term in &config.terms {
+            term.loss.check_values(&inputs)?;
+        }
+        let plan = config.plan(&self.ctx, &inputs.shapes(), PlanOptions::default())?;
+        let statuses: Vec<Option<&wgpu::Buffer>> = plan.terms().iter().map(LossPlan::status_buffer).collect();
+        let record = |e: &mut wgpu::CommandEncoder, i: LossInputs<'_>, o: LossOutputs<'_>| plan.record(e, i, o);
+        self.execute("compound", inputs, plan.value_shape(), record, &statuses).await
+    }
+
+    /// Uploads the inputs, records through `record` into one encoder, checks
+    /// the status buffers and reads value and gradient back.
+    async fn execute(
+        &self,
+        name: &str,
+        inputs: HostInputs<'_>,
+        value_shape: &[usize],
+        record: impl FnOnce(&mut wgpu::CommandEncoder, LossInputs<'_>, LossOutputs<'_>) -> Result<()>,
+        statuses: &[Option<&wgpu::Buffer>],
+    ) -> Result<LossResult> {
         let ctx = &self.ctx;
         let upload = |h: &HostTensor| -> Result<(GpuTensor, crate::PooledBuffer)> {
             let b = ctx.scratch("segloss input", h.bytes().len() as u64, tensor_usage());
@@ -75,29 +106,29 @@ impl Runner {
             let b = ctx.scratch("segloss output", bytes, tensor_usage());
             Ok((GpuTensor::new(ctx, b.buffer().clone(), 0, shape, DType::F32)?, b))
         };
-        let (value, _v) = output(plan.value_shape())?;
-        let (grad, _g) = output(&shapes.logits)?;
+        let (value, _v) = output(value_shape)?;
+        let (grad, _g) = output(&inputs.logits.shape)?;
         // Anything wgpu still rejects becomes an error here rather than a panic.
         let scope = ctx.device().push_error_scope(wgpu::ErrorFilter::Validation);
         let mut encoder = ctx.device().create_command_encoder(&Default::default());
-        plan.record(
+        record(
             &mut encoder,
             LossInputs { logits: &logits, target: &target, weight: weight.as_ref().map(|w| &w.0), distance: None },
             LossOutputs { value: &value, grad: Some(&grad) },
         )?;
         ctx.queue().submit([encoder.finish()]);
         if let Some(e) = scope.pop().await {
-            return Err(Error::Device(format!("{}: {e}", config.name())));
+            return Err(Error::Device(format!("{name}: {e}")));
         }
-        if let Some(status) = plan.status_buffer() {
+        for status in statuses.iter().flatten() {
             let flags = read_bytes(ctx, status, 0, 4).await?;
             if flags != [0, 0, 0, 0] {
-                return Err(Error::input(format!("{}: a class index outside [0, C) that is not the ignore value", config.name())));
+                return Err(Error::input(format!("{name}: a class index outside [0, C) that is not the ignore value")));
             }
         }
         Ok(LossResult {
             value: value.read_f32_async(ctx).await?,
-            value_shape: plan.value_shape().to_vec(),
+            value_shape: value_shape.to_vec(),
             grad: grad.read_f32_async(ctx).await?,
         })
     }

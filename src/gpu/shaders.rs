@@ -21,6 +21,8 @@ const SOURCES: &[(&str, &str)] = sources![
     "copy.wgsl",
     "sigmoid_pointwise.wgsl",
     "softmax_pointwise.wgsl",
+    "distance.wgsl",
+    "boundary.wgsl",
 ];
 
 /// The kernel files (everything outside `lib/`), each a complete module once composed.

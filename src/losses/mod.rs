@@ -3,6 +3,8 @@
 //! and the host code that plans its kernels.
 
 pub mod bce;
+pub mod boundary;
+pub mod compound;
 pub mod cross_entropy;
 pub mod focal;
 pub mod plan;
@@ -15,6 +17,8 @@ use crate::gpu::{GpuContext, HostTensor};
 use crate::reference::Reference;
 
 pub use bce::BceConfig;
+pub use boundary::BoundaryConfig;
+pub use compound::{CompoundConfig, CompoundPlan, CompoundTerm};
 pub use cross_entropy::CrossEntropyConfig;
 pub use focal::{FocalConfig, FocalMode};
 pub use plan::{LossInputs, LossOutputs, LossPlan, PlanOptions};
@@ -65,6 +69,8 @@ pub enum LossConfig {
     CrossEntropy(CrossEntropyConfig),
     /// Focal loss, sigmoid or softmax.
     Focal(FocalConfig),
+    /// Boundary loss: softmax times signed distance maps of the target.
+    Boundary(BoundaryConfig),
 }
 
 /// The shapes of a loss's inputs, which a plan is made for.
@@ -132,7 +138,7 @@ impl LossConfig {
 
     /// Whether this build implements the loss SPEC.md calls `loss`.
     pub fn implemented(loss: &str) -> bool {
-        matches!(loss, "bce" | "cross_entropy" | "focal")
+        matches!(loss, "bce" | "cross_entropy" | "focal" | "boundary")
     }
 
     /// The loss's SPEC.md name.
@@ -141,6 +147,7 @@ impl LossConfig {
             LossConfig::Bce(_) => "bce",
             LossConfig::CrossEntropy(_) => "cross_entropy",
             LossConfig::Focal(_) => "focal",
+            LossConfig::Boundary(_) => "boundary",
         }
     }
 
@@ -150,6 +157,7 @@ impl LossConfig {
             LossConfig::Bce(c) => c.validate(),
             LossConfig::CrossEntropy(c) => c.validate(),
             LossConfig::Focal(c) => c.validate(),
+            LossConfig::Boundary(c) => c.validate(),
         }
     }
 
@@ -159,6 +167,7 @@ impl LossConfig {
             LossConfig::Bce(c) => c.check_shapes(shapes),
             LossConfig::CrossEntropy(c) => c.check_shapes(shapes),
             LossConfig::Focal(c) => c.check_shapes(shapes),
+            LossConfig::Boundary(c) => c.check_shapes(shapes),
         }
     }
 
@@ -168,6 +177,7 @@ impl LossConfig {
             LossConfig::Bce(c) => c.check_values(inputs),
             LossConfig::CrossEntropy(c) => c.check_values(inputs),
             LossConfig::Focal(c) => c.check_values(inputs),
+            LossConfig::Boundary(c) => c.check_values(inputs),
         }
     }
 
@@ -178,6 +188,7 @@ impl LossConfig {
             LossConfig::Bce(c) => c.plan(ctx, shapes, options),
             LossConfig::CrossEntropy(c) => c.plan(ctx, shapes, options),
             LossConfig::Focal(c) => c.plan(ctx, shapes, options),
+            LossConfig::Boundary(c) => c.plan(ctx, shapes, options),
         }
     }
 
@@ -190,8 +201,33 @@ impl LossConfig {
             LossConfig::Bce(c) => crate::reference::bce::evaluate(c, inputs),
             LossConfig::CrossEntropy(c) => crate::reference::cross_entropy::evaluate(c, inputs),
             LossConfig::Focal(c) => crate::reference::focal::evaluate(c, inputs),
+            LossConfig::Boundary(c) => crate::reference::boundary::evaluate(c, inputs),
         }
     }
+
+    /// Outputs beyond value and gradient that golden cases check under
+    /// `expected.NAME` (boundary: `distance`), from the float64 reference
+    /// and, given a context, from the GPU. Empty for most losses.
+    pub fn extra_outputs(&self, inputs: &HostInputs<'_>, ctx: Option<&GpuContext>) -> Result<Vec<ExtraOutput>> {
+        self.validate()?;
+        self.check_shapes(&inputs.shapes())?;
+        self.check_values(inputs)?;
+        match self {
+            LossConfig::Boundary(c) => c.extra_outputs(inputs, ctx),
+            _ => Ok(Vec::new()),
+        }
+    }
+}
+
+/// A loss-specific output beside value and gradient, flattened (see [`LossConfig::extra_outputs`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExtraOutput {
+    /// Its name under a golden case's `expected`.
+    pub name: &'static str,
+    /// The float64 reference's.
+    pub reference: Vec<f64>,
+    /// The GPU's, when a context was given.
+    pub gpu: Option<Vec<f64>>,
 }
 
 fn static_name(loss: &str) -> &'static str {

@@ -198,6 +198,7 @@ impl Pointwise<'_> {
             value_shape,
             options,
             _scratch: scratch,
+            optional: None,
         })
     }
 }

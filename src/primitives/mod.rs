@@ -1,3 +1,4 @@
 //! GPU building blocks that several losses share, each with its own tests.
 
+pub mod distance;
 pub mod reduce;

@@ -2,6 +2,7 @@
 //! speed: the oracle the GPU kernels are tested against, and a CPU fallback.
 
 pub mod bce;
+pub mod boundary;
 pub mod cross_entropy;
 pub mod focal;
 
