@@ -193,9 +193,9 @@ fn edt_pass(
 }
 
 // ---------------------------------------------------------------------------
-// jump_flood: Rong & Tan (2006), with the two extra passes of JFA+2 (steps
-// k = 2^⌈log2 max(D,H,W)⌉/2, …, 2, 1, then 2, 1). Every pixel keeps the
-// nearest pixel of the other side found so far (its linear index in the
+// jump_flood: Rong & Tan (2006), run twice (JFA²: steps
+// k = 2^⌈log2 max(D,H,W)⌉/2, …, 2, 1, then the same again). Every pixel keeps
+// the nearest pixel of the other side found so far (its linear index in the
 // mask); a neighbour at ±k on the same side offers its own, one on the other
 // side offers itself. Reads and writes go to different buffers, so the
 // result does not depend on the order invocations run in. 27 neighbours at

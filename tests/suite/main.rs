@@ -6,6 +6,9 @@
 
 mod common;
 
+mod boundary;
+mod compound;
+mod distance;
 mod golden;
 mod pointwise;
 mod reduce;
