@@ -97,15 +97,15 @@ impl BoundaryConfig {
         if let Some(&bad) = self.classes.iter().flatten().find(|&&k| k >= c) {
             return Err(Error::input(format!("boundary: classes lists {bad}, but the logits have {c} classes")));
         }
-        if let Some(spacing) = &self.spacing {
-            if spacing.len() != rank - 2 {
-                return Err(Error::input(format!(
-                    "boundary: spacing has {} entries, but the logits {:?} have {} spatial axes",
-                    spacing.len(),
-                    shapes.logits,
-                    rank - 2
-                )));
-            }
+        if let Some(spacing) = &self.spacing
+            && spacing.len() != rank - 2
+        {
+            return Err(Error::input(format!(
+                "boundary: spacing has {} entries, but the logits {:?} have {} spatial axes",
+                spacing.len(),
+                shapes.logits,
+                rank - 2
+            )));
         }
         let geometry = Geometry::new(&shapes.target, &selected_classes(self, c), self.spacing.as_deref(), self.transform)
             .map_err(|e| match e {

@@ -22,7 +22,7 @@ pub fn euclidean_distance(feature: &[bool], dims: &[usize], spacing: &[f64]) -> 
         let mut line = vec![0.0; n];
         for start in 0..f.len() {
             // A line begins at every pixel whose coordinate along `axis` is 0.
-            if (start / stride) % n != 0 {
+            if !(start / stride).is_multiple_of(n) {
                 continue;
             }
             for (i, v) in line.iter_mut().enumerate() {

@@ -63,7 +63,7 @@ fn reference_edt_equals_brute_force() {
             }
             c
         };
-        for q in 0..n {
+        for (q, &distance) in got.iter().enumerate() {
             let cq = coords(q);
             let brute = (0..n)
                 .filter(|&p| feature[p])
@@ -72,7 +72,7 @@ fn reference_edt_equals_brute_force() {
                     (0..dims.len()).map(|a| ((cq[a] as f64 - cp[a] as f64) * spacing[a]).powi(2)).sum::<f64>().sqrt()
                 })
                 .fold(f64::INFINITY, f64::min);
-            assert!(brute == got[q] || (brute - got[q]).abs() <= 1e-12 * brute, "{dims:?} pixel {q}: {} vs {brute}", got[q]);
+            assert!(brute == distance || (brute - distance).abs() <= 1e-12 * brute, "{dims:?} pixel {q}: {distance} vs {brute}");
         }
     }
 }
@@ -113,9 +113,7 @@ fn exact_handles_empty_full_single_pixel_and_border_masks() {
     corner[h * w - 1] = 1;
     images.push(corner);
     let mut border = vec![0; h * w];
-    for x in 0..w {
-        border[x] = 1; // top row
-    }
+    border[..w].fill(1); // top row
     for y in 0..h {
         border[y * w + w - 1] = 1; // right column
     }
@@ -132,7 +130,7 @@ fn exact_handles_empty_full_single_pixel_and_border_masks() {
     let s = h * w;
     assert!(maps[..3 * s].iter().all(|&v| v == 0.0), "an empty or full class's map is all zero");
     // One pixel: 0 on it (1 − 1), its neighbours at 1, the corner far away at the exact distance.
-    let single = &maps[(1 * 3 + 1) * s..(1 * 3 + 2) * s];
+    let single = &maps[4 * s..5 * s]; // image 1, class 1
     assert_eq!(single[6 * w + 5], 0.0);
     assert_eq!(single[6 * w + 4], 1.0);
     assert_eq!(single[0], ((36.0f32 + 25.0).sqrt()));
@@ -171,6 +169,9 @@ fn an_exact_line_of_the_longest_accepted_length_is_not_cut_short() {
     check_exact(ctx(), &wide, &[0, 1], Some(&[1.0, 0.37]));
     let tall = HostTensor::i32(&[1, n, 2], data).unwrap();
     check_exact(ctx(), &tall, &[1], None);
+    // Dense: both sides of every line hold thousands of envelope sites.
+    let dense: Vec<i32> = (0..2 * n).map(|_| r.random_range(0..2)).collect();
+    check_exact(ctx(), &HostTensor::i32(&[1, 2, n], dense).unwrap(), &[0, 1], Some(&[0.9, 1.1]));
     let too_long = DistancePlan::new(ctx(), &[1, 2, n + 1], &[1], None, DistanceMode::Exact);
     assert!(matches!(too_long, Err(Error::Limit(_))), "{too_long:?}");
     // Jump flooding has no such bound.
