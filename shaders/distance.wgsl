@@ -195,8 +195,7 @@ fn edt_pass(
 // ---------------------------------------------------------------------------
 // jump_flood: Rong & Tan (2006), run twice (JFA²: steps
 // k = 2^⌈log2 max(D,H,W)⌉/2, …, 2, 1, then the same again). Every pixel keeps
-// the nearest pixel of the other side found so far (its linear index in the
-// mask); a neighbour at ±k on the same side offers its own, one on the other
+// the nearest pixel of the other side found so far; a neighbour at ±k on the same side offers its own, one on the other
 // side offers itself. Reads and writes go to different buffers, so the
 // result does not depend on the order invocations run in. 27 neighbours at
 // most: no loop comes near lavapipe's cut-off.
@@ -212,9 +211,16 @@ struct JumpParams {
     flags: u32,        // bit 0: first step (no features yet); bit 1: last step (write φ)
     dims: vec4<u32>,   // D, H, W
     spacing: vec4<f32>,
+    packing: vec4<u32>, // where H and D start in a packed pixel (W at bit 0), and the W and H masks
 }
 
-const NO_FEATURE: u32 = 0xffffffffu;
+// A pixel's word: bit 31 its membership (1: inside the mask), bits 0–30 the
+// nearest pixel of the other side found so far, its coordinates packed
+// (w | h << packing.x | d << packing.y, at most 30 bits), or NO_FEATURE.
+// Carrying the membership spares every later step the labels; packing the
+// coordinates spares it integer divisions, which dominate a step on lavapipe.
+const INSIDE_BIT: u32 = 0x80000000u;
+const NO_FEATURE: u32 = 0x7fffffffu;
 
 @group(0) @binding(6) var<uniform> jump: JumpParams;
 @group(0) @binding(7) var<storage, read> features_in: array<u32>;
@@ -223,6 +229,14 @@ const NO_FEATURE: u32 = 0xffffffffu;
 fn coords(i: u32) -> vec3<i32> {
     let hw = jump.dims.y * jump.dims.z;
     return vec3<i32>(i32(i / hw), i32((i % hw) / jump.dims.z), i32(i % jump.dims.z));
+}
+
+fn pack(c: vec3<i32>) -> u32 {
+    return u32(c.z) | (u32(c.y) << jump.packing.x) | (u32(c.x) << jump.packing.y);
+}
+
+fn unpack(w: u32) -> vec3<i32> {
+    return vec3<i32>(i32(w >> jump.packing.y), i32((w >> jump.packing.x) & jump.packing.w), i32(w & jump.packing.z));
 }
 
 fn squared_distance(a: vec3<i32>, b: vec3<i32>) -> f32 {
@@ -248,16 +262,20 @@ fn jump_flood_step(
     let label_base = (mask / jump.classes) * s - jump.first_label;
     let feature_base = local_mask * s;
     let first = (jump.flags & 1u) != 0u;
-    let me = labels[label_base + q] == class_id;
     let here = coords(q);
     let dims = vec3<i32>(jump.dims.xyz);
     let k = i32(jump.step);
+    var me = false;
     var best = NO_FEATURE;
     var best_d2 = 0.0;
-    if (!first) {
-        best = features_in[feature_base + q];
+    if (first) {
+        me = labels[label_base + q] == class_id;
+    } else {
+        let word = features_in[feature_base + q];
+        me = (word & INSIDE_BIT) != 0u;
+        best = word & NO_FEATURE;
         if (best != NO_FEATURE) {
-            best_d2 = squared_distance(here, coords(best));
+            best_d2 = squared_distance(here, unpack(best));
         }
     }
     let dz = select(1, 0, dims.x == 1);
@@ -269,24 +287,33 @@ fn jump_flood_step(
                     continue;
                 }
                 let p = u32((there.x * dims.y + there.y) * dims.z + there.z);
-                var candidate = NO_FEATURE;
-                if ((labels[label_base + p] == class_id) != me) {
-                    candidate = p;
-                } else if (!first) {
-                    candidate = features_in[feature_base + p];
+                var inside = false;
+                var offered = NO_FEATURE;
+                if (first) {
+                    inside = labels[label_base + p] == class_id;
+                } else {
+                    let word = features_in[feature_base + p];
+                    inside = (word & INSIDE_BIT) != 0u;
+                    offered = word & NO_FEATURE;
                 }
-                if (candidate != NO_FEATURE) {
-                    let d2 = squared_distance(here, coords(candidate));
-                    if (best == NO_FEATURE || d2 < best_d2) {
-                        best = candidate;
-                        best_d2 = d2;
-                    }
+                var d2 = 0.0;
+                var candidate = NO_FEATURE;
+                if (inside != me) {
+                    candidate = pack(there);
+                    d2 = squared_distance(here, there);
+                } else if (offered != NO_FEATURE) {
+                    candidate = offered;
+                    d2 = squared_distance(here, unpack(offered));
+                }
+                if (candidate != NO_FEATURE && (best == NO_FEATURE || d2 < best_d2)) {
+                    best = candidate;
+                    best_d2 = d2;
                 }
             }
         }
     }
     if ((jump.flags & 2u) == 0u) {
-        features_out[feature_base + q] = best;
+        features_out[feature_base + q] = best | select(0u, INSIDE_BIT, me);
         return;
     }
     let at = mask * s + q - jump.first_field;

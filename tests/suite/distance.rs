@@ -252,6 +252,8 @@ fn distance_plan_validation_errors() {
     input(DistancePlan::new(c, &[1, 4, 4], &[0], Some(&[1.0, 1e9]), DistanceMode::Exact), "spacing");
     let huge = DistancePlan::new(c, &[1 << 12, 1 << 10, 1 << 10], &[0], None, DistanceMode::JumpFlood);
     assert!(matches!(huge, Err(Error::Limit(_))), "{huge:?}");
+    let unpackable = DistancePlan::new(c, &[1, 1 << 15, (1 << 15) + 1], &[0], None, DistanceMode::JumpFlood);
+    assert!(matches!(unpackable, Err(Error::Limit(ref m)) if m.contains("30 bits")), "{unpackable:?}");
 
     // Recording checks the tensors against the plan.
     let plan = DistancePlan::new(c, &[1, 4, 4], &[0, 1], None, DistanceMode::Exact).unwrap();
