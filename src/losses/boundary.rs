@@ -91,6 +91,9 @@ impl BoundaryConfig {
             )));
         }
         let (n, c, s) = class_layout("boundary", shapes)?;
+        if (n * c * s) as u64 >= 1 << 31 {
+            return Err(Error::Limit(format!("boundary: {} logits exceed the 2^31 the kernels index", n * c * s)));
+        }
         if c > MAX_CLASSES {
             return Err(Error::Limit(format!("boundary: {c} classes exceed the {MAX_CLASSES} its kernel handles")));
         }

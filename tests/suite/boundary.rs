@@ -269,6 +269,7 @@ fn validation_errors_name_the_problem() {
     shape_err(r#"{"loss": "boundary", "params": {"spacing": [1.0]}}"#, &[1, 3, 4, 4], &[1, 4, 4], false, "spacing has 1 entries");
     shape_err(r#"{"loss": "boundary", "params": {"spacing": [1.0, 1.0]}}"#, &[1, 3, 2, 4, 4], &[1, 2, 4, 4], false, "3 spatial axes");
     shape_err(plain, &[1, MAX_CLASSES + 1, 2, 2], &[1, 2, 2], false, "classes exceed");
+    shape_err(plain, &[2, 2, 1 << 15, 1 << 14], &[2, 1 << 15, 1 << 14], false, "2^31");
     shape_err(plain, &[1, 2, 2, MAX_EXACT_LINE + 1], &[1, 2, MAX_EXACT_LINE + 1], false, "at most");
     // Jump flooding accepts the long line.
     config(r#"{"loss": "boundary", "params": {"transform": "jump_flood"}}"#)
@@ -296,4 +297,15 @@ fn reduction_none_returns_per_class_maps_times_probabilities() {
     let total: f32 = out.value.iter().sum();
     assert!((total / out.value.len() as f32 - m.value[0]).abs() < 1e-5);
     let _ = Reduction::None;
+}
+
+#[test]
+fn the_largest_class_count_is_not_cut_short() {
+    // 1,024 pixels: every invocation handles its full 4 pixels × 4 loops over 4,000 classes.
+    let mut r = rng(31);
+    let shape = [1, MAX_CLASSES, 32, 32];
+    let x = logits(&mut r, &shape, 2.0);
+    let labels: Vec<i32> = (0..1024).map(|i| if i % 97 < 40 { 3999 } else { (i % 5) as i32 }).collect();
+    let y = HostTensor::i32(&[1, 32, 32], labels).unwrap();
+    gpu_vs_reference(&config(r#"{"loss": "boundary", "params": {"classes": [0, 3999, 4]}}"#), inputs(&x, &y), 1e-4, 1e-6);
 }
