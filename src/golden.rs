@@ -113,9 +113,7 @@ impl GoldenCase {
             None => Err(Error::Golden { file: self.id.clone(), message: "expected.grad is missing".into() }),
         }
     }
-}
 
-impl GoldenCase {
     /// Expected outputs beyond `loss` and `grad` (`distance`, `enclosing_count`…), flattened, by name.
     pub fn expected_extras(&self) -> Result<Vec<(String, Vec<f64>)>> {
         let Some(fields) = self.expected.as_object() else { return Ok(Vec::new()) };

@@ -157,7 +157,13 @@ impl BoundaryConfig {
         let mut steps = Vec::new();
         let mut scratch = record_signed_distance(ctx, &mut steps, &geometry, self.transform, slot::TARGET, slot::DISTANCE)?;
         let maps_shape = geometry.output_shape();
-        let maps = ctx.scratch("boundary distance maps", (n * k * s) as u64 * 4, storage);
+        let maps_bytes = (n * k * s) as u64 * 4;
+        if maps_bytes > ctx.device().limits().max_buffer_size {
+            return Err(Error::Limit(format!(
+                "boundary: its {maps_bytes}-byte distance maps exceed the device's largest buffer; pass them in LossInputs::distance"
+            )));
+        }
+        let maps = ctx.scratch("boundary distance maps", maps_bytes, storage);
         let stand_in = GpuTensor::new(ctx, maps.buffer().clone(), 0, &maps_shape, DType::F32)?;
         scratch.push(maps);
 
@@ -272,10 +278,8 @@ impl BoundaryConfig {
                 maps,
             ]
         };
-        let mut given_shape = shapes.logits.clone();
-        given_shape[1] = c;
         let own_maps = SlotSpec { name: "the plan's distance maps", shape: maps_shape, dtype: DType::F32, written: true, required: true };
-        let given_maps = SlotSpec { name: "distance", shape: given_shape, dtype: DType::F32, written: false, required: true };
+        let given_maps = SlotSpec { name: "distance", shape: shapes.logits.clone(), dtype: DType::F32, written: false, required: true };
         let own_program = Program { slots: slots(own_maps), steps };
         let given = Program { slots: slots(given_maps), steps: given_steps };
         Ok(LossPlan {
