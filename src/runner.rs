@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use crate::error::{Error, Result};
 use crate::gpu::tensor::{read_bytes, tensor_usage};
 use crate::gpu::{DType, GpuContext, GpuTensor, HostTensor};
-use crate::losses::{HostInputs, LossConfig, LossInputs, LossOutputs, LossPlan, PlanOptions};
+use crate::losses::{CompoundConfig, HostInputs, LossConfig, LossInputs, LossOutputs, LossPlan, PlanOptions};
 
 /// A loss's value and gradient, read back to the host.
 #[derive(Clone, Debug, PartialEq)]
@@ -64,6 +64,38 @@ impl Runner {
         config.check_shapes(&shapes)?;
         config.check_values(&inputs)?;
         let plan = self.plan(config, &shapes)?;
+        let record = |e: &mut wgpu::CommandEncoder, i: LossInputs<'_>, o: LossOutputs<'_>| plan.record(e, i, o);
+        self.execute(config.name(), inputs, plan.value_shape(), record, &[(config, &*plan)]).await
+    }
+
+    /// Computes a weighted sum of losses on the GPU (one encoder, one gradient), blocking.
+    pub fn compute_compound(&self, config: &CompoundConfig, inputs: HostInputs<'_>) -> Result<LossResult> {
+        pollster::block_on(self.compute_compound_async(config, inputs))
+    }
+
+    /// Computes a weighted sum of losses on the GPU. The plan is made per call.
+    pub async fn compute_compound_async(&self, config: &CompoundConfig, inputs: HostInputs<'_>) -> Result<LossResult> {
+        config.check_shapes(&inputs.shapes())?;
+        for term in &config.terms {
+            term.loss.check_values(&inputs)?;
+        }
+        let plan = config.plan(&self.ctx, &inputs.shapes(), PlanOptions::default())?;
+        let terms: Vec<(&LossConfig, &LossPlan)> = config.terms.iter().map(|t| &t.loss).zip(plan.terms()).collect();
+        let record = |e: &mut wgpu::CommandEncoder, i: LossInputs<'_>, o: LossOutputs<'_>| plan.record(e, i, o);
+        self.execute("compound", inputs, plan.value_shape(), record, &terms).await
+    }
+
+    /// Uploads the inputs, records through `record` into one encoder, checks
+    /// the status words of the plans it records and reads value, gradient
+    /// and the plans' extras back.
+    async fn execute(
+        &self,
+        name: &str,
+        inputs: HostInputs<'_>,
+        value_shape: &[usize],
+        record: impl FnOnce(&mut wgpu::CommandEncoder, LossInputs<'_>, LossOutputs<'_>) -> Result<()>,
+        plans: &[(&LossConfig, &LossPlan)],
+    ) -> Result<LossResult> {
         let ctx = &self.ctx;
         let upload = |h: &HostTensor| -> Result<(GpuTensor, crate::PooledBuffer)> {
             let b = ctx.scratch("segloss input", h.bytes().len() as u64, tensor_usage());
@@ -78,12 +110,12 @@ impl Runner {
             let b = ctx.scratch("segloss output", bytes, tensor_usage());
             Ok((GpuTensor::new(ctx, b.buffer().clone(), 0, shape, DType::F32)?, b))
         };
-        let (value, _v) = output(plan.value_shape())?;
-        let (grad, _g) = output(&shapes.logits)?;
+        let (value, _v) = output(value_shape)?;
+        let (grad, _g) = output(&inputs.logits.shape)?;
         // Anything wgpu still rejects becomes an error here rather than a panic.
         let scope = ctx.device().push_error_scope(wgpu::ErrorFilter::Validation);
         let mut encoder = ctx.device().create_command_encoder(&Default::default());
-        plan.record(
+        record(
             &mut encoder,
             LossInputs { logits: &logits, target: &target, weight: weight.as_ref().map(|w| &w.0), distance: None },
             LossOutputs { value: &value, grad: Some(&grad) },
@@ -96,14 +128,20 @@ impl Runner {
             encoder.copy_buffer_to_buffer(src, offset, &b, 0, len);
             b
         };
-        let status = plan.status_buffer().map(|s| copy(&mut encoder, s, 0, 4));
-        let extras: Vec<_> =
-            plan.extras().map(|(name, t)| (name, t, copy(&mut encoder, t.buffer(), t.offset(), t.byte_len()))).collect();
+        let statuses: Vec<_> = plans
+            .iter()
+            .filter_map(|(config, plan)| plan.status_buffer().map(|s| (*config, copy(&mut encoder, s, 0, 4))))
+            .collect();
+        let extras: Vec<_> = plans
+            .iter()
+            .flat_map(|(_, plan)| plan.extras())
+            .map(|(name, t)| (name, t, copy(&mut encoder, t.buffer(), t.offset(), t.byte_len())))
+            .collect();
         ctx.queue().submit([encoder.finish()]);
         if let Some(e) = scope.pop().await {
-            return Err(Error::Device(format!("{}: {e}", config.name())));
+            return Err(Error::Device(format!("{name}: {e}")));
         }
-        if let Some(status) = status {
+        for (config, status) in statuses {
             let flags = read_bytes(ctx, &status, 0, 4).await?;
             if flags != [0, 0, 0, 0] {
                 return Err(Error::input(format!("{}: {}", config.name(), config.status_rule())));
@@ -116,7 +154,7 @@ impl Runner {
         }
         Ok(LossResult {
             value: value.read_f32_async(ctx).await?,
-            value_shape: plan.value_shape().to_vec(),
+            value_shape: value_shape.to_vec(),
             grad: grad.read_f32_async(ctx).await?,
             extras: extra_values,
         })

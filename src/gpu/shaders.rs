@@ -28,6 +28,8 @@ const SOURCES: &[(&str, &str)] = sources![
     "overlap.wgsl",
     "box_iou.wgsl",
     "mask_giou.wgsl",
+    "distance.wgsl",
+    "boundary.wgsl",
 ];
 
 /// The kernel files (everything outside `lib/`), each a complete module once composed.

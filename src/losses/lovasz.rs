@@ -405,6 +405,7 @@ impl Lovasz<'_> {
             status: Some(status),
             value_shape: vec![1],
             options,
+            optional: None,
             _scratch: scratch,
             extras: Vec::new(),
         })

@@ -319,6 +319,7 @@ impl MaskGiouConfig {
             status: None,
             value_shape,
             options,
+            optional: None,
             _scratch: scratch,
             extras: vec![("enclosing_count", counts)],
         })

@@ -4,6 +4,8 @@
 
 pub mod bce;
 pub mod box_iou;
+pub mod boundary;
+pub mod compound;
 pub mod cross_entropy;
 pub mod focal;
 pub mod lovasz;
@@ -21,6 +23,8 @@ use crate::reference::Reference;
 
 pub use bce::BceConfig;
 pub use box_iou::{BoxIouConfig, BoxIouKind, Degenerate};
+pub use boundary::BoundaryConfig;
+pub use compound::{CompoundConfig, CompoundPlan, CompoundTerm};
 pub use cross_entropy::CrossEntropyConfig;
 pub use focal::{FocalConfig, FocalMode};
 pub use lovasz::{LovaszClasses, LovaszHingeConfig, LovaszSoftmaxConfig};
@@ -91,6 +95,8 @@ pub enum LossConfig {
     BoxIou(BoxIouConfig),
     /// Generalized IoU of instance masks with a convex-hull or bounding-box enclosing region.
     MaskGiou(MaskGiouConfig),
+    /// Boundary loss: softmax times signed distance maps of the target.
+    Boundary(BoundaryConfig),
 }
 
 /// The shapes of a loss's inputs, which a plan is made for.
@@ -171,6 +177,7 @@ impl LossConfig {
                 | "mask_giou"
                 | "lovasz_softmax"
                 | "lovasz_hinge"
+                | "boundary"
         )
     }
 
@@ -188,6 +195,7 @@ impl LossConfig {
             LossConfig::GeneralizedDice(_) => "generalized_dice",
             LossConfig::BoxIou(_) => "box_iou",
             LossConfig::MaskGiou(_) => "mask_giou",
+            LossConfig::Boundary(_) => "boundary",
         }
     }
 
@@ -223,6 +231,7 @@ impl LossConfig {
             LossConfig::GeneralizedDice(c) => c.validate(),
             LossConfig::BoxIou(c) => c.validate(),
             LossConfig::MaskGiou(c) => c.validate(),
+            LossConfig::Boundary(c) => c.validate(),
         }
     }
 
@@ -240,6 +249,7 @@ impl LossConfig {
             LossConfig::GeneralizedDice(c) => c.check_shapes(shapes),
             LossConfig::BoxIou(c) => c.check_shapes(shapes),
             LossConfig::MaskGiou(c) => c.check_shapes(shapes),
+            LossConfig::Boundary(c) => c.check_shapes(shapes),
         }
     }
 
@@ -257,6 +267,7 @@ impl LossConfig {
             LossConfig::GeneralizedDice(c) => c.check_values(inputs),
             LossConfig::BoxIou(c) => c.check_values(inputs),
             LossConfig::MaskGiou(c) => c.check_values(inputs),
+            LossConfig::Boundary(c) => c.check_values(inputs),
         }
     }
 
@@ -275,6 +286,7 @@ impl LossConfig {
             LossConfig::GeneralizedDice(c) => c.plan(ctx, shapes, options),
             LossConfig::BoxIou(c) => c.plan(ctx, shapes, options),
             LossConfig::MaskGiou(c) => c.plan(ctx, shapes, options),
+            LossConfig::Boundary(c) => c.plan(ctx, shapes, options),
         }
     }
 
@@ -295,6 +307,7 @@ impl LossConfig {
             LossConfig::GeneralizedDice(c) => crate::reference::generalized_dice::evaluate(c, inputs),
             LossConfig::BoxIou(c) => crate::reference::box_iou::evaluate(c, inputs),
             LossConfig::MaskGiou(c) => crate::reference::mask_giou::evaluate(c, inputs),
+            LossConfig::Boundary(c) => crate::reference::boundary::evaluate(c, inputs),
         }
     }
 }
@@ -395,6 +408,7 @@ impl LossConfig {
             LossConfig::MaskGiou(_) => TargetKind::Masks,
             // The hinge's labels are classes 0 and 1 (logits [N, 1, S…]).
             LossConfig::LovaszSoftmax(_) | LossConfig::LovaszHinge(_) => TargetKind::Classes,
+            LossConfig::Boundary(_) => TargetKind::Classes,
         }
     }
 

@@ -555,6 +555,7 @@ impl OverlapPlan<'_> {
             value_shape: self.value_shape.clone(),
             options,
             extras: Vec::new(),
+            optional: None,
             _scratch: scratch,
         })
     }

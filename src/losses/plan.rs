@@ -90,6 +90,18 @@ pub struct LossPlan {
     /// Named results beside value and gradient (`mask_giou`'s `enclosing_count`),
     /// in plan-owned tensors that each recording overwrites.
     pub(crate) extras: Vec<(&'static str, GpuTensor)>,
+    /// An optional input the plan otherwise computes itself (`boundary`'s distance maps).
+    pub(crate) optional: Option<OptionalInput>,
+}
+
+/// An optional input that a plan computes in its own program when the caller
+/// leaves it out: given, the `given` program runs instead and reads the
+/// caller's tensor; left out, `stand_in` (the plan's own tensor, written by
+/// `program`) fills the slot, so it is bound by range like a caller's tensor.
+pub(crate) struct OptionalInput {
+    pub slot: usize,
+    pub given: Program,
+    pub stand_in: GpuTensor,
 }
 
 /// Slot numbers of a loss program's caller tensors.
@@ -105,17 +117,24 @@ pub(crate) mod slot {
 impl LossPlan {
     /// Records the loss into `encoder`. The value lands in `outputs.value`,
     /// the gradient in `outputs.grad`, written or accumulated as the plan's
-    /// options say. Nothing else the caller passed is written.
+    /// options say. Nothing else the caller passed is written. `boundary`
+    /// computes its distance maps in the same encoder unless
+    /// `inputs.distance` brings them (`[N, C, S…]`, every class's map).
     pub fn record(&self, encoder: &mut wgpu::CommandEncoder, inputs: LossInputs<'_>, outputs: LossOutputs<'_>) -> Result<()> {
         if let Some(status) = &self.status {
             encoder.clear_buffer(status, 0, None);
         }
         let grad = if self.options.grad { outputs.grad } else { None };
-        self.program.record(
-            &self.ctx,
-            encoder,
-            &[Some(inputs.logits), Some(inputs.target), inputs.weight, grad, Some(outputs.value), inputs.distance],
-        )
+        let mut tensors = [Some(inputs.logits), Some(inputs.target), inputs.weight, grad, Some(outputs.value), inputs.distance];
+        let program = match &self.optional {
+            Some(o) if tensors[o.slot].is_some() => &o.given,
+            Some(o) => {
+                tensors[o.slot] = Some(&o.stand_in);
+                &self.program
+            }
+            None => &self.program,
+        };
+        program.record(&self.ctx, encoder, &tensors)
     }
 
     /// The shape of the value tensor: `[1]` for "mean" and "sum".

@@ -223,6 +223,7 @@ impl Pointwise<'_> {
             options,
             _scratch: scratch,
             extras: Vec::new(),
+            optional: None,
         })
     }
 }

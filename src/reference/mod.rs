@@ -3,6 +3,7 @@
 
 pub mod bce;
 pub mod box_iou;
+pub mod boundary;
 pub mod cross_entropy;
 pub mod focal;
 pub mod lovasz;

@@ -86,3 +86,40 @@ fn box_iou_cases_pass() {
 fn mask_giou_cases_pass() {
     check_loss("mask_giou");
 }
+
+#[test]
+fn boundary_cases_pass() {
+    check_loss("boundary");
+}
+
+/// The first golden case of `loss`.
+fn first_case(loss: &str) -> GoldenCase {
+    case_files(&golden_dir())
+        .unwrap()
+        .into_iter()
+        .map(|f| GoldenCase::load(&f).unwrap())
+        .find(|c| c.loss == loss)
+        .unwrap_or_else(|| panic!("no {loss} case"))
+}
+
+#[test]
+fn expected_distances_are_compared() {
+    // A wrong expected map fails the case on the reference and on the GPU.
+    let mut case = first_case("boundary");
+    let data = case.expected["distance"]["data"].as_array_mut().unwrap();
+    let last = data.len() - 1;
+    data[last] = serde_json::json!(data[last].as_f64().unwrap() + 0.01);
+    for runner in [None, Some(runner())] {
+        match check_case(&case, runner).unwrap() {
+            Outcome::Fail(why) => assert!(why.contains(&format!("distance[{last}]")), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    // An expected output this build does not produce fails rather than passing unchecked.
+    let mut case = first_case("boundary");
+    case.expected["enclosing_count"] = serde_json::json!({"shape": [1], "dtype": "i64", "data": [3]});
+    match check_case(&case, None).unwrap() {
+        Outcome::Fail(why) => assert!(why.contains("expected.enclosing_count"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+}

@@ -7,6 +7,9 @@
 mod common;
 
 mod box_iou;
+mod boundary;
+mod compound;
+mod distance;
 mod golden;
 mod lovasz;
 mod overlap;

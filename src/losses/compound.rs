@@ -1,0 +1,228 @@
+//! Weighted sums of losses, `L = Σ_i w_i·L_i`, recorded into one encoder
+//! with every term's gradient accumulated into one buffer: the first term
+//! writes value and gradient (scaled by its weight), the others add to them.
+//! Nothing here is specific to one loss: `cross_entropy + α·boundary`,
+//! `dice + bce`, any terms whose inputs agree.
+//!
+//! The boundary loss paper's schedules move the weights between epochs:
+//! [`alpha_step`] (α += 0.01, from [`ALPHA_START`]) and [`steal_weight`]
+//! (`[a, b] → [max(0.1, a − 0.01), b + 0.01]`); [`CompoundPlan::set_weights`]
+//! applies new weights without re-planning.
+//!
+//! ```no_run
+//! use segloss::losses::compound::{CompoundConfig, alpha_step, ALPHA_START};
+//! use segloss::{GpuContext, InputShapes, LossConfig, PlanOptions};
+//! let ctx = GpuContext::new()?;
+//! let config = CompoundConfig::new(vec![
+//!     (1.0, LossConfig::from_json(r#"{"loss": "cross_entropy"}"#)?),
+//!     (ALPHA_START, LossConfig::from_json(r#"{"loss": "boundary"}"#)?),
+//! ])?;
+//! let mut plan = config.plan(&ctx, &InputShapes::new(&[8, 19, 256, 256], &[8, 256, 256]), PlanOptions::default())?;
+//! let mut alpha = ALPHA_START;
+//! for _epoch in 0..3 {
+//!     // … record plan.record(…) for every batch of the epoch …
+//!     alpha = alpha_step(alpha);
+//!     plan.set_weights(&[1.0, alpha])?;
+//! }
+//! # Ok::<(), segloss::Error>(())
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::gpu::GpuContext;
+use crate::losses::{HostInputs, InputShapes, LossConfig, LossInputs, LossOutputs, LossPlan, PlanOptions};
+use crate::reference::Reference;
+
+/// The boundary loss paper's starting weight α of the boundary term.
+pub const ALPHA_START: f64 = 0.01;
+
+/// The paper's schedule for `L_R + α·L_B`: α grows by 0.01 each epoch.
+pub fn alpha_step(alpha: f64) -> f64 {
+    alpha + 0.01
+}
+
+/// The two-weight form of the schedule (the reference code's `StealWeight`):
+/// each epoch the regional term gives 0.01 of its weight to the boundary
+/// term, down to a floor of 0.1: `[a, b] → [max(0.1, a − 0.01), b + 0.01]`.
+pub fn steal_weight([a, b]: [f64; 2]) -> [f64; 2] {
+    [(a - 0.01).max(0.1), b + 0.01]
+}
+
+/// One term of a compound loss: `{"weight": 0.01, "loss": "boundary", "params": {…}}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "RawTerm")]
+pub struct CompoundTerm {
+    /// The term's weight w_i.
+    pub weight: f64,
+    /// The loss, `{"loss": NAME, "params": {…}}`.
+    #[serde(flatten)]
+    pub loss: LossConfig,
+}
+
+/// A term as written, before its loss is parsed and validated.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTerm {
+    weight: f64,
+    loss: String,
+    #[serde(default)]
+    params: Option<serde_json::Value>,
+}
+
+impl TryFrom<RawTerm> for CompoundTerm {
+    type Error = Error;
+    fn try_from(raw: RawTerm) -> Result<Self> {
+        let params = raw.params.unwrap_or_else(|| serde_json::json!({}));
+        Ok(CompoundTerm { weight: raw.weight, loss: LossConfig::from_parts(&raw.loss, params)? })
+    }
+}
+
+/// A weighted sum of losses: deserializes from `{"terms": [{"weight": 1, "loss": "dice", "params": {…}}, …]}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompoundConfig {
+    /// The terms, recorded in this order.
+    pub terms: Vec<CompoundTerm>,
+}
+
+fn check_weight(i: usize, w: f64) -> Result<()> {
+    if !w.is_finite() || w.abs() > f32::MAX as f64 {
+        return Err(Error::config("compound", format!("term {i} has weight {w}; weights must be finite f32 numbers")));
+    }
+    Ok(())
+}
+
+impl CompoundConfig {
+    /// A compound of `(weight, loss)` terms, validated.
+    pub fn new(terms: Vec<(f64, LossConfig)>) -> Result<Self> {
+        let config = CompoundConfig { terms: terms.into_iter().map(|(weight, loss)| CompoundTerm { weight, loss }).collect() };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks there is a term, every weight is finite and every term valid.
+    pub fn validate(&self) -> Result<()> {
+        if self.terms.is_empty() {
+            return Err(Error::config("compound", "a compound loss needs at least one term"));
+        }
+        for (i, t) in self.terms.iter().enumerate() {
+            check_weight(i, t.weight)?;
+            t.loss.validate()?;
+        }
+        Ok(())
+    }
+
+    /// Checks every term against the shapes; all must return values of one shape.
+    pub fn check_shapes(&self, shapes: &InputShapes) -> Result<Vec<usize>> {
+        self.validate()?;
+        let mut value_shape: Option<(Vec<usize>, &str)> = None;
+        for t in &self.terms {
+            let shape = t.loss.check_shapes(shapes)?;
+            match &value_shape {
+                Some((first, name)) if *first != shape => {
+                    return Err(Error::config(
+                        "compound",
+                        format!("{} returns a value of shape {shape:?} but {name} one of {first:?}; terms must agree (use reduction mean or sum)", t.loss.name()),
+                    ));
+                }
+                Some(_) => {}
+                None => value_shape = Some((shape, t.loss.name())),
+            }
+        }
+        Ok(value_shape.expect("at least one term").0)
+    }
+
+    /// Plans every term: term i scaled by `options.scale · w_i`, the first
+    /// writing (unless `options` accumulate) and the rest accumulating.
+    pub fn plan(&self, ctx: &GpuContext, shapes: &InputShapes, options: PlanOptions) -> Result<CompoundPlan> {
+        let value_shape = self.check_shapes(shapes)?;
+        let mut terms = Vec::with_capacity(self.terms.len());
+        for (i, t) in self.terms.iter().enumerate() {
+            let term_options = PlanOptions {
+                scale: options.scale * t.weight as f32,
+                accumulate_value: options.accumulate_value || i > 0,
+                accumulate_grad: options.accumulate_grad || i > 0,
+                grad: options.grad,
+            };
+            terms.push(t.loss.plan(ctx, shapes, term_options)?);
+        }
+        Ok(CompoundPlan { terms, weights: self.terms.iter().map(|t| t.weight).collect(), scale: options.scale, value_shape })
+    }
+
+    /// The float64 reference: `Σ_i w_i·` each term's value and gradient.
+    pub fn reference(&self, inputs: &HostInputs<'_>) -> Result<Reference> {
+        self.check_shapes(&inputs.shapes())?;
+        let mut total: Option<Reference> = None;
+        for t in &self.terms {
+            let r = t.loss.reference(inputs)?;
+            match &mut total {
+                None => {
+                    total = Some(Reference {
+                        value: r.value.iter().map(|v| t.weight * v).collect(),
+                        value_shape: r.value_shape,
+                        grad: r.grad.iter().map(|g| t.weight * g).collect(),
+                        extras: r.extras,
+                    })
+                }
+                Some(acc) => {
+                    acc.value.iter_mut().zip(&r.value).for_each(|(a, v)| *a += t.weight * v);
+                    acc.grad.iter_mut().zip(&r.grad).for_each(|(a, g)| *a += t.weight * g);
+                    acc.extras.extend(r.extras);
+                }
+            }
+        }
+        Ok(total.expect("at least one term"))
+    }
+}
+
+/// A compound loss planned for one set of shapes: one [`LossPlan`] per term,
+/// all recorded into the caller's encoder, accumulating into one value and
+/// one gradient.
+pub struct CompoundPlan {
+    terms: Vec<LossPlan>,
+    weights: Vec<f64>,
+    scale: f32,
+    value_shape: Vec<usize>,
+}
+
+impl CompoundPlan {
+    /// Records every term, in order, into `encoder`: `outputs.value` gets
+    /// `scale·Σ w_i·L_i` and `outputs.grad` its gradient.
+    pub fn record(&self, encoder: &mut wgpu::CommandEncoder, inputs: LossInputs<'_>, outputs: LossOutputs<'_>) -> Result<()> {
+        for term in &self.terms {
+            term.record(encoder, inputs, outputs)?;
+        }
+        Ok(())
+    }
+
+    /// The weights in use.
+    pub fn weights(&self) -> &[f64] {
+        &self.weights
+    }
+
+    /// Sets every term's weight from the next submission on (a schedule's step).
+    pub fn set_weights(&mut self, weights: &[f64]) -> Result<()> {
+        if weights.len() != self.terms.len() {
+            return Err(Error::config("compound", format!("{} weights given for {} terms", weights.len(), self.terms.len())));
+        }
+        for (i, &w) in weights.iter().enumerate() {
+            check_weight(i, w)?;
+        }
+        for ((term, w), &new) in self.terms.iter_mut().zip(&mut self.weights).zip(weights) {
+            *w = new;
+            term.set_scale(self.scale * new as f32);
+        }
+        Ok(())
+    }
+
+    /// The shape of the value tensor.
+    pub fn value_shape(&self) -> &[usize] {
+        &self.value_shape
+    }
+
+    /// The terms' plans (for their status buffers).
+    pub fn terms(&self) -> &[LossPlan] {
+        &self.terms
+    }
+}
