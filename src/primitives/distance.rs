@@ -37,7 +37,6 @@
 //! only (38,912 for that batch), so `segloss bench` has the final word.
 
 use bytemuck::{Pod, Zeroable};
-use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -487,39 +486,13 @@ pub fn measure_jump_flood_on_blobs(ctx: &GpuContext, images: usize, classes: usi
     measure_jump_flood(ctx, &target, &(0..classes).collect::<Vec<_>>(), None)
 }
 
-/// Label maps `[N, S…]` that look like segmentation targets: class 0
-/// everywhere, then for each class 1..C two random ellipses (ellipsoids in
-/// 3D) painted over it — the `blobs` of `anchor_bench.py`: centres uniform
-/// in the image, radii uniform in [d/12, d/4] per axis, pixel centres at i + ½.
+/// Label maps `[N, S…]` that look like segmentation targets: the blobs of
+/// `anchor_bench.py` ([`crate::samples::blobs`]) from a seed.
 pub fn blob_labels(shape: &[usize], classes: usize, seed: u64) -> Result<HostTensor> {
     if shape.len() < 2 || shape.contains(&0) {
         return Err(Error::input(format!("blob label maps need a shape [N, S…] without empty axes; got {shape:?}")));
     }
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let spatial = &shape[1..];
-    let s: usize = spatial.iter().product();
-    let mut labels = vec![0i32; shape[0] * s];
-    for image in labels.chunks_mut(s) {
-        for c in 1..classes {
-            for _ in 0..2 {
-                let centre: Vec<f64> = spatial.iter().map(|&d| rng.random_range(0.0..d as f64)).collect();
-                let radius: Vec<f64> = spatial.iter().map(|&d| rng.random_range(d as f64 / 12.0..d as f64 / 4.0)).collect();
-                for (i, label) in image.iter_mut().enumerate() {
-                    let mut rest = i;
-                    let mut sum = 0.0;
-                    for a in (0..spatial.len()).rev() {
-                        let coord = (rest % spatial[a]) as f64 + 0.5;
-                        rest /= spatial[a];
-                        sum += ((coord - centre[a]) / radius[a]).powi(2);
-                    }
-                    if sum <= 1.0 {
-                        *label = c as i32;
-                    }
-                }
-            }
-        }
-    }
-    HostTensor::i32(shape, labels)
+    HostTensor::i32(shape, crate::samples::blobs(&mut crate::samples::rng(seed), shape, classes))
 }
 
 #[cfg(test)]

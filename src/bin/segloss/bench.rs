@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+use segloss::primitives::distance::{DistanceMode, DistancePlan, measure_jump_flood};
 use segloss::primitives::sort::SortPlan;
 use segloss::{DType, GpuContext, GpuTensor, InputShapes, LossConfig, LossInputs, LossOutputs, PlanOptions, Result, samples};
 
@@ -32,11 +33,17 @@ struct Workload {
 }
 
 /// The losses anchor_bench.py runs on its multiclass workloads.
+/// The distance transform alone is named `distance`, as in anchor_bench.py;
+/// the jump-flooding variants carry a suffix and print their error against exact.
 const MULTICLASS: &[(&str, &str)] = &[
     ("cross_entropy", r#"{"loss": "cross_entropy", "params": {}}"#),
     ("focal", r#"{"loss": "focal", "params": {"mode": "multiclass", "gamma": 2.0}}"#),
     ("dice", r#"{"loss": "dice", "params": {"mode": "multiclass"}}"#),
     ("generalized_dice", r#"{"loss": "generalized_dice", "params": {"mode": "multiclass"}}"#),
+    ("boundary", r#"{"loss": "boundary", "params": {}}"#),
+    ("boundary_jump_flood", r#"{"loss": "boundary", "params": {"transform": "jump_flood"}}"#),
+    ("distance", "exact"),
+    ("distance_jump_flood", "jump_flood"),
 ];
 
 /// 2D multiclass adds the Lovász softmax (anchor_bench.py runs it on 2D only).
@@ -46,6 +53,10 @@ const SEMANTIC: &[(&str, &str)] = &[
     MULTICLASS[2],
     MULTICLASS[3],
     ("lovasz_softmax", r#"{"loss": "lovasz_softmax", "params": {}}"#),
+    MULTICLASS[4],
+    MULTICLASS[5],
+    MULTICLASS[6],
+    MULTICLASS[7],
 ];
 
 fn workloads(scale: f64) -> Vec<Workload> {
@@ -156,11 +167,12 @@ fn copy_ms(ctx: &GpuContext, bytes: u64, iters: usize) -> Result<f64> {
 }
 
 /// One timed thing: what it is called in the output, the bytes it must move,
-/// and how to record it.
+/// how to record it, and anything else worth printing beside its time.
 struct Case<'a> {
     loss: &'static str,
     bytes: u64,
     record: Box<dyn Fn(&mut wgpu::CommandEncoder) -> Result<()> + 'a>,
+    note: Option<(String, serde_json::Value)>,
 }
 
 /// A loss on its workload's inputs, planned once, inputs resident on the GPU.
@@ -174,6 +186,7 @@ fn loss_case<'a>(ctx: &'a GpuContext, loss: &'static str, json: &str, shape: &[u
     let grad = GpuTensor::zeros(ctx, shape, DType::F32);
     Ok(Case {
         loss,
+        note: None,
         bytes: config.min_bytes(&shapes),
         record: Box::new(move |encoder| {
             plan.record(
@@ -191,7 +204,32 @@ fn sort_case(ctx: &GpuContext, n: usize) -> Result<Case<'_>> {
     let values = GpuTensor::zeros(ctx, &[n], DType::I32);
     let plan = SortPlan::argsort(ctx, &[n])?;
     // The bitonic network does the same work whatever the order, so re-sorting sorted keys times the same.
-    Ok(Case { loss: "sort", bytes: 4 * 4 * n as u64, record: Box::new(move |encoder| plan.record(encoder, &keys, &values)) })
+    Ok(Case { loss: "sort", bytes: 4 * 4 * n as u64, record: Box::new(move |encoder| plan.record(encoder, &keys, &values)), note: None })
+}
+
+/// Signed distance maps of every class of blob labels for `[N, C, S…]`
+/// logits: reads the labels, writes the maps. Jump flooding also reports
+/// its error against the exact transform on the same maps.
+fn distance_case<'a>(ctx: &'a GpuContext, loss: &'static str, mode: &str, shape: &[usize]) -> Result<Case<'a>> {
+    let target = samples::class_targets(&mut samples::rng(0), shape)?;
+    let classes: Vec<usize> = (0..shape[1]).collect();
+    let mode = if mode == "jump_flood" { DistanceMode::JumpFlood } else { DistanceMode::Exact };
+    let plan = DistancePlan::new(ctx, &target.shape, &classes, None, mode)?;
+    let maps = GpuTensor::zeros(ctx, plan.output_shape(), DType::F32);
+    let labels = GpuTensor::from_host(ctx, &target);
+    let note = match mode {
+        DistanceMode::JumpFlood => {
+            let e = measure_jump_flood(ctx, &target, &classes, None)?;
+            Some((format!("  {e}"), serde_json::json!({"jfa_wrong_share": e.wrong_share(), "jfa_max_error_px": e.max_error_pixels})))
+        }
+        DistanceMode::Exact => None,
+    };
+    Ok(Case {
+        loss,
+        bytes: (target.len() + maps.numel()) as u64 * 4,
+        record: Box::new(move |encoder| plan.record(encoder, &labels, &maps)),
+        note,
+    })
 }
 
 pub fn run(args: &Args) -> Result<bool> {
@@ -199,7 +237,7 @@ pub fn run(args: &Args) -> Result<bool> {
     let device = ctx.adapter_name();
     if !args.json {
         println!("device: {device}");
-        println!("{:<20} {:<16} {:>10} {:>8} {:>10}  timing", "workload", "loss", "ms", "GB/s", "vs copy");
+        println!("{:<20} {:<20} {:>10} {:>8} {:>10}  timing", "workload", "loss", "ms", "GB/s", "vs copy");
     }
     for w in workloads(args.scale) {
         if !args.workload.is_empty() && !args.workload.iter().any(|n| n == w.name) {
@@ -208,6 +246,7 @@ pub fn run(args: &Args) -> Result<bool> {
         for (loss, json) in w.losses {
             let case = match *loss {
                 "sort" => sort_case(&ctx, w.shape[0])?,
+                "distance" | "distance_jump_flood" => distance_case(&ctx, loss, json, &w.shape)?,
                 _ => loss_case(&ctx, loss, json, &w.shape)?,
             };
             let (ms, timing) = time_gpu(&ctx, args.iters, &*case.record)?;
@@ -220,10 +259,14 @@ pub fn run(args: &Args) -> Result<bool> {
                 if let Some(k) = per_second {
                     line["keys_per_s"] = serde_json::json!(k.round());
                 }
+                if let Some((_, serde_json::Value::Object(fields))) = &case.note {
+                    fields.iter().for_each(|(k, v)| line[k] = v.clone());
+                }
                 println!("{line}");
             } else {
                 let keys = per_second.map(|k| format!("  {:.3e} keys/s", k)).unwrap_or_default();
-                println!("{:<20} {:<16} {:>10.3} {:>8.2} {:>9.2}×  {timing}{keys}", w.name, case.loss, ms, gbps, ms / copy);
+                let note = case.note.as_ref().map(|(text, _)| text.as_str()).unwrap_or_default();
+                println!("{:<20} {:<20} {:>10.3} {:>8.2} {:>9.2}×  {timing}{keys}{note}", w.name, case.loss, ms, gbps, ms / copy);
             }
         }
     }

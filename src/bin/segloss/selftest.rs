@@ -35,6 +35,8 @@ const CASES: &[(&str, &[usize])] = &[
     (r#"{"loss": "lovasz_softmax", "params": {}}"#, &[4, 5, 96, 80]),
     (r#"{"loss": "lovasz_softmax", "params": {"classes": "all", "per_image": true, "ignore_index": 0}}"#, &[2, 4, 12, 40, 33]),
     (r#"{"loss": "lovasz_hinge", "params": {"per_image": true}}"#, &[4, 1, 97, 131]),
+    (r#"{"loss": "boundary", "params": {}}"#, &[2, 4, 48, 40]),
+    (r#"{"loss": "boundary", "params": {"classes": [1, 2], "spacing": [0.7, 1.3, 1.0], "reduction": "sum"}}"#, &[1, 3, 12, 20, 18]),
 ];
 
 #[derive(Default)]
