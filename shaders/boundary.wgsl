@@ -47,14 +47,14 @@ fn main(
 ) {
     let tile = linear_workgroup(wid, nwg);
     let ch = params.chunk;
-    if (tile * WG_SIZE * ITEMS >= ch.count) {
+    if (tile_is_past(tile, ch.count)) {
         return;
     }
     let out_scale = io.scale * params.inv_denominator;
     let classes = ch.classes;
     var acc = 0.0;
     for (var it = 0u; it < ITEMS; it++) {
-        let i = tile * WG_SIZE * ITEMS + it * WG_SIZE + lid;
+        let i = tile_item(tile, it, lid);
         if (i < ch.count) {
             let pixel = ch.item0 + i;
             let n = pixel / ch.spatial;

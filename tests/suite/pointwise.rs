@@ -282,3 +282,27 @@ fn the_async_form_gives_the_blocking_result() {
     let asynchronous = futures::executor::block_on(runner().compute_async(&c, inputs)).unwrap();
     assert_eq!(blocking, asynchronous);
 }
+
+#[test]
+fn an_engines_own_device_can_be_wrapped() {
+    // A device made by the caller with WebGPU's default limits, not by segloss.
+    let mut descriptor = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    descriptor.backends = wgpu::Backends::PRIMARY;
+    let instance = wgpu::Instance::new(descriptor);
+    let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions::default()))
+        .expect("GPU tests need an adapter");
+    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor::default())).unwrap();
+    let runner = Runner::new(GpuContext::from_device(device, queue, ContextOptions::default()));
+    assert_eq!(runner.context().binding_limit(), 128 << 20);
+    let mut r = rng(15);
+    let x = logits(&mut r, &[2, 4, 30, 30], 3.0);
+    let y = labels(&mut r, &[2, 30, 30], 4, Some(255));
+    let c = config(r#"{"loss": "cross_entropy", "params": {"ignore_index": 255, "label_smoothing": 0.05}}"#);
+    let inputs = HostInputs { logits: &x, target: &y, weight: None };
+    let gpu = runner.compute(&c, inputs).unwrap();
+    let reference = c.reference(&inputs).unwrap();
+    assert!((gpu.value[0] as f64 - reference.value[0]).abs() < 1e-5 * reference.value[0].abs());
+    for (g, want) in gpu.grad.iter().zip(&reference.grad) {
+        assert!((*g as f64 - want).abs() < 1e-6 + 1e-4 * want.abs());
+    }
+}
