@@ -55,6 +55,11 @@ impl Program {
         Ok(())
     }
 
+    /// Whether any step binds caller slot `slot`.
+    fn binds(&self, slot: usize) -> bool {
+        self.steps.iter().flat_map(|s| &s.sources).any(|(_, source)| matches!(source, Source::Slot(i, _) if *i == slot))
+    }
+
     fn check(&self, ctx: &GpuContext, tensors: &[Option<&GpuTensor>]) -> Result<()> {
         for (i, spec) in self.slots.iter().enumerate() {
             let Some(t) = tensors.get(i).copied().flatten() else {
@@ -63,6 +68,11 @@ impl Program {
                 }
                 continue;
             };
+            // A tensor this plan never reads (a weight given to a plan made
+            // without one) would be ignored: a silently wrong number.
+            if !self.binds(i) {
+                return Err(Error::input(format!("{} was given, but this plan was made without it", spec.name)));
+            }
             if t.shape != spec.shape {
                 return Err(Error::input(format!("{} has shape {:?}; this plan was made for {:?}", spec.name, t.shape, spec.shape)));
             }

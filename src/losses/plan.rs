@@ -121,6 +121,9 @@ impl LossPlan {
     /// computes its distance maps in the same encoder unless
     /// `inputs.distance` brings them (`[N, C, S…]`, every class's map).
     pub fn record(&self, encoder: &mut wgpu::CommandEncoder, inputs: LossInputs<'_>, outputs: LossOutputs<'_>) -> Result<()> {
+        if inputs.distance.is_some() && self.optional.is_none() {
+            return Err(crate::Error::input("distance maps were given, but this loss takes none"));
+        }
         if let Some(status) = &self.status {
             encoder.clear_buffer(status, 0, None);
         }

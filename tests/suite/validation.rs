@@ -145,3 +145,24 @@ fn labels_out_of_range_on_the_gpu_set_the_status_word() {
     assert_eq!(status_after(vec![0, 7, 2, 255]), 1);
     assert_eq!(status_after(vec![0, 1, 2, 1]), 0, "the status word is cleared on each recording");
 }
+
+#[test]
+fn a_weight_given_to_a_plan_made_without_one_is_an_error() {
+    let ctx = ctx();
+    let c = config(r#"{"loss": "bce", "params": {}}"#);
+    let plan = c.plan(ctx, &InputShapes::new(&[2, 8], &[2, 8]), PlanOptions::default()).unwrap();
+    let x = GpuTensor::zeros(ctx, &[2, 8], DType::F32);
+    let y = GpuTensor::zeros(ctx, &[2, 8], DType::F32);
+    let w = GpuTensor::zeros(ctx, &[2, 8], DType::F32);
+    let v = GpuTensor::zeros(ctx, &[1], DType::F32);
+    let g = GpuTensor::zeros(ctx, &[2, 8], DType::F32);
+    let mut encoder = ctx.device().create_command_encoder(&Default::default());
+    let e = plan
+        .record(&mut encoder, LossInputs { logits: &x, target: &y, weight: Some(&w), distance: None }, LossOutputs { value: &v, grad: Some(&g) })
+        .expect_err("an unused weight");
+    assert!(e.to_string().contains("weight was given, but this plan was made without it"), "{e}");
+    let e = plan
+        .record(&mut encoder, LossInputs { logits: &x, target: &y, weight: None, distance: Some(&w) }, LossOutputs { value: &v, grad: Some(&g) })
+        .expect_err("unused distance maps");
+    assert!(e.to_string().contains("this loss takes none"), "{e}");
+}
