@@ -25,9 +25,9 @@ fn bench(c: &mut Criterion) {
             let (logits, target) = samples::inputs(&config, &shape, &mut samples::rng(0)).unwrap();
             let id = format!("{}/{name}", config.name());
             let plan = config.plan(&ctx, &InputShapes::new(&shape, &target.shape), PlanOptions::default()).unwrap();
-            let (x, y) = (GpuTensor::from_host(&ctx, &logits), GpuTensor::from_host(&ctx, &target));
-            let value = GpuTensor::zeros(&ctx, plan.value_shape(), DType::F32);
-            let grad = GpuTensor::zeros(&ctx, &shape, DType::F32);
+            let (x, y) = (GpuTensor::from_host(&ctx, &logits).unwrap(), GpuTensor::from_host(&ctx, &target).unwrap());
+            let value = GpuTensor::zeros(&ctx, plan.value_shape(), DType::F32).unwrap();
+            let grad = GpuTensor::zeros(&ctx, &shape, DType::F32).unwrap();
             group.bench_function(BenchmarkId::new("gpu", &id), |b| {
                 b.iter(|| {
                     let mut encoder = ctx.device().create_command_encoder(&Default::default());

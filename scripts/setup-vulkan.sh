@@ -15,6 +15,11 @@ have_driver() {
     return 1
 }
 
+# Metal (macOS) and DX12 (Windows) come with the system.
+case "$(uname -s)" in
+    Darwin | MINGW* | MSYS* | CYGWIN*) exit 0 ;;
+esac
+
 if have_loader && have_driver; then
     exit 0
 fi

@@ -109,8 +109,9 @@ fn box_loss(p: vec4<f32>, t: vec4<f32>) -> BoxLoss {
         l += r;
         d_uni -= 1.0 / ace;
         let d_ac = (1.0 - r) / ace;
-        d_cw = select(0.0, d_ac * ch, cw > 0.0);
-        d_ch = select(0.0, d_ac * cw, ch > 0.0);
+        // ac = pos(cw)·pos(ch): each side's derivative carries the other's clamped length.
+        d_cw = select(0.0, d_ac * pos(ch), cw > 0.0);
+        d_ch = select(0.0, d_ac * pos(cw), ch > 0.0);
     } else {
         // + ρ² / (diag(C)² + eps)
         let diag = cw * cw + ch * ch + eps;

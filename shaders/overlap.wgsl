@@ -388,10 +388,12 @@ fn gdl_weight(g: f32, fill: f32) -> f32 {
     if (gp.kind == 2u) {
         return 1.0;
     }
-    if (g == 0.0) {
+    let w = select(1.0 / g, 1.0 / (g * g), gp.kind == 0u);
+    // G = 0, or a soft G so small its weight overflows f32: infinite, replaced by the fill.
+    if (g == 0.0 || w > 3.4e38) {
         return fill;
     }
-    return select(1.0 / g, 1.0 / (g * g), gp.kind == 0u);
+    return w;
 }
 
 // generalized_dice, one invocation per image (one for the batch):

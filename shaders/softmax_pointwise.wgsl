@@ -94,7 +94,10 @@ fn main(
                     weighted_gap += class_weights[c] * (m - x);
                 }
                 let log_s = log(s);
-                let lp_y = logits[base + u32(y) * ch.spatial] - m - log_s;
+                // When y holds the largest logit, log p_y = −log(1 + q_raw) exactly; the
+                // general form would cancel as p_y → 1, where focal's F needs lp_y/q.
+                let x_y = logits[base + u32(y) * ch.spatial];
+                let lp_y = select(x_y - m - log_s, -log1p_pos(q_raw), x_y == m);
                 let p_y = exp(lp_y);
                 let q = q_raw / s;
                 let smooth_sum = weighted_gap + params.weight_total * log_s;

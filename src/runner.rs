@@ -59,6 +59,7 @@ impl Runner {
 
     /// Computes value and gradient on the GPU.
     pub async fn compute_async(&self, config: &LossConfig, inputs: HostInputs<'_>) -> Result<LossResult> {
+        inputs.check()?;
         let shapes = inputs.shapes();
         config.validate()?;
         config.check_shapes(&shapes)?;
@@ -75,6 +76,7 @@ impl Runner {
 
     /// Computes a weighted sum of losses on the GPU. The plan is made per call.
     pub async fn compute_compound_async(&self, config: &CompoundConfig, inputs: HostInputs<'_>) -> Result<LossResult> {
+        inputs.check()?;
         config.check_shapes(&inputs.shapes())?;
         for term in &config.terms {
             term.loss.check_values(&inputs)?;
@@ -98,7 +100,7 @@ impl Runner {
     ) -> Result<LossResult> {
         let ctx = &self.ctx;
         let upload = |h: &HostTensor| -> Result<(GpuTensor, crate::PooledBuffer)> {
-            let b = ctx.scratch("segloss input", h.bytes().len() as u64, tensor_usage());
+            let b = ctx.scratch("segloss input", h.bytes().len() as u64, tensor_usage())?;
             ctx.queue().write_buffer(&b, 0, h.bytes());
             Ok((GpuTensor::new(ctx, b.buffer().clone(), 0, &h.shape, h.dtype())?, b))
         };
@@ -107,7 +109,7 @@ impl Runner {
         let weight = inputs.weight.map(upload).transpose()?;
         let output = |shape: &[usize]| -> Result<(GpuTensor, crate::PooledBuffer)> {
             let bytes = shape.iter().product::<usize>() as u64 * 4;
-            let b = ctx.scratch("segloss output", bytes, tensor_usage());
+            let b = ctx.scratch("segloss output", bytes, tensor_usage())?;
             Ok((GpuTensor::new(ctx, b.buffer().clone(), 0, shape, DType::F32)?, b))
         };
         let (value, _v) = output(value_shape)?;
@@ -124,19 +126,19 @@ impl Runner {
         // may be recording too: copy this call's into its own buffers in the
         // same submission.
         let copy = |encoder: &mut wgpu::CommandEncoder, src: &wgpu::Buffer, offset: u64, len: u64| {
-            let b = ctx.scratch("segloss readback copy", len.max(4), tensor_usage());
+            let b = ctx.scratch("segloss readback copy", len.max(4), tensor_usage())?;
             encoder.copy_buffer_to_buffer(src, offset, &b, 0, len);
-            b
+            Ok::<_, Error>(b)
         };
         let statuses: Vec<_> = plans
             .iter()
-            .filter_map(|(config, plan)| plan.status_buffer().map(|s| (*config, copy(&mut encoder, s, 0, 4))))
-            .collect();
+            .filter_map(|(config, plan)| plan.status_buffer().map(|s| copy(&mut encoder, s, 0, 4).map(|b| (*config, b))))
+            .collect::<Result<_>>()?;
         let extras: Vec<_> = plans
             .iter()
             .flat_map(|(_, plan)| plan.extras())
-            .map(|(name, t)| (name, t, copy(&mut encoder, t.buffer(), t.offset(), t.byte_len())))
-            .collect();
+            .map(|(name, t)| copy(&mut encoder, t.buffer(), t.offset(), t.byte_len()).map(|b| (name, t, b)))
+            .collect::<Result<_>>()?;
         ctx.queue().submit([encoder.finish()]);
         if let Some(e) = scope.pop().await {
             return Err(Error::Device(format!("{name}: {e}")));

@@ -115,6 +115,8 @@ impl GpuContext {
             binding_limit = binding_limit.min(cap.max(4096));
         }
         let offset_alignment = limits.min_storage_buffer_offset_alignment as u64;
+        // Whole-buffer bindings of pooled buffers stay within a limit that is a multiple of the alignment.
+        binding_limit = binding_limit / offset_alignment * offset_alignment;
         GpuContext {
             inner: Arc::new(Inner {
                 device,
@@ -177,19 +179,24 @@ impl GpuContext {
         self.inner.device.features().contains(wgpu::Features::TIMESTAMP_QUERY)
     }
 
-    pub(crate) fn create_buffer(&self, label: &str, size: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
+    /// A new buffer, or an error naming the limit when the device cannot hold one that large.
+    pub(crate) fn create_buffer(&self, label: &str, size: u64, usage: wgpu::BufferUsages) -> Result<wgpu::Buffer> {
+        let size = size.max(16).next_multiple_of(4);
+        let max = self.inner.device.limits().max_buffer_size;
+        if size > max {
+            return Err(Error::Limit(format!("{label}: a {size}-byte buffer exceeds the device's largest, {max} bytes")));
+        }
         self.inner.buffers_created.fetch_add(1, Ordering::Relaxed);
-        self.inner.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some(label),
-            size: size.max(16).next_multiple_of(4),
-            usage,
-            mapped_at_creation: false,
-        })
+        Ok(self.inner.device.create_buffer(&wgpu::BufferDescriptor { label: Some(label), size, usage, mapped_at_creation: false }))
     }
 
-    /// A buffer holding `bytes`, for parameters written once when a plan is made.
+    /// A buffer holding `bytes`, for parameters written once when a plan is
+    /// made: uniforms, class weights, lookup tables — kilobytes, where every
+    /// device allows at least 256 MiB, so this cannot fail.
     pub(crate) fn create_buffer_with(&self, label: &str, bytes: &[u8], usage: wgpu::BufferUsages) -> wgpu::Buffer {
-        let buffer = self.create_buffer(label, bytes.len() as u64, usage | wgpu::BufferUsages::COPY_DST);
+        let buffer = self
+            .create_buffer(label, bytes.len() as u64, usage | wgpu::BufferUsages::COPY_DST)
+            .expect("a plan's parameter buffer is far below the smallest max_buffer_size (256 MiB)");
         self.inner.queue.write_buffer(&buffer, 0, bytes);
         buffer
     }

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use crate::error::Result;
 use crate::gpu::GpuContext;
 
 type Key = (u64, u32);
@@ -17,6 +18,7 @@ pub(crate) struct BufferPool {
 /// A buffer on loan from the context's pool; it goes back when dropped.
 pub struct PooledBuffer {
     buffer: wgpu::Buffer,
+    discarded: bool,
     key: Key,
     ctx: Arc<crate::gpu::context::Inner>,
 }
@@ -25,6 +27,14 @@ impl PooledBuffer {
     /// The underlying buffer (at least as large as was asked for).
     pub fn buffer(&self) -> &wgpu::Buffer {
         &self.buffer
+    }
+}
+
+impl PooledBuffer {
+    /// Drops the buffer instead of returning it to the pool: for a buffer
+    /// left in a state the next user could not use (mapped, or mapping).
+    pub(crate) fn discard(mut self) {
+        self.discarded = true;
     }
 }
 
@@ -37,6 +47,9 @@ impl std::ops::Deref for PooledBuffer {
 
 impl Drop for PooledBuffer {
     fn drop(&mut self) {
+        if self.discarded {
+            return;
+        }
         let mut free = self.ctx.pool.free.lock().unwrap_or_else(|e| e.into_inner());
         free.entry(self.key).or_default().push(self.buffer.clone());
     }
@@ -54,7 +67,7 @@ fn size_class(size: u64) -> u64 {
 impl GpuContext {
     /// Borrows a buffer of at least `size` bytes with `usage` from the pool,
     /// creating one only when none is free.
-    pub fn scratch(&self, label: &str, size: u64, usage: wgpu::BufferUsages) -> PooledBuffer {
+    pub fn scratch(&self, label: &str, size: u64, usage: wgpu::BufferUsages) -> Result<PooledBuffer> {
         // A request that fits one binding gets a buffer that does too, so it can be bound whole.
         let limit = self.binding_limit();
         let class = if size <= limit { size_class(size).min(limit) } else { size_class(size) };
@@ -63,8 +76,11 @@ impl GpuContext {
             let mut free = self.inner.pool.free.lock().unwrap_or_else(|e| e.into_inner());
             free.get_mut(&key).and_then(Vec::pop)
         };
-        let buffer = reused.unwrap_or_else(|| self.create_buffer(label, key.0, usage));
-        PooledBuffer { buffer, key, ctx: self.inner.clone() }
+        let buffer = match reused {
+            Some(b) => b,
+            None => self.create_buffer(label, key.0, usage)?,
+        };
+        Ok(PooledBuffer { buffer, discarded: false, key, ctx: self.inner.clone() })
     }
 }
 

@@ -46,18 +46,21 @@ impl GpuTensor {
         Ok(t)
     }
 
-    /// A new zeroed tensor in its own buffer (storage, copy source and destination).
-    pub fn zeros(ctx: &GpuContext, shape: &[usize], dtype: DType) -> Self {
+    /// A new zeroed tensor in its own buffer (storage, copy source and
+    /// destination); an error when the device cannot hold a buffer that large.
+    pub fn zeros(ctx: &GpuContext, shape: &[usize], dtype: DType) -> Result<Self> {
         let bytes = (shape.iter().product::<usize>() as u64 * 4).max(4);
-        let buffer = ctx.create_buffer("segloss tensor", bytes, tensor_usage());
-        GpuTensor { buffer, offset: 0, shape: shape.to_vec(), dtype }
+        let buffer = ctx.create_buffer("segloss tensor", bytes, tensor_usage())?;
+        Ok(GpuTensor { buffer, offset: 0, shape: shape.to_vec(), dtype })
     }
 
-    /// Uploads host data into a new tensor.
-    pub fn from_host(ctx: &GpuContext, host: &HostTensor) -> Self {
-        let t = Self::zeros(ctx, &host.shape, host.dtype());
+    /// Uploads host data into a new tensor; an error when the data does not
+    /// fill its shape or the device cannot hold it.
+    pub fn from_host(ctx: &GpuContext, host: &HostTensor) -> Result<Self> {
+        host.check("tensor")?;
+        let t = Self::zeros(ctx, &host.shape, host.dtype())?;
         ctx.queue().write_buffer(&t.buffer, 0, host.bytes());
-        t
+        Ok(t)
     }
 
     /// The shape.
@@ -127,7 +130,18 @@ pub(crate) async fn read_bytes(ctx: &GpuContext, buffer: &wgpu::Buffer, offset: 
     if !buffer.usage().contains(wgpu::BufferUsages::COPY_SRC) || offset % 4 != 0 || offset + len > buffer.size() {
         return Err(Error::input("a buffer read back needs COPY_SRC usage and must hold the 4-aligned range read"));
     }
-    let staging = ctx.scratch("segloss readback", len, wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST);
+    // Until the bytes are out and the buffer unmapped, a dropped future (a
+    // cancelled read) must not hand the still-mapping buffer back to the pool.
+    struct Unfinished(Option<crate::gpu::PooledBuffer>);
+    impl Drop for Unfinished {
+        fn drop(&mut self) {
+            if let Some(b) = self.0.take() {
+                b.discard();
+            }
+        }
+    }
+    let mut guard = Unfinished(Some(ctx.scratch("segloss readback", len, wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST)?));
+    let staging = guard.0.as_ref().expect("held").buffer().clone();
     let scope = ctx.device().push_error_scope(wgpu::ErrorFilter::Validation);
     let mut encoder = ctx.device().create_command_encoder(&Default::default());
     encoder.copy_buffer_to_buffer(buffer, offset, &staging, 0, len);
@@ -153,6 +167,7 @@ pub(crate) async fn read_bytes(ctx: &GpuContext, buffer: &wgpu::Buffer, offset: 
         view.to_vec()
     };
     staging.unmap();
+    drop(guard.0.take());
     Ok(bytes)
 }
 
@@ -187,11 +202,18 @@ impl HostTensor {
 
     fn checked(shape: &[usize], data: HostData) -> Result<Self> {
         let t = HostTensor { shape: shape.to_vec(), data };
-        let n: usize = shape.iter().product();
-        if t.len() != n {
-            return Err(Error::input(format!("shape {shape:?} holds {n} elements but {} were given", t.len())));
-        }
+        t.check("a tensor")?;
         Ok(t)
+    }
+
+    /// Checks that the data fills the shape exactly (both fields are public,
+    /// so a caller can change one without the other); `what` names the tensor.
+    pub fn check(&self, what: &str) -> Result<()> {
+        let n: usize = self.shape.iter().product();
+        if self.len() != n {
+            return Err(Error::input(format!("{what} has shape {:?}, which holds {n} elements, but {} were given", self.shape, self.len())));
+        }
+        Ok(())
     }
 
     /// Number of elements.

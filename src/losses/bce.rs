@@ -56,7 +56,7 @@ impl BceConfig {
             check_range("bce", "alpha", a, 0.0, 1.0)?;
         }
         if let Some(pw) = self.pos_weight {
-            check_range("bce", "pos_weight", pw, 0.0, f64::MAX)?;
+            check_range("bce", "pos_weight", pw, 0.0, crate::losses::F32_MAX)?;
         }
         Ok(())
     }

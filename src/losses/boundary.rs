@@ -157,7 +157,7 @@ impl BoundaryConfig {
                 "boundary: its {maps_bytes}-byte distance maps exceed the device's largest buffer; pass them in LossInputs::distance"
             )));
         }
-        let maps = ctx.scratch("boundary distance maps", maps_bytes, storage | wgpu::BufferUsages::COPY_SRC);
+        let maps = ctx.scratch("boundary distance maps", maps_bytes, storage | wgpu::BufferUsages::COPY_SRC)?;
         let stand_in = GpuTensor::new(ctx, maps.buffer().clone(), 0, &maps_shape, DType::F32)?;
         scratch.push(maps);
 
@@ -168,7 +168,7 @@ impl BoundaryConfig {
             dummy_value: owned("unused value", &[0u8; 16], storage),
         };
         let pixels = Pixels::new(ctx, n as u64, c as u64, k as u64, s as u64)?;
-        let partials = ctx.scratch("loss partials", pixels.tiles * 4, storage);
+        let partials = ctx.scratch("loss partials", pixels.tiles * 4, storage)?;
         let write_elements = self.reduction == Reduction::None;
         let inv_denominator = match self.reduction {
             Reduction::Mean => 1.0 / (n * k * s) as f32,
@@ -239,7 +239,7 @@ impl BoundaryConfig {
                 _ => 1.0,
             };
             let denom = owned("loss denominator", bytemuck::bytes_of(&denominator), storage);
-            let sums = ctx.scratch("loss sum", 4, storage);
+            let sums = ctx.scratch("loss sum", 4, storage)?;
             let partial_place = Place::Owned(partials.buffer().clone());
             let finalize = ctx.kernel("finalize.wgsl", "finalize", &[("COUNT", 1.0)])?;
             for list in [&mut own_steps, &mut given_steps] {

@@ -71,9 +71,7 @@ pub(crate) fn weights_or_ones(weights: &Option<Vec<f64>>, classes: usize) -> Vec
 impl CrossEntropyConfig {
     pub(crate) fn validate(&self) -> Result<()> {
         check_range("cross_entropy", "label_smoothing", self.label_smoothing, 0.0, 1.0)?;
-        if let Some(v) = self.ignore_index {
-            check_range("cross_entropy", "ignore_index", v as f64, i32::MIN as f64, i32::MAX as f64)?;
-        }
+        crate::losses::check_ignore_index("cross_entropy", self.ignore_index)?;
         check_class_weights("cross_entropy", &self.class_weights, None)
     }
 

@@ -15,7 +15,7 @@ use crate::gpu::layout::WG_SIZE;
 use crate::gpu::program::{Program, SlotSpec, Source, Step};
 use crate::gpu::{DType, GpuContext, PooledBuffer};
 use crate::losses::plan::{LossPlan, PlanOptions, slot};
-use crate::losses::{HostInputs, InputShapes, check_labels, check_range, class_layout};
+use crate::losses::{HostInputs, InputShapes, check_labels, class_layout};
 use crate::primitives::reduce::{Place, record_segmented_sum};
 use crate::primitives::scan::{ScanOperand, record_scan};
 use crate::primitives::sort::record_sort;
@@ -79,13 +79,6 @@ pub struct LovaszHingeConfig {
     pub ignore_index: Option<i64>,
 }
 
-fn check_ignore(loss: &'static str, ignore: Option<i64>) -> Result<()> {
-    match ignore {
-        Some(v) => check_range(loss, "ignore_index", v as f64, i32::MIN as f64, i32::MAX as f64),
-        None => Ok(()),
-    }
-}
-
 fn no_weight(loss: &'static str, shapes: &InputShapes) -> Result<()> {
     if shapes.weight.is_some() {
         return Err(Error::input(format!("{loss} takes no per-pixel weight")));
@@ -95,7 +88,7 @@ fn no_weight(loss: &'static str, shapes: &InputShapes) -> Result<()> {
 
 impl LovaszSoftmaxConfig {
     pub(crate) fn validate(&self) -> Result<()> {
-        check_ignore("lovasz_softmax", self.ignore_index)?;
+        crate::losses::check_ignore_index("lovasz_softmax", self.ignore_index)?;
         if let LovaszClasses::List(list) = &self.classes {
             if list.is_empty() {
                 return Err(Error::config("lovasz_softmax", "classes is an empty list; name at least one class"));
@@ -150,7 +143,7 @@ impl LovaszSoftmaxConfig {
 
 impl LovaszHingeConfig {
     pub(crate) fn validate(&self) -> Result<()> {
-        check_ignore("lovasz_hinge", self.ignore_index)
+        crate::losses::check_ignore_index("lovasz_hinge", self.ignore_index)
     }
 
     /// Logits `[N, S…]` or `[N, 1, S…]`, labels `[N, S…]`.
@@ -288,18 +281,18 @@ impl Lovasz<'_> {
 
         let mut scratch: Vec<PooledBuffer> = Vec::new();
         let mut take = |label: &str, bytes: u64| {
-            let b = ctx.scratch(label, bytes, storage);
+            let b = ctx.scratch(label, bytes, storage)?;
             let buffer = b.buffer().clone();
             scratch.push(b);
-            buffer
+            Ok::<_, Error>(buffer)
         };
-        let keys = take("lovasz keys", segments * seg_len * 4);
-        let values = take("lovasz values", segments * seg_len * 4);
-        let cum_fg = take("lovasz foreground counts", segments * seg_len * 4);
-        let totals = take("lovasz foreground totals", segments * 4);
-        let partials = take("lovasz partials", seg_groups * 4);
-        let seg_loss = take("lovasz segment losses", segments * 4);
-        let weights = take("lovasz segment weights", segments * 4);
+        let keys = take("lovasz keys", segments * seg_len * 4)?;
+        let values = take("lovasz values", segments * seg_len * 4)?;
+        let cum_fg = take("lovasz foreground counts", segments * seg_len * 4)?;
+        let totals = take("lovasz foreground totals", segments * 4)?;
+        let partials = take("lovasz partials", seg_groups * 4)?;
+        let seg_loss = take("lovasz segment losses", segments * 4)?;
+        let weights = take("lovasz segment weights", segments * 4)?;
 
         let kernel = |entry| ctx.kernel("lovasz.wgsl", entry, &[]);
         let own = |b: &wgpu::Buffer| Source::Owned(b.clone());

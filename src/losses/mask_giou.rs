@@ -67,6 +67,10 @@ impl Default for MaskGiouConfig {
     }
 }
 
+/// Most rows a mask may have with either enclosing region: 64 threads each
+/// walk H/64 rows twice, 32,768 iterations at this size.
+pub const MAX_ROWS: usize = 1 << 20;
+
 /// Most rows a `convex_hull` plan takes (see the module docs).
 pub const MAX_HULL_ROWS: usize = 8192;
 /// Most columns a `convex_hull` plan takes: a chain point packs its column in
@@ -150,6 +154,21 @@ impl MaskGiouConfig {
                 ctx.binding_limit()
             )));
         }
+        // The largest per-instance buffer (the gradient coefficients) is bound whole.
+        let per_instance = 16 * m as u64;
+        if per_instance > ctx.binding_limit() {
+            return Err(Error::Limit(format!(
+                "mask_giou: {m} instances need {per_instance} bytes of coefficients in one binding; the device binds {}",
+                ctx.binding_limit()
+            )));
+        }
+        // Each of the enclosing pass's 64 threads walks H/64 rows twice.
+        if h > MAX_ROWS {
+            return Err(Error::Limit(format!(
+                "mask_giou: masks of at most {MAX_ROWS} rows (the enclosing pass's loops must stay under 65,535 \
+                 iterations per GPU invocation); these have {h}. Transpose the masks"
+            )));
+        }
         if self.enclosing == Enclosing::ConvexHull {
             if h > MAX_HULL_ROWS {
                 return Err(Error::Limit(format!(
@@ -206,19 +225,19 @@ impl MaskGiouConfig {
 
         let mut scratch: Vec<PooledBuffer> = Vec::new();
         let mut pooled = |label: &str, bytes: u64| {
-            let b = ctx.scratch(label, bytes, storage);
+            let b = ctx.scratch(label, bytes, storage)?;
             let buffer = b.buffer().clone();
             scratch.push(b);
-            buffer
+            Ok::<_, Error>(buffer)
         };
-        let extents = pooled("mask_giou extents", 8 * m64 * h64);
-        let rows = pooled("mask_giou rows", 8 * m64 * h64);
-        let partials = pooled("mask_giou partials", 12 * total_tiles);
-        let sums = pooled("mask_giou sums", 12 * m64);
-        let coef = pooled("mask_giou coefficients", 16 * m64);
-        let losses = pooled("mask_giou losses", 4 * m64);
-        let loss_sum = pooled("mask_giou loss sum", 4);
-        let counts = GpuTensor::zeros(ctx, &[m], DType::I32);
+        let extents = pooled("mask_giou extents", 8 * m64 * h64)?;
+        let rows = pooled("mask_giou rows", 8 * m64 * h64)?;
+        let partials = pooled("mask_giou partials", 12 * total_tiles)?;
+        let sums = pooled("mask_giou sums", 12 * m64)?;
+        let coef = pooled("mask_giou coefficients", 16 * m64)?;
+        let losses = pooled("mask_giou losses", 4 * m64)?;
+        let loss_sum = pooled("mask_giou loss sum", 4)?;
+        let counts = GpuTensor::zeros(ctx, &[m], DType::I32)?;
         let dummy = ctx.create_buffer_with("unused value", &[0u8; 16], storage);
 
         let kernel = |entry| ctx.kernel("mask_giou.wgsl", entry, &[]);

@@ -129,6 +129,13 @@ pub struct HostInputs<'a> {
 }
 
 impl HostInputs<'_> {
+    /// Checks that each tensor's data fills its shape.
+    pub fn check(&self) -> Result<()> {
+        self.logits.check("logits")?;
+        self.target.check("target")?;
+        self.weight.map_or(Ok(()), |w| w.check("weight"))
+    }
+
     /// The inputs' shapes.
     pub fn shapes(&self) -> InputShapes {
         InputShapes {
@@ -292,6 +299,7 @@ impl LossConfig {
 
     /// The float64 CPU reference: value and gradient.
     pub fn reference(&self, inputs: &HostInputs<'_>) -> Result<Reference> {
+        inputs.check()?;
         self.validate()?;
         self.check_shapes(&inputs.shapes())?;
         self.check_values(inputs)?;
@@ -355,7 +363,25 @@ pub(crate) fn check_class_weights(loss: &'static str, weights: &Option<Vec<f64>>
     if let Some(bad) = w.iter().find(|x| !x.is_finite() || **x < 0.0) {
         return Err(Error::config(loss, format!("class_weights must be finite and non-negative; found {bad}")));
     }
+    // The kernels take the weights, and their sum, as f32.
+    if let Some(bad) = w.iter().find(|x| **x > F32_MAX) {
+        return Err(Error::config(loss, format!("class weight {bad} does not fit in f32")));
+    }
+    if w.iter().sum::<f64>() > F32_MAX {
+        return Err(Error::config(loss, "class_weights sum beyond f32's range"));
+    }
     Ok(())
+}
+
+/// The largest finite f32: parameters the kernels read as f32 must not exceed it.
+pub(crate) const F32_MAX: f64 = f32::MAX as f64;
+
+/// Checks an ignore value fits the i32 labels the kernels read.
+pub(crate) fn check_ignore_index(loss: &'static str, ignore: Option<i64>) -> Result<()> {
+    match ignore {
+        Some(v) => check_range(loss, "ignore_index", v as f64, i32::MIN as f64, i32::MAX as f64),
+        None => Ok(()),
+    }
 }
 
 /// Checks class-index labels: each in `[0, classes)` or the ignore value.

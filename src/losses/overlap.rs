@@ -26,7 +26,7 @@ use crate::primitives::reduce::{Place, record_segmented_sum};
 pub const MAX_CLASSES: usize = 1024;
 
 /// The largest parameter the kernels' f32 holds.
-pub(crate) const F32_MAX: f64 = f32::MAX as f64;
+pub(crate) use crate::losses::F32_MAX;
 
 /// Pixels of one image a `pixel_stats` workgroup covers (`STATS_TILE` in overlap.wgsl).
 const STATS_TILE: u64 = WG_SIZE * 8;
@@ -190,6 +190,10 @@ impl TverskyConfig {
         if self.alpha == 0.0 && self.beta == 0.0 {
             return Err(Error::config("tversky", "alpha and beta are both 0: the score would ignore every error"));
         }
+        // Squared sums allow Σp² < Σpg, so a weight above 1 can drive the denominator negative.
+        if self.overlap.squared && (self.alpha > 1.0 || self.beta > 1.0) {
+            return Err(Error::config("tversky", "with squared denominators alpha and beta must lie in [0, 1]"));
+        }
         self.overlap.validate(self.score())
     }
 }
@@ -206,14 +210,8 @@ impl OverlapConfig {
                 "log_loss with eps = 0 and smooth_nr = 0 is infinite for an empty group: give eps or smooth_nr a positive value",
             ));
         }
-        if let Some(v) = self.ignore_index {
-            check_range(loss, "ignore_index", v as f64, i32::MIN as f64, i32::MAX as f64)?;
-        }
-        check_class_weights(loss, &self.class_weights, None)?;
-        if let Some(w) = self.class_weights.iter().flatten().find(|w| **w > F32_MAX) {
-            return Err(Error::config(loss, format!("class weight {w} does not fit in f32")));
-        }
-        Ok(())
+        crate::losses::check_ignore_index(loss, self.ignore_index)?;
+        check_class_weights(loss, &self.class_weights, None)
     }
 
     /// The value's shape: `[1]`, or for "none" `[N, C']` ("image") or `[C']` ("batch").
@@ -432,10 +430,10 @@ impl OverlapPlan<'_> {
         }
         let io = owned("loss io", bytemuck::bytes_of(&options.io()), uniform);
         let status = owned("loss status", &[0u8; 4], storage | wgpu::BufferUsages::COPY_SRC);
-        let partials = ctx.scratch("overlap partials", 3 * groups * seg_len * 4, storage);
-        let stats = ctx.scratch("overlap stats", 3 * groups * 4, storage);
-        let coef = ctx.scratch("overlap coefficients", groups * 8, storage);
-        let contrib = ctx.scratch("overlap contributions", invocations * 4, storage);
+        let partials = ctx.scratch("overlap partials", 3 * groups * seg_len * 4, storage)?;
+        let stats = ctx.scratch("overlap stats", 3 * groups * 4, storage)?;
+        let coef = ctx.scratch("overlap coefficients", groups * 8, storage)?;
+        let contrib = ctx.scratch("overlap contributions", invocations * 4, storage)?;
         let dummy_value = owned("unused value", &[0u8; 16], storage);
         let pixel_params = |chunk: Chunk| {
             let params = PixelParams {
@@ -494,7 +492,7 @@ impl OverlapPlan<'_> {
 
         // 3. The reduced value: Σ contributions / denominator.
         if !write_elements {
-            let sums = ctx.scratch("overlap sum", 4, storage);
+            let sums = ctx.scratch("overlap sum", 4, storage)?;
             scratch.extend(record_segmented_sum(
                 ctx,
                 &mut steps,

@@ -69,10 +69,10 @@ impl PlanOptions {
 /// let config = LossConfig::from_json(r#"{"loss": "cross_entropy", "params": {"ignore_index": 255}}"#)?;
 /// let shapes = InputShapes::new(&[8, 19, 256, 256], &[8, 256, 256]);
 /// let plan = config.plan(&ctx, &shapes, PlanOptions::default())?;
-/// # let logits = GpuTensor::zeros(&ctx, &[8, 19, 256, 256], DType::F32);
-/// # let target = GpuTensor::zeros(&ctx, &[8, 256, 256], DType::I32);
-/// let value = GpuTensor::zeros(&ctx, plan.value_shape(), DType::F32);
-/// let grad = GpuTensor::zeros(&ctx, &[8, 19, 256, 256], DType::F32);
+/// # let logits = GpuTensor::zeros(&ctx, &[8, 19, 256, 256], DType::F32)?;
+/// # let target = GpuTensor::zeros(&ctx, &[8, 256, 256], DType::I32)?;
+/// let value = GpuTensor::zeros(&ctx, plan.value_shape(), DType::F32)?;
+/// let grad = GpuTensor::zeros(&ctx, &[8, 19, 256, 256], DType::F32)?;
 /// let mut encoder = ctx.device().create_command_encoder(&Default::default());
 /// plan.record(&mut encoder, LossInputs { logits: &logits, target: &target, weight: None, distance: None },
 ///             LossOutputs { value: &value, grad: Some(&grad) })?;

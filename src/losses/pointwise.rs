@@ -106,7 +106,7 @@ impl Pointwise<'_> {
         let dummy_grad = owned("unused grad", &[0u8; 16], storage);
         let dummy_value = owned("unused value", &[0u8; 16], storage);
         let tiles_total: u64 = chunks.iter().map(|ch| (ch.units.end - ch.units.start).div_ceil(LOSS_TILE)).sum();
-        let partials = ctx.scratch("loss partials", tiles_total * 4, storage);
+        let partials = ctx.scratch("loss partials", tiles_total * 4, storage)?;
         let status_buffer = || owned("loss status", &[0u8; 4], storage | wgpu::BufferUsages::COPY_SRC);
         // Binding 5: the caller's weights (None), a plan buffer, or nothing (the kernel has none).
         let (aux, status) = match &self.kernel {
@@ -187,7 +187,7 @@ impl Pointwise<'_> {
                 self.logits_shape.to_vec()
             }
         } else {
-            let sums = ctx.scratch("loss sum", 4, storage);
+            let sums = ctx.scratch("loss sum", 4, storage)?;
             scratch.extend(record_segmented_sum(ctx, &mut steps, partial_place, 1, tiles_total, Place::Owned(sums.buffer().clone()))?);
             steps.push(Step {
                 kernel: ctx.kernel("finalize.wgsl", "finalize", &[("COUNT", 1.0)])?,

@@ -30,8 +30,8 @@
 //!   same way, left 0.045 % and 0.018 %, and one pixel 4.8 px off, which is
 //!   why the second full round was chosen (1.6× the dispatches at 256²).
 //!
-//! "Faster" is not a given: on lavapipe (a CPU) `exact` took about 0.9 s for
-//! 8 × 19 maps of 256² and `jump_flood` about 18 s, as the exact transform
+//! "Faster" is not a given: on lavapipe (a CPU) `exact` took 0.44 s for
+//! 8 × 19 maps of 256² and `jump_flood` 9.1 s (BENCHMARKS.md), as the exact transform
 //! touches each pixel about 9 times in all where JFA² runs 16 steps of up to
 //! 9 neighbours each. On a GPU the exact passes have one invocation per line
 //! only (38,912 for that batch), so `segloss bench` has the final word.
@@ -237,8 +237,8 @@ pub(crate) fn record_signed_distance(
     let largest = chunks.iter().map(|c| c.end - c.start).max().unwrap_or(1);
     let storage = wgpu::BufferUsages::STORAGE;
     let scratch = [
-        ctx.scratch("distance scratch a", largest * s * 4, storage),
-        ctx.scratch("distance scratch b", largest * s * 4, storage),
+        ctx.scratch("distance scratch a", largest * s * 4, storage)?,
+        ctx.scratch("distance scratch b", largest * s * 4, storage)?,
     ];
     let class_ids = ctx.create_buffer_with("distance classes", bytemuck::cast_slice(&geometry.class_ids), storage);
     let uniform = |bytes: &[u8]| Source::Owned(ctx.create_buffer_with("distance params", bytes, wgpu::BufferUsages::UNIFORM));
@@ -344,8 +344,8 @@ pub fn jump_steps(n: usize) -> Vec<usize> {
 /// use segloss::{DType, GpuContext, GpuTensor};
 /// let ctx = GpuContext::new()?;
 /// let plan = DistancePlan::new(&ctx, &[8, 256, 256], &(0..19).collect::<Vec<_>>(), None, DistanceMode::Exact)?;
-/// # let target = GpuTensor::zeros(&ctx, &[8, 256, 256], DType::I32);
-/// let maps = GpuTensor::zeros(&ctx, plan.output_shape(), DType::F32);  // [8, 19, 256, 256]
+/// # let target = GpuTensor::zeros(&ctx, &[8, 256, 256], DType::I32)?;
+/// let maps = GpuTensor::zeros(&ctx, plan.output_shape(), DType::F32)?;  // [8, 19, 256, 256]
 /// let mut encoder = ctx.device().create_command_encoder(&Default::default());
 /// plan.record(&mut encoder, &target, &maps)?;
 /// ctx.queue().submit([encoder.finish()]);
@@ -403,13 +403,14 @@ impl DistancePlan {
 
     /// Uploads `target`, runs the transform and reads the maps back.
     pub fn compute(&self, target: &HostTensor) -> Result<HostTensor> {
+        target.check("target")?;
         target.as_i32("target")?;
         let ctx = &self.ctx;
-        let upload = ctx.scratch("distance target", target.bytes().len() as u64, tensor_usage());
+        let upload = ctx.scratch("distance target", target.bytes().len() as u64, tensor_usage())?;
         ctx.queue().write_buffer(&upload, 0, target.bytes());
         let target_gpu = GpuTensor::new(ctx, upload.buffer().clone(), 0, &target.shape, DType::I32)?;
         let bytes = self.output_shape.iter().product::<usize>() as u64 * 4;
-        let out = ctx.scratch("distance output", bytes, tensor_usage());
+        let out = ctx.scratch("distance output", bytes, tensor_usage())?;
         let output = GpuTensor::new(ctx, out.buffer().clone(), 0, &self.output_shape, DType::F32)?;
         let scope = ctx.device().push_error_scope(wgpu::ErrorFilter::Validation);
         let mut encoder = ctx.device().create_command_encoder(&Default::default());

@@ -62,7 +62,7 @@ pub(crate) fn record_segmented_sum(
         let level_out = if last {
             output.clone()
         } else {
-            let b = ctx.scratch("segloss reduce level", total * 4, wgpu::BufferUsages::STORAGE);
+            let b = ctx.scratch("segloss reduce level", total * 4, wgpu::BufferUsages::STORAGE)?;
             let buffer = b.buffer().clone();
             scratch.push(b);
             Place::Owned(buffer)
@@ -154,8 +154,8 @@ impl SegmentedSum {
         if segments == 0 || values.len() % segments != 0 {
             return Err(Error::input(format!("{} values do not split into {segments} equal segments", values.len())));
         }
-        let input = GpuTensor::from_host(ctx, &crate::HostTensor::f32(&[values.len()], values.to_vec())?);
-        let output = GpuTensor::zeros(ctx, &[segments], DType::F32);
+        let input = GpuTensor::from_host(ctx, &crate::HostTensor::f32(&[values.len()], values.to_vec())?)?;
+        let output = GpuTensor::zeros(ctx, &[segments], DType::F32)?;
         let plan = Self::new(ctx, segments, values.len() / segments)?;
         let mut encoder = ctx.device().create_command_encoder(&Default::default());
         plan.record(&mut encoder, &input, &output)?;

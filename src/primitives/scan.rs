@@ -103,8 +103,8 @@ pub(crate) fn record_scan(
     let (no_carries, no_totals) =
         (ctx.create_buffer_with("scan no carries", &[0u8; 16], storage), ctx.create_buffer_with("scan no totals", &[0u8; 16], storage));
     let carries = if tiles > 1 {
-        let sums = ctx.scratch("scan tile sums", groups * 4, storage);
-        let scanned = ctx.scratch("scan tile prefixes", groups * 4, storage);
+        let sums = ctx.scratch("scan tile sums", groups * 4, storage)?;
+        let scanned = ctx.scratch("scan tile prefixes", groups * 4, storage)?;
         let p = uniform(params(false, false, operand.mask(), len, tiles));
         steps.push(Step {
             kernel: ctx.kernel("scan.wgsl", "reduce_tiles", &[])?,
@@ -197,9 +197,9 @@ impl SegmentedScan {
             return Err(Error::input(format!("{} values do not split into {segments} equal segments", values.len())));
         }
         let plan = Self::new(ctx, segments, values.len() / segments, operand)?;
-        let input = GpuTensor::from_host(ctx, &HostTensor::i32(&[values.len()], bytemuck::cast_slice(values).to_vec())?);
-        let output = GpuTensor::zeros(ctx, &[values.len()], DType::I32);
-        let totals = GpuTensor::zeros(ctx, &[segments], DType::I32);
+        let input = GpuTensor::from_host(ctx, &HostTensor::i32(&[values.len()], bytemuck::cast_slice(values).to_vec())?)?;
+        let output = GpuTensor::zeros(ctx, &[values.len()], DType::I32)?;
+        let totals = GpuTensor::zeros(ctx, &[segments], DType::I32)?;
         let mut encoder = ctx.device().create_command_encoder(&Default::default());
         plan.record(&mut encoder, &input, &output, &totals)?;
         ctx.queue().submit([encoder.finish()]);

@@ -235,8 +235,8 @@ impl SortPlan {
         if keys.len() != plan.len() {
             return Err(Error::input(format!("{} keys do not fill segments of {} elements in all", keys.len(), plan.len())));
         }
-        let k = GpuTensor::from_host(ctx, &HostTensor::f32(&[keys.len()], keys.to_vec())?);
-        let v = GpuTensor::from_host(ctx, &HostTensor::i32(&[values.len()], bytemuck::cast_slice(values).to_vec())?);
+        let k = GpuTensor::from_host(ctx, &HostTensor::f32(&[keys.len()], keys.to_vec())?)?;
+        let v = GpuTensor::from_host(ctx, &HostTensor::i32(&[values.len()], bytemuck::cast_slice(values).to_vec())?)?;
         let mut encoder = ctx.device().create_command_encoder(&Default::default());
         plan.record(&mut encoder, &k, &v)?;
         ctx.queue().submit([encoder.finish()]);

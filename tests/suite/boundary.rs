@@ -110,14 +110,14 @@ fn precomputed_maps_skip_the_transform_and_give_the_same_result() {
     let y = targets(6, &target_shape(&shape), 4);
     let cfg = config(r#"{"loss": "boundary", "params": {"classes": [3, 1], "spacing": [0.9, 1.2]}}"#);
     let plan = cfg.plan(c, &InputShapes::new(&shape, &y.shape), PlanOptions::default()).unwrap();
-    let logits_gpu = GpuTensor::from_host(c, &x);
-    let target_gpu = GpuTensor::from_host(c, &y);
+    let logits_gpu = GpuTensor::from_host(c, &x).unwrap();
+    let target_gpu = GpuTensor::from_host(c, &y).unwrap();
     // Every class's map, [N, C, S…], as the data loader would keep them.
     let dplan = DistancePlan::new(c, &y.shape, &[0, 1, 2, 3], Some(&[0.9, 1.2]), DistanceMode::Exact).unwrap();
-    let maps = GpuTensor::zeros(c, dplan.output_shape(), DType::F32);
+    let maps = GpuTensor::zeros(c, dplan.output_shape(), DType::F32).unwrap();
     let run = |distance: Option<&GpuTensor>| {
-        let value = GpuTensor::zeros(c, &[1], DType::F32);
-        let grad = GpuTensor::zeros(c, &shape, DType::F32);
+        let value = GpuTensor::zeros(c, &[1], DType::F32).unwrap();
+        let grad = GpuTensor::zeros(c, &shape, DType::F32).unwrap();
         let mut encoder = c.device().create_command_encoder(&Default::default());
         if distance.is_some() {
             dplan.record(&mut encoder, &target_gpu, &maps).unwrap();
@@ -135,9 +135,9 @@ fn precomputed_maps_skip_the_transform_and_give_the_same_result() {
     let given = run(Some(&maps));
     assert_eq!(computed, given, "maps given and maps computed in the encoder must agree bitwise");
     // Maps of the wrong shape (only the selected classes) are refused.
-    let wrong = GpuTensor::zeros(c, &[2, 2, 20, 18], DType::F32);
-    let value = GpuTensor::zeros(c, &[1], DType::F32);
-    let grad = GpuTensor::zeros(c, &shape, DType::F32);
+    let wrong = GpuTensor::zeros(c, &[2, 2, 20, 18], DType::F32).unwrap();
+    let value = GpuTensor::zeros(c, &[1], DType::F32).unwrap();
+    let grad = GpuTensor::zeros(c, &shape, DType::F32).unwrap();
     let mut encoder = c.device().create_command_encoder(&Default::default());
     let err = plan
         .record(
@@ -160,9 +160,9 @@ fn scale_and_accumulate_follow_the_plan_options() {
     let reference = cfg.reference(&inputs(&x, &y)).unwrap();
     let options = PlanOptions { scale: 0.25, accumulate_value: true, accumulate_grad: true, grad: true };
     let mut plan = cfg.plan(c, &InputShapes::new(&shape, &y.shape), options).unwrap();
-    let (lg, tg) = (GpuTensor::from_host(c, &x), GpuTensor::from_host(c, &y));
-    let value = GpuTensor::from_host(c, &HostTensor::f32(&[1], vec![1.0]).unwrap());
-    let grad = GpuTensor::from_host(c, &HostTensor::f32(&shape, vec![0.5; x.len()]).unwrap());
+    let (lg, tg) = (GpuTensor::from_host(c, &x).unwrap(), GpuTensor::from_host(c, &y).unwrap());
+    let value = GpuTensor::from_host(c, &HostTensor::f32(&[1], vec![1.0]).unwrap()).unwrap();
+    let grad = GpuTensor::from_host(c, &HostTensor::f32(&shape, vec![0.5; x.len()]).unwrap()).unwrap();
     let submit = |plan: &segloss::LossPlan| {
         let mut encoder = c.device().create_command_encoder(&Default::default());
         plan.record(&mut encoder, LossInputs { logits: &lg, target: &tg, weight: None, distance: None }, LossOutputs { value: &value, grad: Some(&grad) })
@@ -217,13 +217,13 @@ fn labels_outside_the_classes_are_reported() {
     // …and on the GPU through the status buffer, for engines that skip the host check.
     let c = ctx();
     let plan = cfg.plan(c, &InputShapes::new(&shape, &[1, 8, 8]), PlanOptions::default()).unwrap();
-    let (lg, tg) = (GpuTensor::from_host(c, &x), GpuTensor::from_host(c, &y));
-    let value = GpuTensor::zeros(c, &[1], DType::F32);
-    let grad = GpuTensor::zeros(c, &shape, DType::F32);
+    let (lg, tg) = (GpuTensor::from_host(c, &x).unwrap(), GpuTensor::from_host(c, &y).unwrap());
+    let value = GpuTensor::zeros(c, &[1], DType::F32).unwrap();
+    let grad = GpuTensor::zeros(c, &shape, DType::F32).unwrap();
     let mut encoder = c.device().create_command_encoder(&Default::default());
     plan.record(&mut encoder, LossInputs { logits: &lg, target: &tg, weight: None, distance: None }, LossOutputs { value: &value, grad: Some(&grad) })
         .unwrap();
-    let status = GpuTensor::zeros(c, &[1], DType::I32);
+    let status = GpuTensor::zeros(c, &[1], DType::I32).unwrap();
     encoder.copy_buffer_to_buffer(plan.status_buffer().unwrap(), 0, status.buffer(), 0, 4);
     c.queue().submit([encoder.finish()]);
     assert_ne!(status.read_f32(c).unwrap()[0].to_bits(), 0);

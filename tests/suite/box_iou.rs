@@ -255,7 +255,7 @@ fn two_runs_give_identical_bits() {
 /// Records `plan` on uploaded boxes and returns (value, grad, status word).
 fn record(plan: &segloss::LossPlan, p: &HostTensor, t: &HostTensor, value: &GpuTensor, grad: &GpuTensor) -> u32 {
     let ctx = ctx();
-    let (pg, tg) = (GpuTensor::from_host(ctx, p), GpuTensor::from_host(ctx, t));
+    let (pg, tg) = (GpuTensor::from_host(ctx, p).unwrap(), GpuTensor::from_host(ctx, t).unwrap());
     let mut encoder = ctx.device().create_command_encoder(&Default::default());
     plan.record(
         &mut encoder,
@@ -263,7 +263,7 @@ fn record(plan: &segloss::LossPlan, p: &HostTensor, t: &HostTensor, value: &GpuT
         LossOutputs { value, grad: Some(grad) },
     )
     .unwrap();
-    let staging = GpuTensor::zeros(ctx, &[1], DType::F32);
+    let staging = GpuTensor::zeros(ctx, &[1], DType::F32).unwrap();
     encoder.copy_buffer_to_buffer(plan.status_buffer().unwrap(), 0, staging.buffer(), 0, 4);
     ctx.queue().submit([encoder.finish()]);
     staging.read_f32(ctx).unwrap()[0].to_bits()
@@ -275,8 +275,8 @@ fn the_status_word_flags_bad_boxes_on_the_gpu() {
     let (p, t) = degenerate_pairs();
     let (good_p, good_t) = boxes(&mut rng(107), 6);
     let shapes = InputShapes::new(&[6, 4], &[6, 4]);
-    let value = GpuTensor::zeros(ctx, &[1], DType::F32);
-    let grad = GpuTensor::zeros(ctx, &[6, 4], DType::F32);
+    let value = GpuTensor::zeros(ctx, &[1], DType::F32).unwrap();
+    let grad = GpuTensor::zeros(ctx, &[6, 4], DType::F32).unwrap();
     let strict = box_config("ciou", "mean", "").plan(ctx, &shapes, PlanOptions::default()).unwrap();
     assert_eq!(record(&strict, &p, &t, &value, &grad), 1);
     // Even flagged, the numbers written are the clamped, finite ones.
@@ -302,8 +302,8 @@ fn scale_and_accumulate_add_box_terms() {
     let ciou = box_config("ciou", "sum", "");
     let first = giou.plan(ctx, &shapes, PlanOptions { scale: 0.5, ..Default::default() }).unwrap();
     let second = ciou.plan(ctx, &shapes, PlanOptions { scale: 2.0, accumulate_value: true, accumulate_grad: true, grad: true }).unwrap();
-    let value = GpuTensor::zeros(ctx, &[1], DType::F32);
-    let grad = GpuTensor::zeros(ctx, &[300, 4], DType::F32);
+    let value = GpuTensor::zeros(ctx, &[1], DType::F32).unwrap();
+    let grad = GpuTensor::zeros(ctx, &[300, 4], DType::F32).unwrap();
     record(&first, &p, &t, &value, &grad);
     record(&second, &p, &t, &value, &grad);
     let a = giou.reference(&inputs(&p, &t)).unwrap();
@@ -367,10 +367,10 @@ fn bad_parameters_and_inputs_are_named() {
     input_error(&c, &p, &ints, None, "target_boxes must be f32");
     // An engine's tensors of the wrong shape are named by their box names.
     let plan = c.plan(ctx(), &InputShapes::new(&[5, 4], &[5, 4]), PlanOptions::default()).unwrap();
-    let wrong = GpuTensor::zeros(ctx(), &[6, 4], DType::F32);
-    let right = GpuTensor::zeros(ctx(), &[5, 4], DType::F32);
-    let value = GpuTensor::zeros(ctx(), &[1], DType::F32);
-    let grad = GpuTensor::zeros(ctx(), &[5, 4], DType::F32);
+    let wrong = GpuTensor::zeros(ctx(), &[6, 4], DType::F32).unwrap();
+    let right = GpuTensor::zeros(ctx(), &[5, 4], DType::F32).unwrap();
+    let value = GpuTensor::zeros(ctx(), &[1], DType::F32).unwrap();
+    let grad = GpuTensor::zeros(ctx(), &[5, 4], DType::F32).unwrap();
     let mut encoder = ctx().device().create_command_encoder(&Default::default());
     let e = plan
         .record(

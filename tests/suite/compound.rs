@@ -52,9 +52,9 @@ fn weights_change_between_steps_and_options_carry_over() {
     let options = PlanOptions { scale: 2.0, accumulate_value: true, accumulate_grad: true, grad: true };
     let mut plan = compound.plan(c, &InputShapes::new(&shape, &y.shape), options).unwrap();
     assert_eq!(plan.value_shape(), &[1]);
-    let (lg, tg) = (GpuTensor::from_host(c, &x), GpuTensor::from_host(c, &y));
-    let value = GpuTensor::from_host(c, &HostTensor::f32(&[1], vec![10.0]).unwrap());
-    let grad = GpuTensor::from_host(c, &HostTensor::f32(&shape, vec![1.0; x.len()]).unwrap());
+    let (lg, tg) = (GpuTensor::from_host(c, &x).unwrap(), GpuTensor::from_host(c, &y).unwrap());
+    let value = GpuTensor::from_host(c, &HostTensor::f32(&[1], vec![10.0]).unwrap()).unwrap();
+    let grad = GpuTensor::from_host(c, &HostTensor::f32(&shape, vec![1.0; x.len()]).unwrap()).unwrap();
     let run = |plan: &segloss::losses::CompoundPlan| {
         let mut encoder = c.device().create_command_encoder(&Default::default());
         let out = LossOutputs { value: &value, grad: Some(&grad) };

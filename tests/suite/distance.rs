@@ -258,10 +258,10 @@ fn distance_plan_validation_errors() {
     // Recording checks the tensors against the plan.
     let plan = DistancePlan::new(c, &[1, 4, 4], &[0, 1], None, DistanceMode::Exact).unwrap();
     let mut encoder = c.device().create_command_encoder(&Default::default());
-    let float_target = GpuTensor::zeros(c, &[1, 4, 4], DType::F32);
-    let target = GpuTensor::zeros(c, &[1, 4, 4], DType::I32);
-    let out = GpuTensor::zeros(c, &[1, 2, 4, 4], DType::F32);
-    let wrong_out = GpuTensor::zeros(c, &[1, 1, 4, 4], DType::F32);
+    let float_target = GpuTensor::zeros(c, &[1, 4, 4], DType::F32).unwrap();
+    let target = GpuTensor::zeros(c, &[1, 4, 4], DType::I32).unwrap();
+    let out = GpuTensor::zeros(c, &[1, 2, 4, 4], DType::F32).unwrap();
+    let wrong_out = GpuTensor::zeros(c, &[1, 1, 4, 4], DType::F32).unwrap();
     assert!(matches!(plan.record(&mut encoder, &float_target, &out), Err(Error::Input(_))));
     assert!(matches!(plan.record(&mut encoder, &target, &wrong_out), Err(Error::Input(_))));
     assert!(matches!(plan.compute(&HostTensor::f32(&[1, 4, 4], vec![0.0; 16]).unwrap()), Err(Error::Input(_))));

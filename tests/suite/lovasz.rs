@@ -281,11 +281,11 @@ fn scale_accumulate_and_value_only_plans() {
         .plan(ctx, &shapes, PlanOptions { scale: 0.25, accumulate_value: true, accumulate_grad: true, grad: true })
         .unwrap();
     let value_only = lovasz.plan(ctx, &shapes, PlanOptions { grad: false, ..Default::default() }).unwrap();
-    let logits_gpu = GpuTensor::from_host(ctx, &x);
-    let target_gpu = GpuTensor::from_host(ctx, &y);
-    let value = GpuTensor::zeros(ctx, &[1], DType::F32);
-    let value2 = GpuTensor::zeros(ctx, &[1], DType::F32);
-    let grad = GpuTensor::zeros(ctx, &shape, DType::F32);
+    let logits_gpu = GpuTensor::from_host(ctx, &x).unwrap();
+    let target_gpu = GpuTensor::from_host(ctx, &y).unwrap();
+    let value = GpuTensor::zeros(ctx, &[1], DType::F32).unwrap();
+    let value2 = GpuTensor::zeros(ctx, &[1], DType::F32).unwrap();
+    let grad = GpuTensor::zeros(ctx, &shape, DType::F32).unwrap();
     let mut encoder = ctx.device().create_command_encoder(&Default::default());
     let inputs = LossInputs { logits: &logits_gpu, target: &target_gpu, weight: None, distance: None };
     first.record(&mut encoder, inputs, LossOutputs { value: &value, grad: Some(&grad) }).unwrap();
@@ -398,9 +398,9 @@ fn labels_only_the_gpu_sees_set_the_status_flag() {
     }
     let c = config(r#"{"loss": "lovasz_softmax", "params": {}}"#);
     let plan = c.plan(ctx, &HostInputs { logits: &x, target: &y, weight: None }.shapes(), PlanOptions::default()).unwrap();
-    let (xg, yg) = (GpuTensor::from_host(ctx, &x), GpuTensor::from_host(ctx, &y));
-    let value = GpuTensor::zeros(ctx, &[1], DType::F32);
-    let grad = GpuTensor::zeros(ctx, &[1, 3, 5, 5], DType::F32);
+    let (xg, yg) = (GpuTensor::from_host(ctx, &x).unwrap(), GpuTensor::from_host(ctx, &y).unwrap());
+    let value = GpuTensor::zeros(ctx, &[1], DType::F32).unwrap();
+    let grad = GpuTensor::zeros(ctx, &[1, 3, 5, 5], DType::F32).unwrap();
     let mut encoder = ctx.device().create_command_encoder(&Default::default());
     plan.record(&mut encoder, LossInputs { logits: &xg, target: &yg, weight: None, distance: None }, LossOutputs {
         value: &value,

@@ -230,7 +230,7 @@ fn chunked_bindings_match_the_reference() {
     // Per-row data of 99,400 bytes under a 100,000-byte cap: the pooled
     // buffers, bound whole, must not round up past what one binding takes.
     let capped = Runner::new(GpuContext::with_options(ContextOptions { max_binding_bytes: Some(100_000) }).unwrap());
-    assert!(capped.context().scratch("test", 99_400, wgpu::BufferUsages::STORAGE).size() <= 100_000);
+    assert!(capped.context().scratch("test", 99_400, wgpu::BufferUsages::STORAGE).unwrap().size() <= 100_000);
     let (x, y) = blobs(&mut rng(208), [25, 497, 3]);
     for enclosing in ENCLOSINGS {
         check_on(&capped, &mask_config(enclosing, "sum", ""), &x, &y);
@@ -341,9 +341,9 @@ fn engines_get_counts_and_can_scale_accumulate_or_skip_the_gradient() {
     let bbox = mask_config("bounding_box", "sum", "");
     let first = hull.plan(ctx, &shapes, PlanOptions { scale: 0.25, ..Default::default() }).unwrap();
     let second = bbox.plan(ctx, &shapes, PlanOptions { scale: 3.0, accumulate_value: true, accumulate_grad: true, grad: true }).unwrap();
-    let (xg, yg) = (GpuTensor::from_host(ctx, &x), GpuTensor::from_host(ctx, &y));
-    let value = GpuTensor::zeros(ctx, &[1], DType::F32);
-    let grad = GpuTensor::zeros(ctx, &shape, DType::F32);
+    let (xg, yg) = (GpuTensor::from_host(ctx, &x).unwrap(), GpuTensor::from_host(ctx, &y).unwrap());
+    let value = GpuTensor::zeros(ctx, &[1], DType::F32).unwrap();
+    let grad = GpuTensor::zeros(ctx, &shape, DType::F32).unwrap();
     let inputs = LossInputs { logits: &xg, target: &yg, weight: None, distance: None };
     let mut encoder = ctx.device().create_command_encoder(&Default::default());
     first.record(&mut encoder, inputs, LossOutputs { value: &value, grad: Some(&grad) }).unwrap();

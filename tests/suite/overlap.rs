@@ -331,7 +331,7 @@ fn extreme_logits_stay_finite_and_match_the_reference() {
 // ---- the plan: scale, accumulate, determinism, GPU-side label check ----
 
 fn upload(h: &HostTensor) -> GpuTensor {
-    GpuTensor::from_host(ctx(), h)
+    GpuTensor::from_host(ctx(), h).unwrap()
 }
 
 fn run_plan(config: &LossConfig, options: PlanOptions, x: &HostTensor, t: &HostTensor, value0: &[f32], grad0: &[f32]) -> (Vec<f32>, Vec<f32>) {
@@ -395,8 +395,8 @@ fn a_label_out_of_range_sets_the_status_on_the_gpu() {
     let config = json("dice", "");
     let plan = config.plan(c, &InputShapes::new(&x.shape, &t.shape), PlanOptions::default()).unwrap();
     let (xl, tl) = (upload(&x), upload(&t));
-    let value = GpuTensor::zeros(c, &[1], DType::F32);
-    let grad = GpuTensor::zeros(c, &[1, 3, 2, 2], DType::F32);
+    let value = GpuTensor::zeros(c, &[1], DType::F32).unwrap();
+    let grad = GpuTensor::zeros(c, &[1, 3, 2, 2], DType::F32).unwrap();
     let mut encoder = c.device().create_command_encoder(&Default::default());
     plan.record(&mut encoder, LossInputs { logits: &xl, target: &tl, weight: None, distance: None }, LossOutputs { value: &value, grad: Some(&grad) })
         .unwrap();

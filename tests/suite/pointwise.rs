@@ -123,6 +123,9 @@ fn chunked_bindings_match_unchunked() {
             for (got, want) in a.grad.iter().zip(&reference.grad) {
                 assert!((*got as f64 - want).abs() <= 1e-6 + 1e-4 * want.abs().max(1e-3), "{got} vs {want}");
             }
+            for (got, want) in a.value.iter().zip(&reference.value) {
+                assert!((*got as f64 - want).abs() <= 1e-6 + 1e-4 * want.abs(), "value {got} vs {want}");
+            }
             assert_eq!(a.value.len(), b.value.len());
             for (u, v) in a.value.iter().zip(&b.value) {
                 assert!((u - v).abs() <= 1e-5 * v.abs().max(1.0), "{u} vs {v}");
@@ -232,10 +235,10 @@ fn scale_and_accumulate_add_terms_into_one_gradient() {
     let second = focal
         .plan(ctx, &shapes, PlanOptions { scale: 2.0, accumulate_value: true, accumulate_grad: true, grad: true })
         .unwrap();
-    let logits_gpu = GpuTensor::from_host(ctx, &x);
-    let target_gpu = GpuTensor::from_host(ctx, &y);
-    let value = GpuTensor::zeros(ctx, &[1], DType::F32);
-    let grad = GpuTensor::zeros(ctx, &shape, DType::F32);
+    let logits_gpu = GpuTensor::from_host(ctx, &x).unwrap();
+    let target_gpu = GpuTensor::from_host(ctx, &y).unwrap();
+    let value = GpuTensor::zeros(ctx, &[1], DType::F32).unwrap();
+    let grad = GpuTensor::zeros(ctx, &shape, DType::F32).unwrap();
     let mut encoder = ctx.device().create_command_encoder(&Default::default());
     let inputs = segloss::LossInputs { logits: &logits_gpu, target: &target_gpu, weight: None, distance: None };
     let outputs = segloss::LossOutputs { value: &value, grad: Some(&grad) };

@@ -103,14 +103,14 @@ fn record_error(inputs: LossInputs<'_>, outputs: LossOutputs<'_>, needle: &str) 
 #[test]
 fn engine_buffers_are_checked_before_recording() {
     let ctx = ctx();
-    let x = GpuTensor::zeros(ctx, &[2, 3, 4, 4], DType::F32);
-    let y = GpuTensor::zeros(ctx, &[2, 4, 4], DType::I32);
-    let v = GpuTensor::zeros(ctx, &[1], DType::F32);
-    let g = GpuTensor::zeros(ctx, &[2, 3, 4, 4], DType::F32);
+    let x = GpuTensor::zeros(ctx, &[2, 3, 4, 4], DType::F32).unwrap();
+    let y = GpuTensor::zeros(ctx, &[2, 4, 4], DType::I32).unwrap();
+    let v = GpuTensor::zeros(ctx, &[1], DType::F32).unwrap();
+    let g = GpuTensor::zeros(ctx, &[2, 3, 4, 4], DType::F32).unwrap();
     let out = LossOutputs { value: &v, grad: Some(&g) };
-    let wrong = GpuTensor::zeros(ctx, &[2, 3, 4, 5], DType::F32);
+    let wrong = GpuTensor::zeros(ctx, &[2, 3, 4, 5], DType::F32).unwrap();
     record_error(LossInputs { logits: &wrong, target: &y, weight: None, distance: None }, out, "this plan was made for [2, 3, 4, 4]");
-    let float_target = GpuTensor::zeros(ctx, &[2, 4, 4], DType::F32);
+    let float_target = GpuTensor::zeros(ctx, &[2, 4, 4], DType::F32).unwrap();
     record_error(LossInputs { logits: &x, target: &float_target, weight: None, distance: None }, out, "target is F32");
     let inputs = LossInputs { logits: &x, target: &y, weight: None, distance: None };
     record_error(inputs, LossOutputs { value: &v, grad: None }, "grad is required");
@@ -127,16 +127,16 @@ fn labels_out_of_range_on_the_gpu_set_the_status_word() {
     let ctx = ctx();
     let c = config(r#"{"loss": "cross_entropy", "params": {"ignore_index": 255}}"#);
     let plan = c.plan(ctx, &InputShapes::new(&[1, 3, 2, 2], &[1, 2, 2]), PlanOptions::default()).unwrap();
-    let x = GpuTensor::from_host(ctx, &HostTensor::f32(&[1, 3, 2, 2], vec![0.5; 12]).unwrap());
-    let v = GpuTensor::zeros(ctx, &[1], DType::F32);
-    let g = GpuTensor::zeros(ctx, &[1, 3, 2, 2], DType::F32);
+    let x = GpuTensor::from_host(ctx, &HostTensor::f32(&[1, 3, 2, 2], vec![0.5; 12]).unwrap()).unwrap();
+    let v = GpuTensor::zeros(ctx, &[1], DType::F32).unwrap();
+    let g = GpuTensor::zeros(ctx, &[1, 3, 2, 2], DType::F32).unwrap();
     let status_after = |labels: Vec<i32>| {
-        let y = GpuTensor::from_host(ctx, &HostTensor::i32(&[1, 2, 2], labels).unwrap());
+        let y = GpuTensor::from_host(ctx, &HostTensor::i32(&[1, 2, 2], labels).unwrap()).unwrap();
         let mut encoder = ctx.device().create_command_encoder(&Default::default());
         plan.record(&mut encoder, LossInputs { logits: &x, target: &y, weight: None, distance: None }, LossOutputs { value: &v, grad: Some(&g) })
             .unwrap();
         let status = plan.status_buffer().unwrap();
-        let staging = GpuTensor::zeros(ctx, &[1], DType::F32);
+        let staging = GpuTensor::zeros(ctx, &[1], DType::F32).unwrap();
         encoder.copy_buffer_to_buffer(status, 0, staging.buffer(), 0, 4);
         ctx.queue().submit([encoder.finish()]);
         staging.read_f32(ctx).unwrap()[0].to_bits()
@@ -151,11 +151,11 @@ fn a_weight_given_to_a_plan_made_without_one_is_an_error() {
     let ctx = ctx();
     let c = config(r#"{"loss": "bce", "params": {}}"#);
     let plan = c.plan(ctx, &InputShapes::new(&[2, 8], &[2, 8]), PlanOptions::default()).unwrap();
-    let x = GpuTensor::zeros(ctx, &[2, 8], DType::F32);
-    let y = GpuTensor::zeros(ctx, &[2, 8], DType::F32);
-    let w = GpuTensor::zeros(ctx, &[2, 8], DType::F32);
-    let v = GpuTensor::zeros(ctx, &[1], DType::F32);
-    let g = GpuTensor::zeros(ctx, &[2, 8], DType::F32);
+    let x = GpuTensor::zeros(ctx, &[2, 8], DType::F32).unwrap();
+    let y = GpuTensor::zeros(ctx, &[2, 8], DType::F32).unwrap();
+    let w = GpuTensor::zeros(ctx, &[2, 8], DType::F32).unwrap();
+    let v = GpuTensor::zeros(ctx, &[1], DType::F32).unwrap();
+    let g = GpuTensor::zeros(ctx, &[2, 8], DType::F32).unwrap();
     let mut encoder = ctx.device().create_command_encoder(&Default::default());
     let e = plan
         .record(&mut encoder, LossInputs { logits: &x, target: &y, weight: Some(&w), distance: None }, LossOutputs { value: &v, grad: Some(&g) })
@@ -165,4 +165,62 @@ fn a_weight_given_to_a_plan_made_without_one_is_an_error() {
         .record(&mut encoder, LossInputs { logits: &x, target: &y, weight: None, distance: Some(&w) }, LossOutputs { value: &v, grad: Some(&g) })
         .expect_err("unused distance maps");
     assert!(e.to_string().contains("this loss takes none"), "{e}");
+}
+
+#[test]
+fn parameters_beyond_f32_are_refused() {
+    config_error(r#"{"loss": "cross_entropy", "params": {"class_weights": [1e39, 1]}}"#, "does not fit in f32");
+    config_error(r#"{"loss": "cross_entropy", "params": {"class_weights": [3e38, 3e38]}}"#, "sum beyond f32");
+    config_error(r#"{"loss": "focal", "params": {"mode": "multiclass", "class_weights": [1e39, 1]}}"#, "does not fit in f32");
+    config_error(r#"{"loss": "bce", "params": {"pos_weight": 1e39}}"#, "pos_weight");
+    config_error(r#"{"loss": "tversky", "params": {"squared": true, "alpha": 2.0, "beta": 0.0}}"#, "squared denominators");
+}
+
+#[test]
+fn a_tensor_whose_data_does_not_fill_its_shape_is_refused() {
+    let mut r = rng(32);
+    let mut x = logits(&mut r, &[1, 3, 2, 2], 1.0);
+    let y = labels(&mut r, &[1, 2, 2], 3, None);
+    x.data = segloss::HostData::F32(vec![0.5; 3]);
+    let c = config(r#"{"loss": "cross_entropy", "params": {}}"#);
+    let inputs = HostInputs { logits: &x, target: &y, weight: None };
+    for e in [runner().compute(&c, inputs).unwrap_err(), c.reference(&inputs).unwrap_err()] {
+        assert!(e.to_string().contains("logits has shape [1, 3, 2, 2], which holds 12 elements, but 3 were given"), "{e}");
+    }
+    assert!(GpuTensor::from_host(ctx(), &x).is_err());
+}
+
+#[test]
+fn a_buffer_beyond_the_device_limit_is_an_error_not_a_panic() {
+    let max = ctx().device().limits().max_buffer_size;
+    let elements = (max / 4 + 1) as usize;
+    let e = GpuTensor::zeros(ctx(), &[elements], DType::F32).unwrap_err();
+    assert!(matches!(e, Error::Limit(ref m) if m.contains("exceeds the device's largest")), "{e}");
+}
+
+#[test]
+fn clamped_giou_of_inverted_boxes_follows_the_reference() {
+    // Both boxes inverted in y: the enclosing height is negative and clamps to 0.
+    let pred = HostTensor::f32(&[1, 4], vec![0.0, 5.0, 4.0, 3.0]).unwrap();
+    let target = HostTensor::f32(&[1, 4], vec![1.0, 6.0, 3.0, 4.0]).unwrap();
+    let c = config(r#"{"loss": "box_iou", "params": {"kind": "giou", "degenerate": "clamp"}}"#);
+    gpu_vs_reference(&c, HostInputs { logits: &pred, target: &target, weight: None }, 1e-4, 1e-6);
+}
+
+#[test]
+fn a_cancelled_read_leaves_the_runner_usable() {
+    use futures::FutureExt;
+    let runner = segloss::Runner::new(segloss::GpuContext::new().unwrap());
+    let mut r = rng(33);
+    let x = logits(&mut r, &[2, 3, 64, 64], 2.0);
+    let y = labels(&mut r, &[2, 64, 64], 3, None);
+    let c = config(r#"{"loss": "cross_entropy", "params": {}}"#);
+    let inputs = HostInputs { logits: &x, target: &y, weight: None };
+    // Polled once, then dropped while its readback is pending.
+    assert!(runner.compute_async(&c, inputs).now_or_never().is_none());
+    let reference = c.reference(&inputs).unwrap();
+    for _ in 0..3 {
+        let got = runner.compute(&c, inputs).unwrap();
+        assert!((got.value[0] as f64 - reference.value[0]).abs() < 1e-5 * reference.value[0].abs());
+    }
 }

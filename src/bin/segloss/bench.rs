@@ -17,8 +17,8 @@ pub struct Args {
     #[arg(long, default_value_t = 1.0)]
     scale: f64,
     /// Timed iterations per (workload, loss); the median is reported.
-    #[arg(long, default_value_t = 10)]
-    iters: usize,
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    iters: u64,
     /// One JSON object per line, to join with anchor_bench.py's output.
     #[arg(long)]
     json: bool,
@@ -93,7 +93,7 @@ fn workloads(scale: f64) -> Vec<Workload> {
 /// Median of `iters` timings of `record`, in ms: GPU timestamps around the
 /// recorded work where the device has them, else wall clock around a
 /// submitted and completed encoder.
-fn time_gpu(ctx: &GpuContext, iters: usize, record: &dyn Fn(&mut wgpu::CommandEncoder) -> Result<()>) -> Result<(f64, &'static str)> {
+fn time_gpu(ctx: &GpuContext, iters: u64, record: &dyn Fn(&mut wgpu::CommandEncoder) -> Result<()>) -> Result<(f64, &'static str)> {
     let inside = ctx.device().features().contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS);
     let queries = inside.then(|| {
         let set = ctx.device().create_query_set(&wgpu::QuerySetDescriptor { label: Some("bench"), ty: wgpu::QueryType::Timestamp, count: 2 });
@@ -103,9 +103,10 @@ fn time_gpu(ctx: &GpuContext, iters: usize, record: &dyn Fn(&mut wgpu::CommandEn
             usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: false,
         });
-        let read = GpuTensor::zeros(ctx, &[4], DType::F32);
-        (set, resolve, read)
+        let read = GpuTensor::zeros(ctx, &[4], DType::F32)?;
+        Ok::<_, segloss::Error>((set, resolve, read))
     });
+    let queries = queries.transpose()?;
     let mut times = Vec::new();
     for i in 0..iters + 3 {
         let mut encoder = ctx.device().create_command_encoder(&Default::default());
@@ -138,11 +139,11 @@ fn time_gpu(ctx: &GpuContext, iters: usize, record: &dyn Fn(&mut wgpu::CommandEn
 }
 
 /// The time of a plain copy kernel moving `bytes` (half read, half written).
-fn copy_ms(ctx: &GpuContext, bytes: u64, iters: usize) -> Result<f64> {
+fn copy_ms(ctx: &GpuContext, bytes: u64, iters: u64) -> Result<f64> {
     let half = (bytes / 2).next_multiple_of(16).min(ctx.binding_limit() / 16 * 16);
     let passes = (bytes / 2).div_ceil(half);
-    let src = GpuTensor::zeros(ctx, &[(half / 4) as usize], DType::F32);
-    let dst = GpuTensor::zeros(ctx, &[(half / 4) as usize], DType::F32);
+    let src = GpuTensor::zeros(ctx, &[(half / 4) as usize], DType::F32)?;
+    let dst = GpuTensor::zeros(ctx, &[(half / 4) as usize], DType::F32)?;
     let pipeline = segloss::gpu::shaders::copy_pipeline(ctx)?;
     let group = ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
         label: Some("copy"),
@@ -179,11 +180,11 @@ struct Case<'a> {
 fn loss_case<'a>(ctx: &'a GpuContext, loss: &'static str, json: &str, shape: &[usize]) -> Result<Case<'a>> {
     let config = LossConfig::from_json(json)?;
     let (logits, target) = samples::inputs(&config, shape, &mut samples::rng(0))?;
-    let (x, y) = (GpuTensor::from_host(ctx, &logits), GpuTensor::from_host(ctx, &target));
+    let (x, y) = (GpuTensor::from_host(ctx, &logits)?, GpuTensor::from_host(ctx, &target)?);
     let shapes = InputShapes::new(shape, &target.shape);
     let plan = config.plan(ctx, &shapes, PlanOptions::default())?;
-    let value = GpuTensor::zeros(ctx, plan.value_shape(), DType::F32);
-    let grad = GpuTensor::zeros(ctx, shape, DType::F32);
+    let value = GpuTensor::zeros(ctx, plan.value_shape(), DType::F32)?;
+    let grad = GpuTensor::zeros(ctx, shape, DType::F32)?;
     Ok(Case {
         loss,
         note: None,
@@ -200,8 +201,8 @@ fn loss_case<'a>(ctx: &'a GpuContext, loss: &'static str, json: &str, shape: &[u
 
 /// An argsort of `n` random keys: reads and writes keys and values once at the least.
 fn sort_case(ctx: &GpuContext, n: usize) -> Result<Case<'_>> {
-    let keys = GpuTensor::from_host(ctx, &samples::logits(&mut samples::rng(0), &[n], 1.0));
-    let values = GpuTensor::zeros(ctx, &[n], DType::I32);
+    let keys = GpuTensor::from_host(ctx, &samples::logits(&mut samples::rng(0), &[n], 1.0))?;
+    let values = GpuTensor::zeros(ctx, &[n], DType::I32)?;
     let plan = SortPlan::argsort(ctx, &[n])?;
     // The bitonic network does the same work whatever the order, so re-sorting sorted keys times the same.
     Ok(Case { loss: "sort", bytes: 4 * 4 * n as u64, record: Box::new(move |encoder| plan.record(encoder, &keys, &values)), note: None })
@@ -215,8 +216,8 @@ fn distance_case<'a>(ctx: &'a GpuContext, loss: &'static str, mode: &str, shape:
     let classes: Vec<usize> = (0..shape[1]).collect();
     let mode = if mode == "jump_flood" { DistanceMode::JumpFlood } else { DistanceMode::Exact };
     let plan = DistancePlan::new(ctx, &target.shape, &classes, None, mode)?;
-    let maps = GpuTensor::zeros(ctx, plan.output_shape(), DType::F32);
-    let labels = GpuTensor::from_host(ctx, &target);
+    let maps = GpuTensor::zeros(ctx, plan.output_shape(), DType::F32)?;
+    let labels = GpuTensor::from_host(ctx, &target)?;
     let note = match mode {
         DistanceMode::JumpFlood => {
             let e = measure_jump_flood(ctx, &target, &classes, None)?;

@@ -40,6 +40,9 @@ pub fn run(dir: &Path, only: &[String], cpu_only: bool) -> Result<bool> {
             }
         }
     }
+    if passed + failed + skipped == 0 {
+        eprintln!("segloss: no golden case ran from {} (a wrong folder, or --only naming no loss there?)", dir.display());
+    }
     println!("{passed} passed, {failed} failed, {skipped} skipped");
-    Ok(failed == 0)
+    Ok(failed == 0 && passed + failed + skipped > 0)
 }
