@@ -15,6 +15,7 @@
 //#include "lib/workgroup.wgsl"
 //#include "lib/loss_io.wgsl"
 //#include "lib/softmax.wgsl"
+//#include "lib/labels.wgsl"
 
 struct Params {
     chunk: Chunk,
@@ -59,10 +60,8 @@ fn main(
             let pixel = ch.item0 + i;
             let n = pixel / ch.spatial;
             let q = pixel % ch.spatial;
-            let y = labels[pixel - ch.first_item];
-            if (y < 0 || u32(y) >= classes) {
-                atomicOr(&status, 1u);
-            }
+            // The label only vouches for the maps: reported when out of range, not otherwise read.
+            _ = checked_label(labels[pixel - ch.first_item], classes, 0u, 0);
             let base = n * classes * ch.spatial + q - ch.first_elem;
             let map_base = n * params.map_channels * ch.spatial + q - params.first_map;
             let m = class_max(base, ch.spatial, classes);

@@ -23,6 +23,7 @@
 //#include "lib/workgroup.wgsl"
 //#include "lib/loss_io.wgsl"
 //#include "lib/softmax.wgsl"
+//#include "lib/labels.wgsl"
 
 // Keys of ignored pixels: −∞'s bits, below every error, never read as a float.
 const IGNORED: u32 = 0xFF800000u;
@@ -66,15 +67,7 @@ struct Params {
 // [0, label_classes) that is not ignored counts as ignored and sets bit 0
 // of `status`, which the host reads back.
 fn label_of(p: u32) -> i32 {
-    let y = labels[p];
-    if (params.has_ignore != 0u && y == params.ignore_index) {
-        return -1;
-    }
-    if (y < 0 || u32(y) >= params.label_classes) {
-        atomicOr(&status, 1u);
-        return -1;
-    }
-    return y;
+    return checked_label(labels[p], params.label_classes, params.has_ignore, params.ignore_index);
 }
 
 // Increment k of lovasz_grad (see the top of the file).

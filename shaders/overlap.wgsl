@@ -25,6 +25,7 @@
 //#include "lib/workgroup.wgsl"
 //#include "lib/loss_io.wgsl"
 //#include "lib/softmax.wgsl"
+//#include "lib/labels.wgsl"
 
 // Multiclass: softmax over the class axis and class-index targets; else
 // sigmoid and dense targets (binary, multilabel).
@@ -97,15 +98,7 @@ struct GroupParams {
 // The class of `pixel` (n·S + s), or −1 when it does not count: ignored, or
 // outside [0, C), which also sets bit 0 of `status` for the host to report.
 fn label_of(pixel: u32) -> i32 {
-    let y = bitcast<i32>(targets[pixel - px.chunk.first_item]);
-    if (px.has_ignore != 0u && y == px.ignore_index) {
-        return -1;
-    }
-    if (y < 0 || u32(y) >= px.chunk.classes) {
-        atomicOr(&status, 1u);
-        return -1;
-    }
-    return y;
+    return checked_label(bitcast<i32>(targets[pixel - px.chunk.first_item]), px.chunk.classes, px.has_ignore, px.ignore_index);
 }
 
 // Whether a dense target is the ignore value.

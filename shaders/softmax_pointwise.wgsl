@@ -16,6 +16,7 @@
 //#include "lib/workgroup.wgsl"
 //#include "lib/loss_io.wgsl"
 //#include "lib/softmax.wgsl"
+//#include "lib/labels.wgsl"
 
 struct Params {
     chunk: Chunk,
@@ -43,15 +44,7 @@ struct Params {
 // The class of pixel `i` (chunk-relative), or −1 when it does not count.
 fn class_of(i: u32) -> i32 {
     let ch = params.chunk;
-    let y = labels[ch.item0 + i - ch.first_item];
-    if (params.has_ignore != 0u && y == params.ignore_index) {
-        return -1;
-    }
-    if (y < 0 || u32(y) >= ch.classes) {
-        atomicOr(&status, 1u);
-        return -1;
-    }
-    return y;
+    return checked_label(labels[ch.item0 + i - ch.first_item], ch.classes, params.has_ignore, params.ignore_index);
 }
 
 @compute @workgroup_size(256)

@@ -17,6 +17,7 @@ const SOURCES: &[(&str, &str)] = sources![
     "lib/workgroup.wgsl",
     "lib/softmax.wgsl",
     "lib/loss_io.wgsl",
+    "lib/labels.wgsl",
     "reduce.wgsl",
     "scan.wgsl",
     "sort.wgsl",
