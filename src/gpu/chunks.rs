@@ -44,6 +44,16 @@ impl ElementRange {
     }
 }
 
+/// The elements that tiles `[a, b)` cover, where segments of `len` elements
+/// lie one after another and tile `g` covers `[t·tile, min((t+1)·tile, len))`
+/// of segment `g / tiles` (t = `g % tiles`): how reductions and per-group
+/// passes map their workgroups onto data.
+pub(crate) fn tile_span(a: u64, b: u64, tiles: u64, len: u64, tile: u64) -> Range<u64> {
+    let start = (a / tiles) * len + (a % tiles) * tile;
+    let last = b - 1;
+    start..(last / tiles) * len + ((last % tiles + 1) * tile).min(len)
+}
+
 /// Splits `total` work items into consecutive chunks whose every binding
 /// fits in `limit` bytes. `span(a, b)` gives the largest binding, in bytes,
 /// that items `[a, b)` need. Chunk starts are multiples of `quantum`.
@@ -206,6 +216,15 @@ mod tests {
                 assert!(ch.pixels.first <= px && px < ch.pixels.end);
             }
         }
+    }
+
+    #[test]
+    fn tile_spans_stop_at_segment_ends() {
+        // Segments of 10 elements in tiles of 4: tiles 0..3 cover segment 0, 3..6 segment 1.
+        assert_eq!(tile_span(0, 1, 3, 10, 4), 0..4);
+        assert_eq!(tile_span(2, 3, 3, 10, 4), 8..10);
+        assert_eq!(tile_span(2, 4, 3, 10, 4), 8..14);
+        assert_eq!(tile_span(0, 6, 3, 10, 4), 0..20);
     }
 
     #[test]

@@ -28,7 +28,7 @@ use bytemuck::{Pod, Zeroable};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::gpu::chunks::{ElementRange, plan_chunks};
+use crate::gpu::chunks::{ElementRange, plan_chunks, tile_span};
 use crate::gpu::layout::{LOSS_TILE, WG_SIZE};
 use crate::gpu::program::{Program, SlotSpec, Source, Step};
 use crate::gpu::{DType, GpuContext, GpuTensor, PooledBuffer};
@@ -195,9 +195,10 @@ impl MaskGiouConfig {
         let total_tiles = m64 * tiles;
         let align = ctx.inner.offset_alignment;
         // Tile g covers pixels [t·TILE, min((t + 1)·TILE, H·W)) of instance g / tiles.
-        let start = move |g: u64| (g / tiles) * hw + (g % tiles) * LOSS_TILE;
-        let end = move |g: u64| (g / tiles) * hw + ((g % tiles + 1) * LOSS_TILE).min(hw);
-        let span = move |a: u64, b: u64| ElementRange::new(start(a), end(b - 1), align);
+        let span = move |a: u64, b: u64| {
+            let r = tile_span(a, b, tiles, hw, LOSS_TILE);
+            ElementRange::new(r.start, r.end, align)
+        };
         let chunks = plan_chunks(total_tiles, 1, ctx.binding_limit(), |a, b| span(a, b).bytes())?;
         if 3 * total_tiles * 4 > ctx.binding_limit() {
             return Err(Error::Limit(format!("mask_giou: {total_tiles} tiles' partial sums exceed one binding")));

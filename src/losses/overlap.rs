@@ -10,7 +10,7 @@ use bytemuck::{Pod, Zeroable};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::{Error, Result};
-use crate::gpu::chunks::{PixelChunk, PixelLayout};
+use crate::gpu::chunks::{PixelChunk, PixelLayout, tile_span};
 use crate::gpu::layout::{Chunk, LOSS_TILE, WG_SIZE};
 use crate::gpu::program::{Program, SlotSpec, Source, Step};
 use crate::gpu::{DType, GpuContext, PooledBuffer};
@@ -453,10 +453,7 @@ impl OverlapPlan<'_> {
 
         // 1. Every group's I, P, G: per-tile partials (tile t of image n covers
         // its pixels [t·TILE, min((t+1)·TILE, S))), then their segmented sum.
-        let pixels_of_tiles = |a: u64, b: u64| {
-            let last = b - 1;
-            (a / tiles) * s + (a % tiles) * STATS_TILE..(last / tiles) * s + ((last % tiles + 1) * STATS_TILE).min(s)
-        };
+        let pixels_of_tiles = |a: u64, b: u64| tile_span(a, b, tiles, s, STATS_TILE);
         let kernel = ctx.kernel("overlap.wgsl", "pixel_stats", &constants)?;
         for ch in self.layout.chunks(n * tiles, 1, limit, align, pixels_of_tiles)? {
             let chunk = self.layout.chunk_uniform(&ch, 0);

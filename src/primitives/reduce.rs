@@ -10,7 +10,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
-use crate::gpu::chunks::{ElementRange, plan_chunks};
+use crate::gpu::chunks::{ElementRange, plan_chunks, tile_span};
 use crate::gpu::layout::REDUCE_TILE;
 use crate::gpu::program::{Program, SlotSpec, Source, Step};
 use crate::gpu::{DType, GpuContext, GpuTensor, PooledBuffer};
@@ -69,9 +69,8 @@ pub(crate) fn record_segmented_sum(
         };
         // Tile g of segment k covers values [k·len + t·TILE, min(k·len + (t+1)·TILE, (k+1)·len)).
         let span_of = |a: u64, b: u64| {
-            let start = |g: u64| (g / tiles) * current_len + (g % tiles) * REDUCE_TILE;
-            let end = |g: u64| (g / tiles) * current_len + ((g % tiles + 1) * REDUCE_TILE).min(current_len);
-            ElementRange::new(start(a), end(b - 1), ctx.inner.offset_alignment)
+            let r = tile_span(a, b, tiles, current_len, REDUCE_TILE);
+            ElementRange::new(r.start, r.end, ctx.inner.offset_alignment)
         };
         let chunks = match source {
             Place::Slot(_) => plan_chunks(total, 1, ctx.binding_limit(), |a, b| span_of(a, b).bytes())?,
