@@ -14,7 +14,7 @@ use bytemuck::{Pod, Zeroable};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::gpu::chunks::{ElementRange, plan_chunks};
+use crate::gpu::chunks::PixelLayout;
 use crate::gpu::layout::{Chunk, LOSS_TILE};
 use crate::gpu::program::{Program, SlotSpec, Source, Step};
 use crate::gpu::{DType, GpuContext, GpuTensor};
@@ -167,8 +167,13 @@ impl BoundaryConfig {
             dummy_grad: owned("unused grad", &[0u8; 16], storage),
             dummy_value: owned("unused value", &[0u8; 16], storage),
         };
-        let pixels = Pixels::new(ctx, n as u64, c as u64, k as u64, s as u64)?;
-        let partials = ctx.scratch("loss partials", pixels.tiles * 4, storage)?;
+        // Logits, gradient and maps are [N, C, S…], labels [N, S…], per-pixel values [N, K, S…] (K ≤ C).
+        let align = ctx.inner.offset_alignment;
+        let layout = PixelLayout { images: n as u64, classes: c as u64, spatial: s as u64 };
+        let values_layout = PixelLayout { classes: k as u64, ..layout };
+        let chunks = layout.chunks(layout.pixels(), 1, ctx.binding_limit(), align, |a, b| a..b)?;
+        let tiles: u64 = chunks.iter().map(|ch| (ch.units.end - ch.units.start).div_ceil(LOSS_TILE)).sum();
+        let partials = ctx.scratch("loss partials", tiles * 4, storage)?;
         let write_elements = self.reduction == Reduction::None;
         let inv_denominator = match self.reduction {
             Reduction::Mean => 1.0 / (n * k * s) as f32,
@@ -180,16 +185,15 @@ impl BoundaryConfig {
             table[class] = [slot_k as i32, class as i32];
         }
         let main = ctx.kernel("boundary.wgsl", "main", &[])?;
-        let loss_steps = |table: &[[i32; 2]], map_channels: u64| -> Vec<Step> {
+        let loss_steps = |table: &[[i32; 2]]| -> Vec<Step> {
             let table = owned("boundary class table", bytemuck::cast_slice(table), storage);
             let mut out = Vec::new();
             let mut tile0 = 0u64;
-            for range in &pixels.chunks {
+            for chunk in &chunks {
+                let range = &chunk.units;
                 let (a, b) = (range.start, range.end);
-                let logits = pixels.range(a, b, c as u64);
-                let labels = ElementRange::new(a, b, pixels.align);
-                let map = pixels.range(a, b, map_channels);
-                let values = pixels.range(a, b, k as u64);
+                let (logits, labels, map) = (chunk.logits.clone(), chunk.pixels.clone(), chunk.logits.clone());
+                let values = values_layout.logit_range(a, b, align);
                 let groups = (b - a).div_ceil(LOSS_TILE) as u32;
                 let params = Params {
                     chunk: Chunk {
@@ -202,7 +206,7 @@ impl BoundaryConfig {
                         classes: c as u32,
                         _pad: 0,
                     },
-                    map_channels: map_channels as u32,
+                    map_channels: c as u32,
                     first_map: map.first as u32,
                     selected: k as u32,
                     first_value: values.first as u32,
@@ -231,8 +235,8 @@ impl BoundaryConfig {
             }
             out
         };
-        let mut own_steps = loss_steps(&table, c as u64);
-        let mut given_steps = loss_steps(&table, c as u64);
+        let mut own_steps = loss_steps(&table);
+        let mut given_steps = loss_steps(&table);
         if !write_elements {
             let denominator = match self.reduction {
                 Reduction::Mean => (n * k * s) as f32,
@@ -243,7 +247,7 @@ impl BoundaryConfig {
             let partial_place = Place::Owned(partials.buffer().clone());
             let finalize = ctx.kernel("finalize.wgsl", "finalize", &[("COUNT", 1.0)])?;
             for list in [&mut own_steps, &mut given_steps] {
-                let levels = record_segmented_sum(ctx, list, partial_place.clone(), 1, pixels.tiles, Place::Owned(sums.buffer().clone()))?;
+                let levels = record_segmented_sum(ctx, list, partial_place.clone(), 1, tiles, Place::Owned(sums.buffer().clone()))?;
                 scratch.extend(levels);
                 list.push(Step {
                     kernel: finalize.clone(),
@@ -295,37 +299,4 @@ struct Shared {
     status: wgpu::Buffer,
     dummy_grad: wgpu::Buffer,
     dummy_value: wgpu::Buffer,
-}
-
-/// The pixels `[N, S]` split into chunks whose every binding — logits and
-/// gradient `[N, C, S]`, caller maps `[N, C, S]`, own maps and values
-/// `[N, K, S]`, labels `[N, S]` — fits the device.
-struct Pixels {
-    chunks: Vec<std::ops::Range<u64>>,
-    tiles: u64,
-    spatial: u64,
-    align: u64,
-}
-
-impl Pixels {
-    fn new(ctx: &GpuContext, n: u64, c: u64, k: u64, s: u64) -> Result<Self> {
-        if n * c.max(k) * s >= 1 << 31 {
-            return Err(Error::Limit(format!("boundary: {} logits exceed the 2^31 the kernels index", n * c * s)));
-        }
-        let align = ctx.inner.offset_alignment;
-        let mut p = Pixels { chunks: Vec::new(), tiles: 0, spatial: s, align };
-        p.chunks = plan_chunks(n * s, LOSS_TILE, ctx.binding_limit(), |a, b| {
-            p.range(a, b, c.max(k)).bytes().max(ElementRange::new(a, b, align).bytes())
-        })?;
-        p.tiles = p.chunks.iter().map(|r| (r.end - r.start).div_ceil(LOSS_TILE)).sum();
-        Ok(p)
-    }
-
-    /// The elements pixels `[a, b)` touch in a `[N, channels, S]` tensor.
-    fn range(&self, a: u64, b: u64, channels: u64) -> ElementRange {
-        let s = self.spatial;
-        let (na, sa) = (a / s, a % s);
-        let (nb, sb) = ((b - 1) / s, (b - 1) % s);
-        ElementRange::new(na * channels * s + sa, nb * channels * s + (channels - 1) * s + sb + 1, self.align)
-    }
 }
