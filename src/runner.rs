@@ -1,6 +1,7 @@
-//! The convenience layer on host slices: upload, run, read back. Plans and
-//! buffers are cached, so calling the same loss on the same shapes again
-//! allocates nothing on the GPU.
+//! The convenience layer on host slices: upload, run, read back. A single
+//! loss's plan is cached and its buffers come from the context's pool, so
+//! calling the same loss on the same shapes again creates no GPU buffer;
+//! compound losses are planned on each call.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
