@@ -163,6 +163,13 @@ impl Runner {
         })
     }
 
+    /// Drops every cached plan, returning their scratch buffers to the pool:
+    /// for a training loop whose shapes change (a smaller last batch,
+    /// multi-scale crops) and should not keep every size's plan alive.
+    pub fn clear_plans(&self) {
+        self.plans.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
     /// The cached plan for `config` on `shapes`, made on first use.
     pub fn plan(&self, config: &LossConfig, shapes: &crate::InputShapes) -> Result<Arc<LossPlan>> {
         let key = serde_json::to_string(&(config, shapes)).map_err(|e| Error::config("loss", e.to_string()))?;

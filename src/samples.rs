@@ -6,7 +6,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::HostTensor;
 use crate::losses::{LossConfig, TargetKind};
 
@@ -24,7 +24,7 @@ pub fn logits(rng: &mut StdRng, shape: &[usize], scale: f32) -> HostTensor {
 
 /// Label maps `[N, S…]` with two random ellipses per class 1..classes over background 0.
 pub fn blobs(rng: &mut StdRng, shape: &[usize], classes: usize) -> Vec<i32> {
-    let (n, spatial) = (shape[0], &shape[1..]);
+    let Some((&n, spatial)) = shape.split_first() else { return Vec::new() };
     let per_image: usize = spatial.iter().product();
     let mut out = vec![0i32; n * per_image];
     for img in 0..n {
@@ -51,6 +51,9 @@ pub fn blobs(rng: &mut StdRng, shape: &[usize], classes: usize) -> Vec<i32> {
 
 /// Class-index targets `[N, S…]` for logits `[N, C, S…]`.
 pub fn class_targets(rng: &mut StdRng, logits_shape: &[usize]) -> Result<HostTensor> {
+    if logits_shape.len() < 2 {
+        return Err(Error::input(format!("class targets need logits [N, C, S…]; got {logits_shape:?}")));
+    }
     let shape: Vec<usize> = std::iter::once(logits_shape[0]).chain(logits_shape[2..].iter().copied()).collect();
     HostTensor::i32(&shape, blobs(rng, &shape, logits_shape[1].max(2)))
 }
@@ -84,10 +87,14 @@ pub fn inputs(config: &LossConfig, shape: &[usize], rng: &mut StdRng) -> Result<
     Ok(match config.target_kind() {
         TargetKind::Classes => (logits(rng, shape, 3.0), class_targets(rng, shape)?),
         TargetKind::Dense => (logits(rng, shape, 3.0), dense_targets(rng, shape)?),
+        TargetKind::Masks if shape.len() != 3 => return Err(Error::input(format!("instance masks have shape [M, H, W]; got {shape:?}"))),
         TargetKind::Masks => {
             let masks = blobs(rng, shape, 2).into_iter().map(|v| v as f32).collect();
             (logits(rng, shape, 3.0), HostTensor::f32(shape, masks)?)
         }
-        TargetKind::Boxes => (boxes(rng, shape[0])?, boxes(rng, shape[0])?),
+        TargetKind::Boxes => match shape {
+            [m, 4] => (boxes(rng, *m)?, boxes(rng, *m)?),
+            _ => return Err(Error::input(format!("boxes have shape [M, 4]; got {shape:?}"))),
+        },
     })
 }

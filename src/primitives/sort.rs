@@ -247,6 +247,10 @@ impl SortPlan {
 /// The CPU twin: each segment stably sorted by key descending (ties keep
 /// their order), with `-0.0` equal to `+0.0`. Returns sorted keys and each
 /// element's original position in its segment.
+///
+/// # Panics
+///
+/// When `lengths` add up to more than `keys.len()`.
 pub fn argsort_cpu(keys: &[f32], lengths: &[usize]) -> (Vec<f32>, Vec<u32>) {
     let (mut out_keys, mut out_pos) = (Vec::with_capacity(keys.len()), Vec::with_capacity(keys.len()));
     let mut start = 0;

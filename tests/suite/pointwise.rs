@@ -309,3 +309,16 @@ fn an_engines_own_device_can_be_wrapped() {
         assert!((*g as f64 - want).abs() < 1e-6 + 1e-4 * want.abs());
     }
 }
+
+#[test]
+fn cleared_plans_are_made_again_and_agree() {
+    let runner = Runner::new(GpuContext::new().unwrap());
+    let mut r = rng(16);
+    let x = logits(&mut r, &[2, 3, 20, 20], 2.0);
+    let y = binary(&mut r, &[2, 3, 20, 20]);
+    let c = config(r#"{"loss": "focal", "params": {"mode": "multilabel"}}"#);
+    let inputs = HostInputs { logits: &x, target: &y, weight: None };
+    let before = runner.compute(&c, inputs).unwrap();
+    runner.clear_plans();
+    assert_eq!(runner.compute(&c, inputs).unwrap(), before);
+}
