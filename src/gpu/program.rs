@@ -2,7 +2,7 @@
 //! refer either to buffers the plan owns or to the caller's tensors, which
 //! are only known when the program is recorded into an encoder.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 use crate::gpu::chunks::{ElementRange, grid};
@@ -38,15 +38,28 @@ pub(crate) struct SlotSpec {
 pub(crate) struct Program {
     pub slots: Vec<SlotSpec>,
     pub steps: Vec<Step>,
+    /// The bind groups of the last recording and the caller buffers they
+    /// name: a training loop that records on the same buffers every step
+    /// reuses them and creates no wgpu object after its first step.
+    bound: Mutex<Option<(Vec<Option<(wgpu::Buffer, u64)>>, Vec<wgpu::BindGroup>)>>,
 }
 
 impl Program {
+    pub fn new(slots: Vec<SlotSpec>, steps: Vec<Step>) -> Self {
+        Program { slots, steps, bound: Mutex::new(None) }
+    }
+
     /// Checks the caller's tensors against the slots, then records every step.
     pub fn record(&self, ctx: &GpuContext, encoder: &mut wgpu::CommandEncoder, tensors: &[Option<&GpuTensor>]) -> Result<()> {
         self.check(ctx, tensors)?;
-        let groups: Vec<wgpu::BindGroup> = self.steps.iter().map(|s| bind(ctx, s, tensors)).collect();
+        let key: Vec<Option<(wgpu::Buffer, u64)>> = tensors.iter().map(|t| t.map(|t| (t.buffer.clone(), t.offset))).collect();
+        let mut bound = self.bound.lock().unwrap_or_else(|e| e.into_inner());
+        if bound.as_ref().is_none_or(|(k, _)| *k != key) {
+            *bound = Some((key, self.steps.iter().map(|s| bind(ctx, s, tensors)).collect()));
+        }
+        let groups = &bound.as_ref().expect("just bound").1;
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("segloss"), timestamp_writes: None });
-        for (step, group) in self.steps.iter().zip(&groups) {
+        for (step, group) in self.steps.iter().zip(groups) {
             pass.set_pipeline(&step.kernel.pipeline);
             pass.set_bind_group(0, group, &[]);
             let (x, y) = grid(step.groups);

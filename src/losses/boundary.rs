@@ -277,8 +277,8 @@ impl BoundaryConfig {
         };
         let own_maps = SlotSpec { name: "the plan's distance maps", shape: maps_shape, dtype: DType::F32, written: true, required: true };
         let given_maps = SlotSpec { name: "distance", shape: shapes.logits.clone(), dtype: DType::F32, written: false, required: true };
-        let own_program = Program { slots: slots(own_maps), steps };
-        let given = Program { slots: slots(given_maps), steps: given_steps };
+        let own_program = Program::new(slots(own_maps), steps);
+        let given = Program::new(slots(given_maps), given_steps);
         Ok(LossPlan {
             ctx: ctx.clone(),
             program: own_program,

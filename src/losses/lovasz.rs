@@ -393,7 +393,7 @@ impl Lovasz<'_> {
         ];
         Ok(LossPlan {
             ctx: ctx.clone(),
-            program: Program { slots, steps },
+            program: Program::new(slots, steps),
             io,
             status: Some(status),
             value_shape: vec![1],

@@ -334,7 +334,7 @@ impl MaskGiouConfig {
         ];
         Ok(LossPlan {
             ctx: ctx.clone(),
-            program: Program { slots, steps },
+            program: Program::new(slots, steps),
             io,
             status: None,
             value_shape,

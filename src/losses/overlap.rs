@@ -544,7 +544,7 @@ impl OverlapPlan<'_> {
         ];
         Ok(LossPlan {
             ctx: ctx.clone(),
-            program: Program { slots, steps },
+            program: Program::new(slots, steps),
             io,
             status: softmax.then_some(status),
             value_shape: self.value_shape.clone(),

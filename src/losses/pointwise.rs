@@ -216,7 +216,7 @@ impl Pointwise<'_> {
         ];
         Ok(LossPlan {
             ctx: ctx.clone(),
-            program: Program { slots, steps: prologue },
+            program: Program::new(slots, prologue),
             io,
             status,
             value_shape,

@@ -383,7 +383,7 @@ impl DistancePlan {
             SlotSpec { name: "target", shape: target_shape.to_vec(), dtype: DType::I32, written: false, required: true },
             SlotSpec { name: "distance", shape: output_shape.clone(), dtype: DType::F32, written: true, required: true },
         ];
-        Ok(DistancePlan { ctx: ctx.clone(), program: Program { slots, steps }, output_shape, mode, _scratch: scratch })
+        Ok(DistancePlan { ctx: ctx.clone(), program: Program::new(slots, steps), output_shape, mode, _scratch: scratch })
     }
 
     /// `[N, K, S…]`: the shape of the tensor [`DistancePlan::record`] writes.

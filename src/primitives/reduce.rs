@@ -138,7 +138,7 @@ impl SegmentedSum {
             SlotSpec { name: "input", shape: vec![segments * len], dtype: DType::F32, written: false, required: true },
             SlotSpec { name: "output", shape: vec![segments], dtype: DType::F32, written: true, required: true },
         ];
-        Ok(SegmentedSum { ctx: ctx.clone(), program: Program { slots, steps }, _scratch: scratch })
+        Ok(SegmentedSum { ctx: ctx.clone(), program: Program::new(slots, steps), _scratch: scratch })
     }
 
     /// Records the sum of `input` (flattened) into `output` (`segments` values).

@@ -180,7 +180,7 @@ impl SegmentedScan {
             SlotSpec { name: "output", shape: vec![n], dtype: DType::I32, written: true, required: true },
             SlotSpec { name: "totals", shape: vec![segments], dtype: DType::I32, written: true, required: true },
         ];
-        Ok(SegmentedScan { ctx: ctx.clone(), program: Program { slots, steps }, _scratch: scratch })
+        Ok(SegmentedScan { ctx: ctx.clone(), program: Program::new(slots, steps), _scratch: scratch })
     }
 
     /// Records the scan of `input` into `output` and `totals` (i32 tensors

@@ -191,7 +191,7 @@ impl SortPlan {
             SlotSpec { name: "keys", shape: vec![total as usize], dtype: DType::F32, written: true, required: true },
             SlotSpec { name: "values", shape: vec![total as usize], dtype: DType::I32, written: true, required: true },
         ];
-        Ok(SortPlan { ctx: ctx.clone(), program: Program { slots, steps }, lengths })
+        Ok(SortPlan { ctx: ctx.clone(), program: Program::new(slots, steps), lengths })
     }
 
     /// Elements sorted: the sum of the segment lengths.

@@ -322,3 +322,25 @@ fn cleared_plans_are_made_again_and_agree() {
     runner.clear_plans();
     assert_eq!(runner.compute(&c, inputs).unwrap(), before);
 }
+
+#[test]
+fn one_plan_recorded_on_other_buffers_reads_those() {
+    // The plan keeps the last recording's bind groups: new buffers must replace them.
+    let ctx = ctx();
+    let c = config(r#"{"loss": "bce", "params": {"reduction": "sum"}}"#);
+    let plan = c.plan(ctx, &segloss::InputShapes::new(&[3, 50], &[3, 50]), PlanOptions::default()).unwrap();
+    let mut r = rng(17);
+    for _ in 0..3 {
+        let (x, y) = (logits(&mut r, &[3, 50], 3.0), binary(&mut r, &[3, 50]));
+        let (xg, yg) = (GpuTensor::from_host(ctx, &x).unwrap(), GpuTensor::from_host(ctx, &y).unwrap());
+        let v = GpuTensor::zeros(ctx, &[1], DType::F32).unwrap();
+        let g = GpuTensor::zeros(ctx, &[3, 50], DType::F32).unwrap();
+        let mut encoder = ctx.device().create_command_encoder(&Default::default());
+        let inputs = segloss::LossInputs { logits: &xg, target: &yg, weight: None, distance: None };
+        plan.record(&mut encoder, inputs, segloss::LossOutputs { value: &v, grad: Some(&g) }).unwrap();
+        ctx.queue().submit([encoder.finish()]);
+        let want = c.reference(&HostInputs { logits: &x, target: &y, weight: None }).unwrap().value[0];
+        let got = v.read_f32(ctx).unwrap()[0] as f64;
+        assert!((got - want).abs() < 1e-5 * want.abs(), "{got} vs {want}");
+    }
+}
