@@ -12,7 +12,7 @@ use segloss::{
     Runner,
 };
 
-use crate::common::{config, ctx, gpu_vs_reference, rng, runner};
+use crate::common::{config, config_error, input_error, ctx, gpu_vs_reference, rng, runner};
 
 const KINDS: [&str; 3] = ["giou", "diou", "ciou"];
 const REDUCTIONS: [&str; 3] = ["mean", "sum", "none"];
@@ -315,21 +315,6 @@ fn scale_and_accumulate_add_box_terms() {
         let want = 0.5 * a.grad[i] + 2.0 * b.grad[i];
         assert!((*g as f64 - want).abs() < 1e-6 + 1e-4 * want.abs(), "grad[{i}] {g} vs {want}");
     }
-}
-
-fn config_error(json: &str, needle: &str) {
-    match LossConfig::from_json(json) {
-        Ok(c) => panic!("{json} was accepted as {c:?}"),
-        Err(e) => assert!(e.to_string().contains(needle), "{json}: {e} lacks {needle:?}"),
-    }
-}
-
-fn input_error(c: &LossConfig, p: &HostTensor, t: &HostTensor, w: Option<&HostTensor>, needle: &str) {
-    let inputs = HostInputs { logits: p, target: t, weight: w };
-    let e = runner().compute(c, inputs).expect_err(needle).to_string();
-    assert!(e.contains(needle), "{e} lacks {needle:?}");
-    let e = c.reference(&inputs).expect_err(needle).to_string();
-    assert!(e.contains(needle), "reference: {e} lacks {needle:?}");
 }
 
 #[test]

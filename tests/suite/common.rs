@@ -69,3 +69,21 @@ pub fn gpu_vs_reference(config: &LossConfig, inputs: HostInputs<'_>, rtol: f64, 
     }
     value.ratio.max(grad.ratio)
 }
+
+/// Asserts that `json` is refused as a configuration with an error containing `needle`.
+pub fn config_error(json: &str, needle: &str) {
+    match LossConfig::from_json(json) {
+        Ok(c) => panic!("{json} was accepted as {c:?}"),
+        Err(e) => assert!(e.to_string().contains(needle), "{json}: {e} lacks {needle:?}"),
+    }
+}
+
+/// Asserts that both the GPU and the float64 reference refuse these inputs
+/// with an error containing `needle`.
+pub fn input_error(c: &LossConfig, x: &HostTensor, y: &HostTensor, w: Option<&HostTensor>, needle: &str) {
+    let inputs = HostInputs { logits: x, target: y, weight: w };
+    let e = runner().compute(c, inputs).expect_err(needle).to_string();
+    assert!(e.contains(needle), "{}: {e} lacks {needle:?}", c.name());
+    let e = c.reference(&inputs).expect_err(needle).to_string();
+    assert!(e.contains(needle), "reference {}: {e} lacks {needle:?}", c.name());
+}

@@ -5,7 +5,7 @@
 use rand::Rng;
 use segloss::{ContextOptions, DType, Error, GpuContext, GpuTensor, HostInputs, HostTensor, LossConfig, LossInputs, LossOutputs, PlanOptions};
 
-use crate::common::{config, ctx, gpu_vs_reference, labels, logits, rng, runner};
+use crate::common::{config, config_error, input_error, ctx, gpu_vs_reference, labels, logits, rng, runner};
 
 fn softmax_configs() -> Vec<String> {
     let mut out = Vec::new();
@@ -322,13 +322,6 @@ fn repeated_calls_allocate_nothing_after_the_first() {
     assert_eq!(runner.context().buffers_created(), after_first);
 }
 
-fn config_error(json: &str, needle: &str) {
-    match LossConfig::from_json(json) {
-        Ok(c) => panic!("{json} was accepted as {c:?}"),
-        Err(e) => assert!(e.to_string().contains(needle), "{json}: {e} lacks {needle:?}"),
-    }
-}
-
 #[test]
 fn bad_parameters_are_named() {
     config_error(r#"{"loss": "lovasz_softmax", "params": {"classes": "some"}}"#, r#"classes must be "present", "all" or a list"#);
@@ -347,15 +340,6 @@ fn bad_parameters_are_named() {
     assert!(json.contains(r#""classes":[0,2]"#), "{json}");
 }
 
-fn input_error(json: &str, x: &HostTensor, y: &HostTensor, w: Option<&HostTensor>, needle: &str) {
-    let c = config(json);
-    let inputs = HostInputs { logits: x, target: y, weight: w };
-    let e = runner().compute(&c, inputs).expect_err(json).to_string();
-    assert!(e.contains(needle), "{json}: {e} lacks {needle:?}");
-    let e = c.reference(&inputs).expect_err(json).to_string();
-    assert!(e.contains(needle), "reference {json}: {e} lacks {needle:?}");
-}
-
 #[test]
 fn bad_inputs_are_named() {
     let mut r = rng(280);
@@ -363,27 +347,27 @@ fn bad_inputs_are_named() {
     let y = labels(&mut r, &[2, 4, 4], 3, None);
     let soft = r#"{"loss": "lovasz_softmax", "params": {}}"#;
     let hinge = r#"{"loss": "lovasz_hinge", "params": {"ignore_index": 255}}"#;
-    input_error(soft, &x, &labels(&mut r, &[2, 4, 5], 3, None), None, "target has shape [2, 4, 5]");
-    input_error(r#"{"loss": "lovasz_softmax", "params": {"classes": [3]}}"#, &x, &y, None, "classes lists 3 but the logits have 3 classes");
+    input_error(&config(soft), &x, &labels(&mut r, &[2, 4, 5], 3, None), None, "target has shape [2, 4, 5]");
+    input_error(&config(r#"{"loss": "lovasz_softmax", "params": {"classes": [3]}}"#), &x, &y, None, "classes lists 3 but the logits have 3 classes");
     let mut bad = y.clone();
     if let segloss::HostData::I32(v) = &mut bad.data {
         v[6] = 7;
     }
-    input_error(soft, &x, &bad, None, "target[6] = 7 is outside [0, 3)");
-    input_error(soft, &x, &y, Some(&x), "takes no per-pixel weight");
+    input_error(&config(soft), &x, &bad, None, "target[6] = 7 is outside [0, 3)");
+    input_error(&config(soft), &x, &y, Some(&x), "takes no per-pixel weight");
     let float_target = HostTensor::f32(&[2, 4, 4], vec![0.0; 32]).unwrap();
-    input_error(soft, &x, &float_target, None, "target");
+    input_error(&config(soft), &x, &float_target, None, "target");
     let xh = logits(&mut r, &[2, 4, 4], 1.0);
     let mut yh = labels(&mut r, &[2, 4, 4], 2, Some(255));
-    input_error(hinge, &xh, &labels(&mut r, &[2, 4, 3], 2, None), None, "[N, 1, S…]");
-    input_error(hinge, &x, &yh, None, "must be [N, S…]");
+    input_error(&config(hinge), &xh, &labels(&mut r, &[2, 4, 3], 2, None), None, "[N, 1, S…]");
+    input_error(&config(hinge), &x, &yh, None, "must be [N, S…]");
     if let segloss::HostData::I32(v) = &mut yh.data {
         v[3] = 2;
     }
-    input_error(hinge, &xh, &yh, None, "target[3] = 2 is outside [0, 2) and is not ignore_index 255");
+    input_error(&config(hinge), &xh, &yh, None, "target[3] = 2 is outside [0, 2) and is not ignore_index 255");
     let empty = HostTensor::f32(&[0, 4], vec![]).unwrap();
     let empty_y = HostTensor::i32(&[0, 4], vec![]).unwrap();
-    input_error(hinge, &empty, &empty_y, None, "empty axis");
+    input_error(&config(hinge), &empty, &empty_y, None, "empty axis");
 }
 
 #[test]

@@ -11,7 +11,7 @@ use segloss::{
     PlanOptions, Runner,
 };
 
-use crate::common::{config, ctx, rng, runner};
+use crate::common::{config, config_error, input_error, ctx, rng, runner};
 
 fn mask_config(enclosing: &str, reduction: &str, extra: &str) -> LossConfig {
     config(&format!(r#"{{"loss": "mask_giou", "params": {{"enclosing": "{enclosing}", "reduction": "{reduction}"{extra}}}}}"#))
@@ -371,21 +371,6 @@ fn engines_get_counts_and_can_scale_accumulate_or_skip_the_gradient() {
     assert!((v - a.value[0]).abs() < 1e-5 * a.value[0].abs(), "{v} vs {}", a.value[0]);
     // Inputs are untouched.
     assert_eq!(xg.read_f32(ctx).unwrap(), x.as_f32("").unwrap());
-}
-
-fn config_error(json: &str, needle: &str) {
-    match LossConfig::from_json(json) {
-        Ok(c) => panic!("{json} was accepted as {c:?}"),
-        Err(e) => assert!(e.to_string().contains(needle), "{json}: {e} lacks {needle:?}"),
-    }
-}
-
-fn input_error(c: &LossConfig, x: &HostTensor, y: &HostTensor, w: Option<&HostTensor>, needle: &str) {
-    let inputs = HostInputs { logits: x, target: y, weight: w };
-    let e = runner().compute(c, inputs).expect_err(needle).to_string();
-    assert!(e.contains(needle), "{e} lacks {needle:?}");
-    let e = c.reference(&inputs).expect_err(needle).to_string();
-    assert!(e.contains(needle), "reference: {e} lacks {needle:?}");
 }
 
 #[test]

@@ -1,15 +1,8 @@
 //! Every validation error is reached and names what is wrong.
 
-use segloss::{DType, Error, GpuTensor, HostInputs, HostTensor, InputShapes, LossConfig, LossInputs, LossOutputs, PlanOptions};
+use segloss::{DType, Error, GpuTensor, HostInputs, HostTensor, InputShapes, LossInputs, LossOutputs, PlanOptions};
 
-use crate::common::{binary, config, ctx, gpu_vs_reference, labels, logits, rng, runner};
-
-fn config_error(json: &str, needle: &str) {
-    match LossConfig::from_json(json) {
-        Ok(c) => panic!("{json} was accepted as {c:?}"),
-        Err(e) => assert!(e.to_string().contains(needle), "{json}: {e} lacks {needle:?}"),
-    }
-}
+use crate::common::{binary, config, config_error, input_error, ctx, gpu_vs_reference, labels, logits, rng, runner};
 
 #[test]
 fn bad_parameters_are_named() {
@@ -29,48 +22,39 @@ fn bad_parameters_are_named() {
     config_error("not json", "not JSON");
 }
 
-fn input_error(json: &str, x: &HostTensor, y: &HostTensor, w: Option<&HostTensor>, needle: &str) {
-    let c = config(json);
-    let inputs = HostInputs { logits: x, target: y, weight: w };
-    let e = runner().compute(&c, inputs).expect_err(json).to_string();
-    assert!(e.contains(needle), "{json}: {e} lacks {needle:?}");
-    let e = c.reference(&inputs).expect_err(json).to_string();
-    assert!(e.contains(needle), "reference {json}: {e} lacks {needle:?}");
-}
-
 #[test]
 fn bad_inputs_are_named() {
     let mut r = rng(30);
     let x = logits(&mut r, &[2, 3, 4, 4], 1.0);
     let yb = binary(&mut r, &[2, 3, 4, 4]);
     let yc = labels(&mut r, &[2, 4, 4], 3, None);
-    input_error(r#"{"loss": "bce", "params": {}}"#, &x, &binary(&mut r, &[2, 3, 4, 5]), None, "target has shape [2, 3, 4, 5]");
-    input_error(r#"{"loss": "bce", "params": {}}"#, &x, &yb, Some(&binary(&mut r, &[2, 3])), "weight has shape [2, 3]");
-    input_error(r#"{"loss": "bce", "params": {}}"#, &x, &yc.clone(), None, "target has shape [2, 4, 4]");
+    input_error(&config(r#"{"loss": "bce", "params": {}}"#), &x, &binary(&mut r, &[2, 3, 4, 5]), None, "target has shape [2, 3, 4, 5]");
+    input_error(&config(r#"{"loss": "bce", "params": {}}"#), &x, &yb, Some(&binary(&mut r, &[2, 3])), "weight has shape [2, 3]");
+    input_error(&config(r#"{"loss": "bce", "params": {}}"#), &x, &yc.clone(), None, "target has shape [2, 4, 4]");
     let mut outside = yb.clone();
     if let segloss::HostData::F32(v) = &mut outside.data {
         v[5] = 1.5;
     }
-    input_error(r#"{"loss": "bce", "params": {}}"#, &x, &outside, None, "target[5] = 1.5 is outside [0, 1]");
+    input_error(&config(r#"{"loss": "bce", "params": {}}"#), &x, &outside, None, "target[5] = 1.5 is outside [0, 1]");
     let mut nan_weight = yb.clone();
     if let segloss::HostData::F32(v) = &mut nan_weight.data {
         v[2] = f32::NAN;
     }
-    input_error(r#"{"loss": "bce", "params": {}}"#, &x, &yb, Some(&nan_weight), "weight[2] = NaN");
+    input_error(&config(r#"{"loss": "bce", "params": {}}"#), &x, &yb, Some(&nan_weight), "weight[2] = NaN");
     let empty = HostTensor::f32(&[0, 3], vec![]).unwrap();
-    input_error(r#"{"loss": "bce", "params": {}}"#, &empty, &empty, None, "hold no element");
-    input_error(r#"{"loss": "cross_entropy", "params": {}}"#, &x, &yb, None, "target has shape [2, 3, 4, 4]");
-    input_error(r#"{"loss": "cross_entropy", "params": {"class_weights": [1, 2]}}"#, &x, &yc, None, "class_weights has 2 entries for 3 classes");
+    input_error(&config(r#"{"loss": "bce", "params": {}}"#), &empty, &empty, None, "hold no element");
+    input_error(&config(r#"{"loss": "cross_entropy", "params": {}}"#), &x, &yb, None, "target has shape [2, 3, 4, 4]");
+    input_error(&config(r#"{"loss": "cross_entropy", "params": {"class_weights": [1, 2]}}"#), &x, &yc, None, "class_weights has 2 entries for 3 classes");
     let mut bad_label = yc.clone();
     if let segloss::HostData::I32(v) = &mut bad_label.data {
         v[7] = 3;
     }
-    input_error(r#"{"loss": "cross_entropy", "params": {"ignore_index": 255}}"#, &x, &bad_label, None, "target[7] = 3 is outside [0, 3) and is not ignore_index 255");
-    input_error(r#"{"loss": "focal", "params": {"mode": "multiclass"}}"#, &x, &bad_label, None, "target[7] = 3");
+    input_error(&config(r#"{"loss": "cross_entropy", "params": {"ignore_index": 255}}"#), &x, &bad_label, None, "target[7] = 3 is outside [0, 3) and is not ignore_index 255");
+    input_error(&config(r#"{"loss": "focal", "params": {"mode": "multiclass"}}"#), &x, &bad_label, None, "target[7] = 3");
     let flat = logits(&mut r, &[5], 1.0);
-    input_error(r#"{"loss": "cross_entropy", "params": {}}"#, &flat, &yc, None, "with a class axis");
+    input_error(&config(r#"{"loss": "cross_entropy", "params": {}}"#), &flat, &yc, None, "with a class axis");
     let float_labels = HostTensor::f32(&[2, 4, 4], vec![0.0; 32]).unwrap();
-    input_error(r#"{"loss": "cross_entropy", "params": {}}"#, &x, &float_labels, None, "integer class indices");
+    input_error(&config(r#"{"loss": "cross_entropy", "params": {}}"#), &x, &float_labels, None, "integer class indices");
 }
 
 #[test]
