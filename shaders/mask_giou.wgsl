@@ -91,16 +91,24 @@ fn in_support(x: f32, y: f32) -> bool {
 var<workgroup> tile_left: array<atomic<u32>, TILE>;
 var<workgroup> tile_right: array<atomic<u32>, TILE>;
 
+// The chunk's tile `local`: its instance, and the first and one-past-last
+// pixel it covers within that instance's H·W.
+fn tile_of(local: u32) -> vec3<u32> {
+    let g = params.tile0 + local;
+    let begin = (g % params.tiles) * TILE;
+    return vec3<u32>(g / params.tiles, begin, min(begin + TILE, params.pixels));
+}
+
 @compute @workgroup_size(256)
 fn extents_pass(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let local = linear_workgroup(wid, nwg);
     if (local >= params.count) {
         return;
     }
-    let g = params.tile0 + local;
-    let m = g / params.tiles;
-    let begin = (g % params.tiles) * TILE;
-    let end = min(begin + TILE, params.pixels);
+    let t = tile_of(local);
+    let m = t.x;
+    let begin = t.y;
+    let end = t.z;
     let w = params.width;
     let row0 = begin / w;
     let nrows = (end - 1u) / w - row0 + 1u;
@@ -292,10 +300,11 @@ fn sums_pass(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     if (local >= params.count) {
         return;
     }
-    let g = params.tile0 + local;
-    let m = g / params.tiles;
-    let begin = (g % params.tiles) * TILE;
-    let end = min(begin + TILE, params.pixels);
+    let g = params.tile0 + local;  // this tile's partial-sum slot
+    let t = tile_of(local);
+    let m = t.x;
+    let begin = t.y;
+    let end = t.z;
     var inter = 0.0;
     var uni = 0.0;
     var out = 0.0;
@@ -359,10 +368,10 @@ fn gradient(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     if (local >= params.count) {
         return;
     }
-    let g = params.tile0 + local;
-    let m = g / params.tiles;
-    let begin = (g % params.tiles) * TILE;
-    let end = min(begin + TILE, params.pixels);
+    let t = tile_of(local);
+    let m = t.x;
+    let begin = t.y;
+    let end = t.z;
     let k = coef[m];
     for (var j = 0u; j < ITEMS; j++) {
         let i = begin + j * WG_SIZE + lid;
