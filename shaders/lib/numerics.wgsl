@@ -11,11 +11,6 @@ fn log1p_pos(t: f32) -> f32 {
     return log(u) * (t / (u - 1.0));
 }
 
-// softplus(z) = log(1 + e^z), never overflowing.
-fn softplus(z: f32) -> f32 {
-    return max(z, 0.0) + log1p_pos(exp(-abs(z)));
-}
-
 // σ(x), computed from e^{-|x|} so neither branch overflows.
 fn sigmoid(x: f32) -> f32 {
     let e = exp(-abs(x));
