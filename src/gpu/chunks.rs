@@ -108,6 +108,16 @@ pub(crate) struct PixelChunk {
 }
 
 impl PixelLayout {
+    /// `[N, C, S]` from the three sizes.
+    pub fn new(images: usize, classes: usize, spatial: usize) -> Self {
+        PixelLayout { images: images as u64, classes: classes as u64, spatial: spatial as u64 }
+    }
+
+    /// `numel` elements seen one by one: `[1, 1, numel]`.
+    pub fn elements(numel: usize) -> Self {
+        Self::new(1, 1, numel)
+    }
+
     /// N·S.
     pub fn pixels(&self) -> u64 {
         self.images * self.spatial

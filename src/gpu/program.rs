@@ -9,19 +9,62 @@ use crate::gpu::chunks::{ElementRange, grid};
 use crate::gpu::pipeline::Kernel;
 use crate::gpu::{DType, GpuContext, GpuTensor};
 
-/// Where one binding's buffer comes from.
-pub(crate) enum Source {
+/// Where one binding's buffer comes from: the one type for kernels' inputs
+/// and outputs, whether the primitives or the losses bind them.
+#[derive(Clone, Debug)]
+pub(crate) enum Binding {
     /// The caller's tensor in slot `.0`: the given element range, or all of it.
     Slot(usize, Option<ElementRange>),
     /// A buffer the plan owns, bound whole.
     Owned(wgpu::Buffer),
 }
 
+impl Binding {
+    /// A plan-owned buffer, bound whole.
+    pub fn owned(buffer: &wgpu::Buffer) -> Self {
+        Binding::Owned(buffer.clone())
+    }
+
+    /// The whole of the caller's tensor in `slot`.
+    pub fn slot(slot: usize) -> Self {
+        Binding::Slot(slot, None)
+    }
+
+    /// Elements `range` of the caller's tensor in `slot`.
+    pub fn range(slot: usize, range: &ElementRange) -> Self {
+        Binding::Slot(slot, Some(range.clone()))
+    }
+}
+
 /// One dispatch: a kernel, its bindings by binding number, and its workgroup count.
+#[derive(Clone)]
 pub(crate) struct Step {
     pub kernel: Arc<Kernel>,
-    pub sources: Vec<(u32, Source)>,
+    pub sources: Vec<(u32, Binding)>,
     pub groups: u32,
+}
+
+impl Step {
+    /// A dispatch of `groups` workgroups of `kernel`, its bindings given by
+    /// their WGSL names. Every binding the entry point uses must be given,
+    /// and every name given must be one it uses: a mistyped or forgotten
+    /// binding is an error when the plan is made, not a wrong number later.
+    pub fn new(kernel: &Arc<Kernel>, groups: u32, bindings: Vec<(&str, Binding)>) -> Result<Self> {
+        let mut sources = Vec::with_capacity(bindings.len());
+        for (name, binding) in bindings {
+            let Some(b) = kernel.binding(name) else {
+                return Err(Error::Device(format!("{} uses no binding named {name}", kernel.label)));
+            };
+            if sources.iter().any(|(n, _)| *n == b.binding) {
+                return Err(Error::Device(format!("{}: binding {name} given twice", kernel.label)));
+            }
+            sources.push((b.binding, binding));
+        }
+        if let Some(missing) = kernel.bindings.iter().find(|b| !sources.iter().any(|(n, _)| *n == b.binding)) {
+            return Err(Error::Device(format!("{}: binding {} was not given", kernel.label, missing.name)));
+        }
+        Ok(Step { kernel: kernel.clone(), sources, groups })
+    }
 }
 
 /// What a program expects in each of its caller slots.
@@ -70,7 +113,7 @@ impl Program {
 
     /// Whether any step binds caller slot `slot`.
     fn binds(&self, slot: usize) -> bool {
-        self.steps.iter().flat_map(|s| &s.sources).any(|(_, source)| matches!(source, Source::Slot(i, _) if *i == slot))
+        self.steps.iter().flat_map(|s| &s.sources).any(|(_, source)| matches!(source, Binding::Slot(i, _) if *i == slot))
     }
 
     fn check(&self, ctx: &GpuContext, tensors: &[Option<&GpuTensor>]) -> Result<()> {
@@ -124,8 +167,8 @@ fn bind(ctx: &GpuContext, step: &Step, tensors: &[Option<&GpuTensor>]) -> wgpu::
         .iter()
         .map(|(binding, source)| {
             let resource = match source {
-                Source::Owned(buffer) => buffer.as_entire_binding(),
-                Source::Slot(slot, range) => {
+                Binding::Owned(buffer) => buffer.as_entire_binding(),
+                Binding::Slot(slot, range) => {
                     let t = tensors[*slot].expect("checked slot");
                     let (start, size) = match range {
                         Some(r) => (t.offset + r.first * 4, r.bytes()),

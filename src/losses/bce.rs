@@ -6,10 +6,14 @@ use bytemuck::{Pod, Zeroable};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::gpu::GpuContext;
+use crate::gpu::chunks::PixelLayout;
+use crate::gpu::context::GpuContext;
 use crate::gpu::layout::Chunk;
+use crate::losses::checks::{F32_MAX, check_range, same_shape};
+use crate::losses::loss::{Checked, Loss};
+use crate::losses::plan::{LossPlan, PlanOptions};
 use crate::losses::pointwise::{Denominator, Kernel, Pointwise};
-use crate::losses::{HostInputs, InputShapes, LossPlan, PlanOptions, Reduction, check_range, same_shape};
+use crate::losses::{HostInputs, InputShapes, Reduction, TargetKind};
 
 /// Parameters of `bce`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -47,8 +51,21 @@ impl BceConfig {
             (None, None) => (1.0, 1.0),
         }
     }
+}
 
-    pub(crate) fn validate(&self) -> Result<()> {
+impl Loss for BceConfig {
+    /// Element-wise: `[1, 1, numel]`.
+    type Layout = PixelLayout;
+
+    fn name(&self) -> &'static str {
+        "bce"
+    }
+
+    fn target_kind(&self) -> TargetKind {
+        TargetKind::Dense
+    }
+
+    fn validate(&self) -> Result<()> {
         if self.alpha.is_some() && self.pos_weight.is_some() {
             return Err(Error::config("bce", "alpha and pos_weight are mutually exclusive; give one of them"));
         }
@@ -56,26 +73,28 @@ impl BceConfig {
             check_range("bce", "alpha", a, 0.0, 1.0)?;
         }
         if let Some(pw) = self.pos_weight {
-            check_range("bce", "pos_weight", pw, 0.0, crate::losses::F32_MAX)?;
+            check_range("bce", "pos_weight", pw, 0.0, F32_MAX)?;
         }
         Ok(())
     }
 
-    pub(crate) fn check_shapes(&self, shapes: &InputShapes) -> Result<Vec<usize>> {
+    fn check_shapes(&self, shapes: &InputShapes) -> Result<Checked<PixelLayout>> {
         same_shape("bce", "target", &shapes.target, &shapes.logits)?;
         if let Some(w) = &shapes.weight {
             same_shape("bce", "weight", w, &shapes.logits)?;
         }
-        if shapes.logits.iter().product::<usize>() == 0 {
+        let numel = shapes.logits.iter().product::<usize>();
+        if numel == 0 {
             return Err(Error::input(format!("bce: logits {:?} hold no element", shapes.logits)));
         }
-        Ok(match self.reduction {
+        let value_shape = match self.reduction {
             Reduction::None => shapes.logits.clone(),
             _ => vec![1],
-        })
+        };
+        Ok(Checked { layout: PixelLayout::elements(numel), value_shape })
     }
 
-    pub(crate) fn check_values(&self, inputs: &HostInputs<'_>) -> Result<()> {
+    fn check_values(&self, inputs: &HostInputs<'_>) -> Result<()> {
         check_unit_targets("bce", inputs.target.as_f32("target")?)?;
         if let Some(w) = inputs.weight {
             if let Some((i, v)) = w.as_f32("weight")?.iter().enumerate().find(|(_, v)| !v.is_finite()) {
@@ -85,9 +104,8 @@ impl BceConfig {
         Ok(())
     }
 
-    pub(crate) fn plan(&self, ctx: &GpuContext, shapes: &InputShapes, options: PlanOptions) -> Result<LossPlan> {
-        self.check_shapes(shapes)?;
-        let numel = shapes.logits.iter().product::<usize>() as u64;
+    fn plan(&self, ctx: &GpuContext, shapes: &InputShapes, checked: Checked<PixelLayout>, options: PlanOptions) -> Result<LossPlan> {
+        let layout = checked.layout;
         let (a, b) = self.coefficients();
         let has_weight = shapes.weight.is_some();
         let params = move |chunk, write_elements: bool, write_grad: bool| {
@@ -107,16 +125,12 @@ impl BceConfig {
         Pointwise {
             loss: "bce",
             kernel: Kernel::Sigmoid { has_weight },
-            logits_shape: &shapes.logits,
-            target_shape: &shapes.target,
-            images: 1,
-            classes: 1,
-            spatial: numel,
+            layout,
             reduction: self.reduction,
-            denominator: Denominator::mean_over(self.reduction, numel as usize),
+            denominator: Denominator::mean_over(self.reduction, layout.spatial as usize),
             params: &params,
         }
-        .plan(ctx, options)
+        .plan(ctx, shapes, options)
     }
 }
 

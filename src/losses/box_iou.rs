@@ -26,10 +26,13 @@ use bytemuck::{Pod, Zeroable};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::gpu::GpuContext;
+use crate::gpu::chunks::PixelLayout;
+use crate::gpu::context::GpuContext;
 use crate::gpu::layout::Chunk;
+use crate::losses::loss::{Checked, Loss};
+use crate::losses::plan::{LossPlan, PlanOptions};
 use crate::losses::pointwise::{Denominator, Kernel, Pointwise};
-use crate::losses::{HostInputs, InputShapes, LossPlan, PlanOptions, Reduction};
+use crate::losses::{HostInputs, InputShapes, Reduction, TargetKind};
 
 /// Which box loss.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -96,8 +99,23 @@ struct BoxParams {
     _pad: [u32; 3],
 }
 
-impl BoxIouConfig {
-    pub(crate) fn validate(&self) -> Result<()> {
+impl Loss for BoxIouConfig {
+    /// `M` boxes of 4 coordinates: `[M, 4, 1]`.
+    type Layout = PixelLayout;
+
+    fn name(&self) -> &'static str {
+        "box_iou"
+    }
+
+    fn target_kind(&self) -> TargetKind {
+        TargetKind::Boxes
+    }
+
+    fn input_names(&self) -> [&'static str; 2] {
+        ["pred_boxes", "target_boxes"]
+    }
+
+    fn validate(&self) -> Result<()> {
         // Judged as the f32 the kernel uses, so "1e-20" passes however JSON rounds it.
         if !(self.eps.is_finite() && self.eps as f32 >= 1e-20) {
             return Err(Error::config("box_iou", format!("eps = {} must be a finite number ≥ 1e-20", self.eps)));
@@ -105,7 +123,7 @@ impl BoxIouConfig {
         Ok(())
     }
 
-    pub(crate) fn check_shapes(&self, shapes: &InputShapes) -> Result<Vec<usize>> {
+    fn check_shapes(&self, shapes: &InputShapes) -> Result<Checked<PixelLayout>> {
         let (p, t) = (&shapes.logits, &shapes.target);
         if p.len() != 2 || p[1] != 4 {
             return Err(Error::input(format!("box_iou: pred_boxes has shape {p:?}; it must be [M, 4] (x1, y1, x2, y2)")));
@@ -119,13 +137,14 @@ impl BoxIouConfig {
         if shapes.weight.is_some() {
             return Err(Error::input("box_iou takes no weight tensor"));
         }
-        Ok(match self.reduction {
+        let value_shape = match self.reduction {
             Reduction::None => vec![p[0]],
             _ => vec![1],
-        })
+        };
+        Ok(Checked { layout: PixelLayout::new(p[0], 4, 1), value_shape })
     }
 
-    pub(crate) fn check_values(&self, inputs: &HostInputs<'_>) -> Result<()> {
+    fn check_values(&self, inputs: &HostInputs<'_>) -> Result<()> {
         for (name, t) in [("pred_boxes", inputs.logits), ("target_boxes", inputs.target)] {
             let v = t.as_f32(name)?;
             for (i, b) in v.chunks_exact(4).enumerate() {
@@ -152,13 +171,12 @@ impl BoxIouConfig {
     }
 
     /// What the plan's status word means when non-zero.
-    pub(crate) fn status_rule(&self) -> &'static str {
+    fn status_rule(&self) -> &'static str {
         "a degenerate box (x2 ≤ x1 or y2 ≤ y1; bit 0), or a coordinate not finite or beyond ±1e15 or a side in (0, 1e-30) (bit 1)"
     }
 
-    pub(crate) fn plan(&self, ctx: &GpuContext, shapes: &InputShapes, options: PlanOptions) -> Result<LossPlan> {
-        self.check_shapes(shapes)?;
-        let boxes = shapes.logits[0] as u64;
+    fn plan(&self, ctx: &GpuContext, shapes: &InputShapes, checked: Checked<PixelLayout>, options: PlanOptions) -> Result<LossPlan> {
+        let layout = checked.layout;
         let kind = self.kind as u32;
         let eps = self.eps as f32;
         let flag = (self.degenerate == Degenerate::Error) as u32;
@@ -177,15 +195,11 @@ impl BoxIouConfig {
         Pointwise {
             loss: "box_iou",
             kernel: Kernel::Boxes,
-            logits_shape: &shapes.logits,
-            target_shape: &shapes.target,
-            images: boxes,
-            classes: 4,
-            spatial: 1,
+            layout,
             reduction: self.reduction,
-            denominator: Denominator::mean_over(self.reduction, boxes as usize),
+            denominator: Denominator::mean_over(self.reduction, layout.images as usize),
             params: &params,
         }
-        .plan(ctx, options)
+        .plan(ctx, shapes, options)
     }
 }

@@ -31,8 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
-use crate::losses::{HostInputs, InputShapes, LossConfig, LossInputs, LossOutputs, LossPlan, PlanOptions};
-use crate::reference::Reference;
+use crate::losses::{InputShapes, LossConfig, LossInputs, LossOutputs, LossPlan, PlanOptions};
 
 /// The boundary loss paper's starting weight α of the boundary term.
 pub const ALPHA_START: f64 = 0.01;
@@ -149,31 +148,6 @@ impl CompoundConfig {
         }
         Ok(CompoundPlan { terms, weights: self.terms.iter().map(|t| t.weight).collect(), scale: options.scale, value_shape })
     }
-
-    /// The float64 reference: `Σ_i w_i·` each term's value and gradient.
-    pub fn reference(&self, inputs: &HostInputs<'_>) -> Result<Reference> {
-        self.check_shapes(&inputs.shapes())?;
-        let mut total: Option<Reference> = None;
-        for t in &self.terms {
-            let r = t.loss.reference(inputs)?;
-            match &mut total {
-                None => {
-                    total = Some(Reference {
-                        value: r.value.iter().map(|v| t.weight * v).collect(),
-                        value_shape: r.value_shape,
-                        grad: r.grad.iter().map(|g| t.weight * g).collect(),
-                        extras: r.extras,
-                    })
-                }
-                Some(acc) => {
-                    acc.value.iter_mut().zip(&r.value).for_each(|(a, v)| *a += t.weight * v);
-                    acc.grad.iter_mut().zip(&r.grad).for_each(|(a, g)| *a += t.weight * g);
-                    acc.extras.extend(r.extras);
-                }
-            }
-        }
-        Ok(total.expect("at least one term"))
-    }
 }
 
 /// A compound loss planned for one set of shapes: one [`LossPlan`] per term,
@@ -189,9 +163,17 @@ pub struct CompoundPlan {
 impl CompoundPlan {
     /// Records every term, in order, into `encoder`: `outputs.value` gets
     /// `scale·Σ w_i·L_i` and `outputs.grad` its gradient.
+    ///
+    /// Precomputed distance maps in `inputs.distance` go to the terms that
+    /// take them (`boundary`), and only to those: `dice + α·boundary` with
+    /// maps from the data loader, as the boundary loss paper trains.
     pub fn record(&self, encoder: &mut wgpu::CommandEncoder, inputs: LossInputs<'_>, outputs: LossOutputs<'_>) -> Result<()> {
+        if inputs.distance.is_some() && !self.terms.iter().any(LossPlan::takes_distance) {
+            return Err(Error::input("distance maps were given, but no term of this compound loss takes them"));
+        }
         for term in &self.terms {
-            term.record(encoder, inputs, outputs)?;
+            let term_inputs = if term.takes_distance() { inputs } else { LossInputs { distance: None, ..inputs } };
+            term.record(encoder, term_inputs, outputs)?;
         }
         Ok(())
     }

@@ -7,12 +7,14 @@ use bytemuck::{Pod, Zeroable};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::gpu::GpuContext;
+use crate::gpu::chunks::PixelLayout;
+use crate::gpu::context::GpuContext;
 use crate::gpu::layout::Chunk;
+use crate::losses::checks::{check_class_weights, check_ignore_index, check_labels, check_range, class_layout};
+use crate::losses::loss::{Checked, Loss};
+use crate::losses::plan::{LossPlan, PlanOptions};
 use crate::losses::pointwise::{Denominator, Kernel, Pointwise};
-use crate::losses::{
-    HostInputs, InputShapes, LossPlan, PlanOptions, Reduction, check_class_weights, check_labels, check_range, class_layout,
-};
+use crate::losses::{HostInputs, InputShapes, Reduction, TargetKind};
 
 /// Parameters of `cross_entropy`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -68,29 +70,40 @@ pub(crate) fn weights_or_ones(weights: &Option<Vec<f64>>, classes: usize) -> Vec
     }
 }
 
-impl CrossEntropyConfig {
-    pub(crate) fn validate(&self) -> Result<()> {
+impl Loss for CrossEntropyConfig {
+    type Layout = PixelLayout;
+
+    fn name(&self) -> &'static str {
+        "cross_entropy"
+    }
+
+    fn target_kind(&self) -> TargetKind {
+        TargetKind::Classes
+    }
+
+    fn validate(&self) -> Result<()> {
         check_range("cross_entropy", "label_smoothing", self.label_smoothing, 0.0, 1.0)?;
-        crate::losses::check_ignore_index("cross_entropy", self.ignore_index)?;
+        check_ignore_index("cross_entropy", self.ignore_index)?;
         check_class_weights("cross_entropy", &self.class_weights, None)
     }
 
-    pub(crate) fn check_shapes(&self, shapes: &InputShapes) -> Result<Vec<usize>> {
-        let (_, c, _) = class_layout("cross_entropy", shapes)?;
+    fn check_shapes(&self, shapes: &InputShapes) -> Result<Checked<PixelLayout>> {
+        let (n, c, s) = class_layout("cross_entropy", shapes)?;
         check_class_weights("cross_entropy", &self.class_weights, Some(c))?;
-        Ok(match self.reduction {
+        let value_shape = match self.reduction {
             Reduction::None => shapes.target.clone(),
             _ => vec![1],
-        })
+        };
+        Ok(Checked { layout: PixelLayout::new(n, c, s), value_shape })
     }
 
-    pub(crate) fn check_values(&self, inputs: &HostInputs<'_>) -> Result<()> {
+    fn check_values(&self, inputs: &HostInputs<'_>) -> Result<()> {
         check_labels("cross_entropy", inputs.target, inputs.logits.shape[1], self.ignore_index)
     }
 
-    pub(crate) fn plan(&self, ctx: &GpuContext, shapes: &InputShapes, options: PlanOptions) -> Result<LossPlan> {
-        self.check_shapes(shapes)?;
-        let (n, c, s) = class_layout("cross_entropy", shapes)?;
+    fn plan(&self, ctx: &GpuContext, shapes: &InputShapes, checked: Checked<PixelLayout>, options: PlanOptions) -> Result<LossPlan> {
+        let layout = checked.layout;
+        let (n, c, s) = (layout.images as usize, layout.classes as usize, layout.spatial as usize);
         let weights = weights_or_ones(&self.class_weights, c);
         // The mean's denominator depends on the labels only when some pixels weigh other than 1.
         let denominator = match self.reduction {
@@ -104,15 +117,11 @@ impl CrossEntropyConfig {
         Pointwise {
             loss: "cross_entropy",
             kernel: Kernel::Softmax { class_weights: weights },
-            logits_shape: &shapes.logits,
-            target_shape: &shapes.target,
-            images: n as u64,
-            classes: c as u64,
-            spatial: s as u64,
+            layout,
             reduction: self.reduction,
             denominator,
             params: &params,
         }
-        .plan(ctx, options)
+        .plan(ctx, shapes, options)
     }
 }

@@ -6,14 +6,15 @@
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::{Error, Result};
-use crate::gpu::GpuContext;
+use crate::gpu::chunks::PixelLayout;
+use crate::gpu::context::GpuContext;
 use crate::losses::bce::{SigmoidParams, check_unit_targets};
+use crate::losses::checks::{check_class_weights, check_labels, check_range, class_layout, same_shape};
 use crate::losses::cross_entropy::{SoftmaxParams, weights_or_ones};
+use crate::losses::loss::{Checked, Loss};
+use crate::losses::plan::{LossPlan, PlanOptions};
 use crate::losses::pointwise::{Denominator, Kernel, Pointwise};
-use crate::losses::{
-    HostInputs, InputShapes, LossPlan, PlanOptions, Reduction, check_class_weights, check_labels, check_range, class_layout,
-    same_shape,
-};
+use crate::losses::{HostInputs, InputShapes, Reduction, TargetKind};
 
 /// Which focal loss.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -62,8 +63,24 @@ impl FocalConfig {
     pub fn effective_alpha(&self) -> Option<f64> {
         self.alpha.unwrap_or(Some(0.25))
     }
+}
 
-    pub(crate) fn validate(&self) -> Result<()> {
+impl Loss for FocalConfig {
+    /// `[N, C, S]` for multiclass; element-wise `[1, 1, numel]` for the sigmoid modes.
+    type Layout = PixelLayout;
+
+    fn name(&self) -> &'static str {
+        "focal"
+    }
+
+    fn target_kind(&self) -> TargetKind {
+        match self.mode {
+            FocalMode::Multiclass => TargetKind::Classes,
+            _ => TargetKind::Dense,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
         check_range("focal", "gamma", self.gamma, 0.0, 1.0e6)?;
         match self.mode {
             FocalMode::Multiclass => {
@@ -84,37 +101,41 @@ impl FocalConfig {
         }
     }
 
-    pub(crate) fn check_shapes(&self, shapes: &InputShapes) -> Result<Vec<usize>> {
+    fn check_shapes(&self, shapes: &InputShapes) -> Result<Checked<PixelLayout>> {
         if shapes.weight.is_some() {
             return Err(Error::input("focal: takes no per-element weight"));
         }
-        if self.mode == FocalMode::Multiclass {
-            let (_, c, _) = class_layout("focal", shapes)?;
+        let layout = if self.mode == FocalMode::Multiclass {
+            let (n, c, s) = class_layout("focal", shapes)?;
             check_class_weights("focal", &self.class_weights, Some(c))?;
+            PixelLayout::new(n, c, s)
         } else {
             same_shape("focal", "target", &shapes.target, &shapes.logits)?;
-            if shapes.logits.iter().product::<usize>() == 0 {
+            let numel = shapes.logits.iter().product::<usize>();
+            if numel == 0 {
                 return Err(Error::input(format!("focal: logits {:?} hold no element", shapes.logits)));
             }
-        }
-        Ok(match self.reduction {
+            PixelLayout::elements(numel)
+        };
+        let value_shape = match self.reduction {
             Reduction::None => shapes.target.clone(),
             _ => vec![1],
-        })
+        };
+        Ok(Checked { layout, value_shape })
     }
 
-    pub(crate) fn check_values(&self, inputs: &HostInputs<'_>) -> Result<()> {
+    fn check_values(&self, inputs: &HostInputs<'_>) -> Result<()> {
         match self.mode {
             FocalMode::Multiclass => check_labels("focal", inputs.target, inputs.logits.shape[1], None),
             _ => check_unit_targets("focal", inputs.target.as_f32("target")?),
         }
     }
 
-    pub(crate) fn plan(&self, ctx: &GpuContext, shapes: &InputShapes, options: PlanOptions) -> Result<LossPlan> {
-        self.check_shapes(shapes)?;
+    fn plan(&self, ctx: &GpuContext, shapes: &InputShapes, checked: Checked<PixelLayout>, options: PlanOptions) -> Result<LossPlan> {
+        let layout = checked.layout;
         let gamma = self.gamma;
         if self.mode == FocalMode::Multiclass {
-            let (n, c, s) = class_layout("focal", shapes)?;
+            let (n, c, s) = (layout.images as usize, layout.classes as usize, layout.spatial as usize);
             let weights = weights_or_ones(&self.class_weights, c);
             let w = weights.clone();
             let params = move |chunk, write_elements: bool, write_grad: bool| {
@@ -123,18 +144,13 @@ impl FocalConfig {
             return Pointwise {
                 loss: "focal",
                 kernel: Kernel::Softmax { class_weights: weights },
-                logits_shape: &shapes.logits,
-                target_shape: &shapes.target,
-                images: n as u64,
-                classes: c as u64,
-                spatial: s as u64,
+                layout,
                 reduction: self.reduction,
                 denominator: Denominator::mean_over(self.reduction, n * s),
                 params: &params,
             }
-            .plan(ctx, options);
+            .plan(ctx, shapes, options);
         }
-        let numel = shapes.logits.iter().product::<usize>();
         let alpha = self.effective_alpha();
         let params = move |chunk, write_elements: bool, write_grad: bool| {
             bytemuck::bytes_of(&SigmoidParams {
@@ -153,15 +169,11 @@ impl FocalConfig {
         Pointwise {
             loss: "focal",
             kernel: Kernel::Sigmoid { has_weight: false },
-            logits_shape: &shapes.logits,
-            target_shape: &shapes.target,
-            images: 1,
-            classes: 1,
-            spatial: numel as u64,
+            layout,
             reduction: self.reduction,
-            denominator: Denominator::mean_over(self.reduction, numel),
+            denominator: Denominator::mean_over(self.reduction, layout.spatial as usize),
             params: &params,
         }
-        .plan(ctx, options)
+        .plan(ctx, shapes, options)
     }
 }

@@ -6,9 +6,13 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::gpu::GpuContext;
-use crate::losses::overlap::{Aggregate, F32_MAX, GroupParams, OverlapMode, OverlapPlan, check_layout, check_targets};
-use crate::losses::{HostInputs, InputShapes, LossPlan, PlanOptions, Reduction, check_range};
+use crate::gpu::chunks::PixelLayout;
+use crate::gpu::context::GpuContext;
+use crate::losses::checks::{F32_MAX, check_range};
+use crate::losses::loss::{Checked, Loss};
+use crate::losses::overlap::{Aggregate, GroupParams, OverlapMode, OverlapPlan, check_layout, check_targets, overlap_target};
+use crate::losses::plan::{LossPlan, PlanOptions};
+use crate::losses::{HostInputs, InputShapes, Reduction, TargetKind};
 
 /// How a class's weight follows from its target sum G.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -60,11 +64,6 @@ impl Default for GeneralizedDiceConfig {
 const LOSS: &str = "generalized_dice";
 
 impl GeneralizedDiceConfig {
-    pub(crate) fn validate(&self) -> Result<()> {
-        check_range(LOSS, "smooth_nr", self.smooth_nr, 0.0, F32_MAX)?;
-        check_range(LOSS, "smooth_dr", self.smooth_dr, 0.0, F32_MAX)
-    }
-
     /// Scores: one per image ("image") or one ("batch").
     fn units(&self, images: usize) -> usize {
         match self.aggregate {
@@ -73,21 +72,39 @@ impl GeneralizedDiceConfig {
         }
     }
 
-    pub(crate) fn check_shapes(&self, shapes: &InputShapes) -> Result<Vec<usize>> {
-        let layout = check_layout(LOSS, self.mode, self.include_background, shapes)?;
-        Ok(match self.reduction {
-            Reduction::None => vec![self.units(layout.images as usize)],
-            _ => vec![1],
-        })
+}
+
+impl Loss for GeneralizedDiceConfig {
+    type Layout = PixelLayout;
+
+    fn name(&self) -> &'static str {
+        LOSS
     }
 
-    pub(crate) fn check_values(&self, inputs: &HostInputs<'_>) -> Result<()> {
+    fn target_kind(&self) -> TargetKind {
+        overlap_target(self.mode)
+    }
+
+    fn validate(&self) -> Result<()> {
+        check_range(LOSS, "smooth_nr", self.smooth_nr, 0.0, F32_MAX)?;
+        check_range(LOSS, "smooth_dr", self.smooth_dr, 0.0, F32_MAX)
+    }
+
+    fn check_shapes(&self, shapes: &InputShapes) -> Result<Checked<PixelLayout>> {
+        let layout = check_layout(LOSS, self.mode, self.include_background, shapes)?;
+        let value_shape = match self.reduction {
+            Reduction::None => vec![self.units(layout.images as usize)],
+            _ => vec![1],
+        };
+        Ok(Checked { layout, value_shape })
+    }
+
+    fn check_values(&self, inputs: &HostInputs<'_>) -> Result<()> {
         check_targets(LOSS, self.mode, None, inputs)
     }
 
-    pub(crate) fn plan(&self, ctx: &GpuContext, shapes: &InputShapes, options: PlanOptions) -> Result<LossPlan> {
-        let value_shape = self.check_shapes(shapes)?;
-        let layout = check_layout(LOSS, self.mode, self.include_background, shapes)?;
+    fn plan(&self, ctx: &GpuContext, shapes: &InputShapes, checked: Checked<PixelLayout>, options: PlanOptions) -> Result<LossPlan> {
+        let Checked { layout, value_shape } = checked;
         let (n, c) = (layout.images, layout.classes);
         let batch = self.aggregate == Aggregate::Batch;
         let units = self.units(n as usize);

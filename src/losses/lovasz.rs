@@ -12,11 +12,15 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, Result};
 use crate::gpu::layout::WG_SIZE;
-use crate::gpu::program::{Program, SlotSpec, Source, Step};
-use crate::gpu::{DType, GpuContext, PooledBuffer};
+use crate::gpu::context::GpuContext;
+use crate::gpu::program::Binding;
+use crate::gpu::tensor::DType;
+use crate::losses::builder::PlanBuilder;
+use crate::gpu::chunks::PixelLayout;
+use crate::losses::checks::{check_ignore_index, check_labels, class_layout};
+use crate::losses::loss::{Checked, Loss};
 use crate::losses::plan::{LossPlan, PlanOptions, slot};
-use crate::losses::{HostInputs, InputShapes, check_labels, class_layout};
-use crate::primitives::reduce::{Place, record_segmented_sum};
+use crate::losses::{HostInputs, InputShapes, TargetKind};
 use crate::primitives::scan::{ScanOperand, record_scan};
 use crate::primitives::sort::record_sort;
 
@@ -86,9 +90,19 @@ fn no_weight(loss: &'static str, shapes: &InputShapes) -> Result<()> {
     Ok(())
 }
 
-impl LovaszSoftmaxConfig {
-    pub(crate) fn validate(&self) -> Result<()> {
-        crate::losses::check_ignore_index("lovasz_softmax", self.ignore_index)?;
+impl Loss for LovaszSoftmaxConfig {
+    type Layout = PixelLayout;
+
+    fn name(&self) -> &'static str {
+        "lovasz_softmax"
+    }
+
+    fn target_kind(&self) -> TargetKind {
+        TargetKind::Classes
+    }
+
+    fn validate(&self) -> Result<()> {
+        check_ignore_index("lovasz_softmax", self.ignore_index)?;
         if let LovaszClasses::List(list) = &self.classes {
             if list.is_empty() {
                 return Err(Error::config("lovasz_softmax", "classes is an empty list; name at least one class"));
@@ -103,34 +117,31 @@ impl LovaszSoftmaxConfig {
         Ok(())
     }
 
-    pub(crate) fn check_shapes(&self, shapes: &InputShapes) -> Result<Vec<usize>> {
+    fn check_shapes(&self, shapes: &InputShapes) -> Result<Checked<PixelLayout>> {
         no_weight("lovasz_softmax", shapes)?;
-        let (_, c, _) = class_layout("lovasz_softmax", shapes)?;
+        let (n, c, s) = class_layout("lovasz_softmax", shapes)?;
         if let LovaszClasses::List(list) = &self.classes
             && let Some(bad) = list.iter().find(|&&k| k as usize >= c)
         {
             return Err(Error::input(format!("lovasz_softmax: classes lists {bad} but the logits have {c} classes")));
         }
-        Ok(vec![1])
+        Ok(Checked { layout: PixelLayout::new(n, c, s), value_shape: vec![1] })
     }
 
-    pub(crate) fn check_values(&self, inputs: &HostInputs<'_>) -> Result<()> {
+    fn check_values(&self, inputs: &HostInputs<'_>) -> Result<()> {
         check_labels("lovasz_softmax", inputs.target, inputs.logits.shape[1], self.ignore_index)
     }
 
-    pub(crate) fn plan(&self, ctx: &GpuContext, shapes: &InputShapes, options: PlanOptions) -> Result<LossPlan> {
-        self.check_shapes(shapes)?;
-        let (n, c, s) = class_layout("lovasz_softmax", shapes)?;
+    fn plan(&self, ctx: &GpuContext, shapes: &InputShapes, checked: Checked<PixelLayout>, options: PlanOptions) -> Result<LossPlan> {
+        let layout = checked.layout;
         let slot_classes: Vec<u32> = match &self.classes {
             LovaszClasses::List(list) => list.iter().map(|&k| k as u32).collect(),
-            _ => (0..c as u32).collect(),
+            _ => (0..layout.classes as u32).collect(),
         };
         Lovasz {
             loss: "lovasz_softmax",
             shapes,
-            images: n as u64,
-            classes: c as u64,
-            spatial: s as u64,
+            layout,
             slot_classes,
             per_image: self.per_image,
             ignore_index: self.ignore_index,
@@ -141,13 +152,25 @@ impl LovaszSoftmaxConfig {
     }
 }
 
-impl LovaszHingeConfig {
-    pub(crate) fn validate(&self) -> Result<()> {
-        crate::losses::check_ignore_index("lovasz_hinge", self.ignore_index)
+impl Loss for LovaszHingeConfig {
+    /// `[N, 1, S]`.
+    type Layout = PixelLayout;
+
+    fn name(&self) -> &'static str {
+        "lovasz_hinge"
+    }
+
+    /// The hinge's labels are classes 0 and 1 (logits `[N, 1, S…]`).
+    fn target_kind(&self) -> TargetKind {
+        TargetKind::Classes
+    }
+
+    fn validate(&self) -> Result<()> {
+        check_ignore_index("lovasz_hinge", self.ignore_index)
     }
 
     /// Logits `[N, S…]` or `[N, 1, S…]`, labels `[N, S…]`.
-    pub(crate) fn check_shapes(&self, shapes: &InputShapes) -> Result<Vec<usize>> {
+    fn check_shapes(&self, shapes: &InputShapes) -> Result<Checked<PixelLayout>> {
         no_weight("lovasz_hinge", shapes)?;
         let (l, t) = (&shapes.logits, &shapes.target);
         let with_channel: Vec<usize> = t.iter().take(1).chain(std::iter::once(&1)).chain(t.iter().skip(1)).copied().collect();
@@ -159,23 +182,19 @@ impl LovaszHingeConfig {
         if t.contains(&0) {
             return Err(Error::input(format!("lovasz_hinge: target {t:?} has an empty axis")));
         }
-        Ok(vec![1])
+        let n = t[0];
+        Ok(Checked { layout: PixelLayout::new(n, 1, t.iter().product::<usize>() / n), value_shape: vec![1] })
     }
 
-    pub(crate) fn check_values(&self, inputs: &HostInputs<'_>) -> Result<()> {
+    fn check_values(&self, inputs: &HostInputs<'_>) -> Result<()> {
         check_labels("lovasz_hinge", inputs.target, 2, self.ignore_index)
     }
 
-    pub(crate) fn plan(&self, ctx: &GpuContext, shapes: &InputShapes, options: PlanOptions) -> Result<LossPlan> {
-        self.check_shapes(shapes)?;
-        let n = shapes.target[0] as u64;
-        let pixels: u64 = shapes.target.iter().map(|&d| d as u64).product();
+    fn plan(&self, ctx: &GpuContext, shapes: &InputShapes, checked: Checked<PixelLayout>, options: PlanOptions) -> Result<LossPlan> {
         Lovasz {
             loss: "lovasz_hinge",
             shapes,
-            images: n,
-            classes: 1,
-            spatial: pixels / n,
+            layout: checked.layout,
             slot_classes: vec![0],
             per_image: self.per_image,
             ignore_index: self.ignore_index,
@@ -213,9 +232,7 @@ const LOOP_BUDGET: u64 = 60_000;
 struct Lovasz<'a> {
     loss: &'static str,
     shapes: &'a InputShapes,
-    images: u64,
-    classes: u64,
-    spatial: u64,
+    layout: PixelLayout,
     /// The class of each slot (segment within a group).
     slot_classes: Vec<u32>,
     per_image: bool,
@@ -227,13 +244,14 @@ struct Lovasz<'a> {
 impl Lovasz<'_> {
     fn plan(&self, ctx: &GpuContext, options: PlanOptions) -> Result<LossPlan> {
         let loss = self.loss;
-        let pixels = self.images * self.spatial;
-        let groups = if self.per_image { self.images } else { 1 };
+        let PixelLayout { images, classes, spatial } = self.layout;
+        let pixels = images * spatial;
+        let groups = if self.per_image { images } else { 1 };
         let seg_len = pixels / groups;
         let slots = self.slot_classes.len() as u64;
         let segments = groups * slots;
         let limit = ctx.binding_limit();
-        let logit_bytes = pixels * self.classes * 4;
+        let logit_bytes = pixels * classes * 4;
         if logit_bytes > limit || segments * seg_len * 4 > limit {
             return Err(Error::Limit(format!(
                 "{loss}: {} MiB of logits and {segments} sort segments of {seg_len} pixels ({} MiB of keys) must each fit one \
@@ -253,13 +271,11 @@ impl Lovasz<'_> {
             return Err(Error::Limit(format!("{loss}: {seg_groups} workgroups exceed 2^32")));
         }
 
-        let storage = wgpu::BufferUsages::STORAGE;
-        let owned = |label: &str, bytes: &[u8], usage| ctx.create_buffer_with(label, bytes, usage);
         let params = Params {
             pixels: pixels as u32,
-            spatial: self.spatial as u32,
-            classes: self.classes as u32,
-            label_classes: if self.hinge { 2 } else { self.classes as u32 },
+            spatial: spatial as u32,
+            classes: classes as u32,
+            label_classes: if self.hinge { 2 } else { classes as u32 },
             slots: slots as u32,
             groups: groups as u32,
             seg_len: seg_len as u32,
@@ -269,138 +285,102 @@ impl Lovasz<'_> {
             present: self.present as u32,
             hinge: self.hinge as u32,
         };
-        let params = owned("lovasz params", bytemuck::bytes_of(&params), wgpu::BufferUsages::UNIFORM);
-        let io = owned("loss io", bytemuck::bytes_of(&options.io()), wgpu::BufferUsages::UNIFORM);
-        let status = owned("loss status", &[0u8; 4], storage | wgpu::BufferUsages::COPY_SRC);
-        let mut class_slot = vec![-1i32; self.classes as usize];
+        let mut plan = PlanBuilder::new(ctx, options, self.shapes, DType::I32);
+        let params = plan.uniform("lovasz params", &params);
+        let (io, status) = (plan.io(), plan.status());
+        let mut class_slot = vec![-1i32; classes as usize];
         for (k, &c) in self.slot_classes.iter().enumerate() {
             class_slot[c as usize] = k as i32;
         }
-        let slot_class = owned("lovasz slot classes", bytemuck::cast_slice(&self.slot_classes), storage);
-        let class_slot = owned("lovasz class slots", bytemuck::cast_slice(&class_slot), storage);
-
-        let mut scratch: Vec<PooledBuffer> = Vec::new();
-        let mut take = |label: &str, bytes: u64| {
-            let b = ctx.scratch(label, bytes, storage)?;
-            let buffer = b.buffer().clone();
-            scratch.push(b);
-            Ok::<_, Error>(buffer)
-        };
-        let keys = take("lovasz keys", segments * seg_len * 4)?;
-        let values = take("lovasz values", segments * seg_len * 4)?;
-        let cum_fg = take("lovasz foreground counts", segments * seg_len * 4)?;
-        let totals = take("lovasz foreground totals", segments * 4)?;
-        let partials = take("lovasz partials", seg_groups * 4)?;
-        let seg_loss = take("lovasz segment losses", segments * 4)?;
-        let weights = take("lovasz segment weights", segments * 4)?;
+        let slot_class = Binding::Owned(plan.storage("lovasz slot classes", bytemuck::cast_slice(&self.slot_classes)));
+        let class_slot = Binding::Owned(plan.storage("lovasz class slots", bytemuck::cast_slice(&class_slot)));
+        let own = Binding::owned;
+        let keys = plan.scratch("lovasz keys", segments * seg_len * 4)?;
+        let values = plan.scratch("lovasz values", segments * seg_len * 4)?;
+        let cum_fg = plan.scratch("lovasz foreground counts", segments * seg_len * 4)?;
+        let totals = plan.scratch("lovasz foreground totals", segments * 4)?;
+        let partials = plan.scratch("lovasz partials", seg_groups * 4)?;
+        let seg_loss = plan.scratch("lovasz segment losses", segments * 4)?;
+        let weights = plan.scratch("lovasz segment weights", segments * 4)?;
 
         let kernel = |entry| ctx.kernel("lovasz.wgsl", entry, &[]);
-        let own = |b: &wgpu::Buffer| Source::Owned(b.clone());
-        let mut steps = vec![Step {
-            kernel: kernel(if self.hinge { "errors_hinge" } else { "errors_softmax" })?,
-            sources: {
-                let mut s = vec![
-                    (0, own(&params)),
-                    (2, Source::Slot(slot::LOGITS, None)),
-                    (3, Source::Slot(slot::TARGET, None)),
-                    (6, own(&keys)),
-                    (7, own(&values)),
-                    (16, own(&status)),
-                ];
-                if !self.hinge {
-                    s.push((4, own(&slot_class)));
-                }
-                s
-            },
-            groups: pixel_groups as u32,
-        }];
+        let mut errors = vec![
+            ("params", params.clone()),
+            ("logits", Binding::slot(slot::LOGITS)),
+            ("labels", Binding::slot(slot::TARGET)),
+            ("keys", own(&keys)),
+            ("values", own(&values)),
+            ("status", status.clone()),
+        ];
+        if !self.hinge {
+            errors.push(("slot_class", slot_class.clone()));
+        }
+        plan.dispatch(&kernel(if self.hinge { "errors_hinge" } else { "errors_softmax" })?, pixel_groups as u32, errors)?;
         let lengths = vec![seg_len; segments as usize];
-        record_sort(ctx, &mut steps, Place::Owned(keys.clone()), Place::Owned(values.clone()), &lengths, false)?;
-        scratch.extend(record_scan(
+        record_sort(ctx, plan.steps_mut(), own(&keys), own(&values), &lengths, false)?;
+        let scan_scratch = record_scan(
             ctx,
-            &mut steps,
-            Place::Owned(values.clone()),
-            Place::Owned(cum_fg.clone()),
-            Some(Place::Owned(totals.clone())),
+            plan.steps_mut(),
+            own(&values),
+            own(&cum_fg),
+            Some(own(&totals)),
             (segments, seg_len),
             ScanOperand::LowBit,
-        )?);
-        steps.push(Step {
-            kernel: kernel("contributions")?,
-            sources: vec![
-                (0, own(&params)),
-                (6, own(&keys)),
-                (7, own(&values)),
-                (8, own(&cum_fg)),
-                (9, own(&totals)),
-                (10, own(&partials)),
+        )?;
+        plan.keep(scan_scratch);
+        plan.dispatch(
+            &kernel("contributions")?,
+            seg_groups as u32,
+            vec![
+                ("params", params.clone()),
+                ("keys", own(&keys)),
+                ("values", own(&values)),
+                ("cs", own(&cum_fg)),
+                ("totals", own(&totals)),
+                ("partials", own(&partials)),
             ],
-            groups: seg_groups as u32,
-        });
-        scratch.extend(record_segmented_sum(ctx, &mut steps, Place::Owned(partials.clone()), segments, seg_tiles, Place::Owned(seg_loss.clone()))?);
-        steps.push(Step {
-            kernel: kernel("finalize")?,
-            sources: vec![
-                (0, own(&params)),
-                (1, own(&io)),
-                (9, own(&totals)),
-                (11, own(&seg_loss)),
-                (12, own(&weights)),
-                (13, Source::Slot(slot::VALUE, None)),
+        )?;
+        plan.segmented_sum(own(&partials), segments, seg_tiles, own(&seg_loss))?;
+        plan.dispatch(
+            &kernel("finalize")?,
+            1,
+            vec![
+                ("params", params.clone()),
+                ("io", io.clone()),
+                ("totals", own(&totals)),
+                ("seg_loss", own(&seg_loss)),
+                ("weights", own(&weights)),
+                ("value", Binding::slot(slot::VALUE)),
             ],
-            groups: 1,
-        });
+        )?;
         if options.grad {
             // ∂loss/∂e lands in the keys' buffer, free once the contributions are summed.
-            steps.push(Step {
-                kernel: kernel("scatter")?,
-                sources: vec![
-                    (0, own(&params)),
-                    (7, own(&values)),
-                    (8, own(&cum_fg)),
-                    (9, own(&totals)),
-                    (12, own(&weights)),
-                    (14, own(&keys)),
+            plan.dispatch(
+                &kernel("scatter")?,
+                seg_groups as u32,
+                vec![
+                    ("params", params.clone()),
+                    ("values", own(&values)),
+                    ("cs", own(&cum_fg)),
+                    ("totals", own(&totals)),
+                    ("weights", own(&weights)),
+                    ("grad_e", own(&keys)),
                 ],
-                groups: seg_groups as u32,
-            });
-            let mut sources = vec![
-                (0, own(&params)),
-                (1, own(&io)),
-                (2, Source::Slot(slot::LOGITS, None)),
-                (3, Source::Slot(slot::TARGET, None)),
-                (14, own(&keys)),
-                (15, Source::Slot(slot::GRAD, None)),
-                (16, own(&status)),
+            )?;
+            let mut backward = vec![
+                ("params", params),
+                ("io", io),
+                ("logits", Binding::slot(slot::LOGITS)),
+                ("labels", Binding::slot(slot::TARGET)),
+                ("grad_e", own(&keys)),
+                ("grad", Binding::slot(slot::GRAD)),
+                ("status", status),
             ];
             if !self.hinge {
-                sources.extend([(4, own(&slot_class)), (5, own(&class_slot))]);
+                backward.extend([("slot_class", slot_class), ("class_slot", class_slot)]);
             }
-            steps.push(Step {
-                kernel: kernel(if self.hinge { "backward_hinge" } else { "backward_softmax" })?,
-                sources,
-                groups: pixel_groups as u32,
-            });
+            plan.dispatch(&kernel(if self.hinge { "backward_hinge" } else { "backward_softmax" })?, pixel_groups as u32, backward)?;
         }
-
-        let logits_shape = self.shapes.logits.clone();
-        let slots = vec![
-            SlotSpec { name: "logits", shape: logits_shape.clone(), dtype: DType::F32, written: false, required: true },
-            SlotSpec { name: "target", shape: self.shapes.target.clone(), dtype: DType::I32, written: false, required: true },
-            SlotSpec { name: "weight (which this loss does not take)", shape: vec![], dtype: DType::F32, written: false, required: false },
-            SlotSpec { name: "grad", shape: logits_shape, dtype: DType::F32, written: true, required: options.grad },
-            SlotSpec { name: "value", shape: vec![1], dtype: DType::F32, written: true, required: true },
-        ];
-        Ok(LossPlan {
-            ctx: ctx.clone(),
-            program: Program::new(slots, steps),
-            io,
-            status: Some(status),
-            value_shape: vec![1],
-            options,
-            optional: None,
-            _scratch: scratch,
-            extras: Vec::new(),
-        })
+        Ok(plan.finish(vec![1]))
     }
 }

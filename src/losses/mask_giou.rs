@@ -30,11 +30,14 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::gpu::chunks::{ElementRange, plan_chunks, tile_span};
 use crate::gpu::layout::{LOSS_TILE, WG_SIZE};
-use crate::gpu::program::{Program, SlotSpec, Source, Step};
-use crate::gpu::{DType, GpuContext, GpuTensor, PooledBuffer};
-use crate::losses::plan::slot;
-use crate::losses::{HostInputs, InputShapes, LossPlan, PlanOptions, Reduction, check_range, same_shape};
-use crate::primitives::reduce::{Place, record_segmented_sum};
+use crate::gpu::context::GpuContext;
+use crate::gpu::program::{Binding, Step};
+use crate::gpu::tensor::{DType, GpuTensor};
+use crate::losses::builder::PlanBuilder;
+use crate::losses::checks::{check_range, same_shape};
+use crate::losses::loss::{Checked, Loss};
+use crate::losses::plan::{LossPlan, PlanOptions, slot};
+use crate::losses::{HostInputs, InputShapes, Reduction, TargetKind};
 
 /// Which region encloses an instance's support.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -106,41 +109,6 @@ struct Params {
 }
 
 impl MaskGiouConfig {
-    pub(crate) fn validate(&self) -> Result<()> {
-        check_range("mask_giou", "threshold", self.threshold, 0.0, 1.0)?;
-        // Judged as the f32 the kernels use, so "1e-30" passes however JSON rounds it.
-        if !(self.eps.is_finite() && self.eps as f32 >= 1e-30) {
-            return Err(Error::config("mask_giou", format!("eps = {} must be a finite number ≥ 1e-30", self.eps)));
-        }
-        Ok(())
-    }
-
-    pub(crate) fn check_shapes(&self, shapes: &InputShapes) -> Result<Vec<usize>> {
-        let l = &shapes.logits;
-        if l.len() != 3 {
-            return Err(Error::input(format!("mask_giou: logits have shape {l:?}; they must be [M, H, W], one map per instance")));
-        }
-        same_shape("mask_giou", "target", &shapes.target, l)?;
-        if l.contains(&0) {
-            return Err(Error::input(format!("mask_giou: logits {l:?} have an empty axis")));
-        }
-        if shapes.weight.is_some() {
-            return Err(Error::input("mask_giou takes no weight tensor"));
-        }
-        Ok(match self.reduction {
-            Reduction::None => vec![l[0]],
-            _ => vec![1],
-        })
-    }
-
-    pub(crate) fn check_values(&self, inputs: &HostInputs<'_>) -> Result<()> {
-        let target = inputs.target.as_f32("target")?;
-        if let Some((i, y)) = target.iter().enumerate().find(|(_, y)| **y != 0.0 && **y != 1.0) {
-            return Err(Error::input(format!("mask_giou: target[{i}] = {y} is not 0 or 1; instance masks are binary")));
-        }
-        Ok(())
-    }
-
     /// The GPU path's size limits.
     fn check_limits(&self, ctx: &GpuContext, m: usize, h: usize, w: usize) -> Result<()> {
         let pixels = m as u64 * h as u64 * w as u64;
@@ -185,10 +153,58 @@ impl MaskGiouConfig {
         }
         Ok(())
     }
+}
 
-    pub(crate) fn plan(&self, ctx: &GpuContext, shapes: &InputShapes, options: PlanOptions) -> Result<LossPlan> {
-        let value_shape = self.check_shapes(shapes)?;
-        let (m, h, w) = (shapes.logits[0], shapes.logits[1], shapes.logits[2]);
+impl Loss for MaskGiouConfig {
+    /// `[M, H, W]`: instances, rows, columns.
+    type Layout = [usize; 3];
+
+    fn name(&self) -> &'static str {
+        "mask_giou"
+    }
+
+    fn target_kind(&self) -> TargetKind {
+        TargetKind::Masks
+    }
+
+    fn validate(&self) -> Result<()> {
+        check_range("mask_giou", "threshold", self.threshold, 0.0, 1.0)?;
+        // Judged as the f32 the kernels use, so "1e-30" passes however JSON rounds it.
+        if !(self.eps.is_finite() && self.eps as f32 >= 1e-30) {
+            return Err(Error::config("mask_giou", format!("eps = {} must be a finite number ≥ 1e-30", self.eps)));
+        }
+        Ok(())
+    }
+
+    fn check_shapes(&self, shapes: &InputShapes) -> Result<Checked<[usize; 3]>> {
+        let l = &shapes.logits;
+        if l.len() != 3 {
+            return Err(Error::input(format!("mask_giou: logits have shape {l:?}; they must be [M, H, W], one map per instance")));
+        }
+        same_shape("mask_giou", "target", &shapes.target, l)?;
+        if l.contains(&0) {
+            return Err(Error::input(format!("mask_giou: logits {l:?} have an empty axis")));
+        }
+        if shapes.weight.is_some() {
+            return Err(Error::input("mask_giou takes no weight tensor"));
+        }
+        let value_shape = match self.reduction {
+            Reduction::None => vec![l[0]],
+            _ => vec![1],
+        };
+        Ok(Checked { layout: [l[0], l[1], l[2]], value_shape })
+    }
+
+    fn check_values(&self, inputs: &HostInputs<'_>) -> Result<()> {
+        let target = inputs.target.as_f32("target")?;
+        if let Some((i, y)) = target.iter().enumerate().find(|(_, y)| **y != 0.0 && **y != 1.0) {
+            return Err(Error::input(format!("mask_giou: target[{i}] = {y} is not 0 or 1; instance masks are binary")));
+        }
+        Ok(())
+    }
+
+    fn plan(&self, ctx: &GpuContext, shapes: &InputShapes, checked: Checked<[usize; 3]>, options: PlanOptions) -> Result<LossPlan> {
+        let Checked { layout: [m, h, w], value_shape } = checked;
         self.check_limits(ctx, m, h, w)?;
         let (m64, h64, hw) = (m as u64, h as u64, (h * w) as u64);
         let tiles = hw.div_ceil(LOSS_TILE);
@@ -205,7 +221,6 @@ impl MaskGiouConfig {
         }
 
         let write_elements = self.reduction == Reduction::None;
-        let storage = wgpu::BufferUsages::STORAGE;
         let uniform = wgpu::BufferUsages::UNIFORM;
         let base = Params {
             instances: m as u32,
@@ -220,30 +235,21 @@ impl MaskGiouConfig {
             inv_denom: if self.reduction == Reduction::Mean { 1.0 / m as f32 } else { 1.0 },
             ..Params::default()
         };
-        let params_buffer = |p: &Params| ctx.create_buffer_with("mask_giou params", bytemuck::bytes_of(p), uniform);
+        let params_buffer = |p: &Params| Binding::Owned(ctx.create_buffer_with("mask_giou params", bytemuck::bytes_of(p), uniform));
         let global_params = params_buffer(&base);
-        let io = ctx.create_buffer_with("loss io", bytemuck::bytes_of(&options.io()), uniform);
-
-        let mut scratch: Vec<PooledBuffer> = Vec::new();
-        let mut pooled = |label: &str, bytes: u64| {
-            let b = ctx.scratch(label, bytes, storage)?;
-            let buffer = b.buffer().clone();
-            scratch.push(b);
-            Ok::<_, Error>(buffer)
-        };
-        let extents = pooled("mask_giou extents", 8 * m64 * h64)?;
-        let rows = pooled("mask_giou rows", 8 * m64 * h64)?;
-        let partials = pooled("mask_giou partials", 12 * total_tiles)?;
-        let sums = pooled("mask_giou sums", 12 * m64)?;
-        let coef = pooled("mask_giou coefficients", 16 * m64)?;
-        let losses = pooled("mask_giou losses", 4 * m64)?;
-        let loss_sum = pooled("mask_giou loss sum", 4)?;
+        let mut plan = PlanBuilder::new(ctx, options, shapes, DType::F32);
+        let extents = plan.scratch("mask_giou extents", 8 * m64 * h64)?;
+        let rows = plan.scratch("mask_giou rows", 8 * m64 * h64)?;
+        let partials = plan.scratch("mask_giou partials", 12 * total_tiles)?;
+        let sums = plan.scratch("mask_giou sums", 12 * m64)?;
+        let coef = plan.scratch("mask_giou coefficients", 16 * m64)?;
+        let losses = plan.scratch("mask_giou losses", 4 * m64)?;
         let counts = GpuTensor::zeros(ctx, &[m], DType::I32)?;
-        let dummy = ctx.create_buffer_with("unused value", &[0u8; 16], storage);
+        let io = plan.io();
 
         let kernel = |entry| ctx.kernel("mask_giou.wgsl", entry, &[]);
-        let owned = |b: &wgpu::Buffer| Source::Owned(b.clone());
-        let chunk_params: Vec<wgpu::Buffer> = chunks
+        let own = Binding::owned;
+        let chunk_params: Vec<Binding> = chunks
             .iter()
             .map(|c| {
                 params_buffer(&Params {
@@ -255,93 +261,61 @@ impl MaskGiouConfig {
             })
             .collect();
         // One dispatch per chunk of tiles, logit-shaped slots bound at the chunk's range.
-        let per_chunk = |entry, extra: &dyn Fn(&ElementRange) -> Vec<(u32, Source)>| -> Result<Vec<Step>> {
+        let per_chunk = |entry, extra: &dyn Fn(&ElementRange) -> Vec<(&'static str, Binding)>| -> Result<Vec<Step>> {
             let k = kernel(entry)?;
-            Ok(chunks
+            chunks
                 .iter()
                 .zip(&chunk_params)
                 .map(|(c, p)| {
                     let range = span(c.start, c.end);
-                    let mut sources = vec![
-                        (0, owned(p)),
-                        (2, Source::Slot(slot::LOGITS, Some(range.clone()))),
-                        (3, Source::Slot(slot::TARGET, Some(range.clone()))),
+                    let mut bindings = vec![
+                        ("params", p.clone()),
+                        ("logits", Binding::range(slot::LOGITS, &range)),
+                        ("targets", Binding::range(slot::TARGET, &range)),
                     ];
-                    sources.extend(extra(&range));
-                    Step { kernel: k.clone(), sources, groups: (c.end - c.start) as u32 }
+                    bindings.extend(extra(&range));
+                    Step::new(&k, (c.end - c.start) as u32, bindings)
                 })
-                .collect())
+                .collect()
         };
 
-        let mut steps = vec![Step {
-            kernel: kernel("clear_extents")?,
-            sources: vec![(0, owned(&global_params)), (4, owned(&extents))],
-            groups: (2 * m64 * h64).div_ceil(WG_SIZE) as u32,
-        }];
-        steps.extend(per_chunk("extents_pass", &|_| vec![(4, owned(&extents))])?);
-        steps.push(Step {
-            kernel: kernel("enclose")?,
-            sources: vec![(0, owned(&global_params)), (4, owned(&extents)), (5, owned(&rows)), (6, owned(counts.buffer()))],
-            groups: m as u32,
-        });
-        steps.extend(per_chunk("sums_pass", &|_| vec![(5, owned(&rows)), (7, owned(&partials))])?);
-        let mut reduce_scratch =
-            record_segmented_sum(ctx, &mut steps, Place::Owned(partials.clone()), 3 * m64, tiles, Place::Owned(sums.clone()))?;
-        steps.push(Step {
-            kernel: kernel("instance")?,
-            sources: vec![
-                (0, owned(&global_params)),
-                (1, owned(&io)),
-                (6, owned(counts.buffer())),
-                (8, owned(&sums)),
-                (9, owned(&coef)),
-                (10, if write_elements { Source::Slot(slot::VALUE, None) } else { owned(&dummy) }),
-                (11, owned(&losses)),
+        plan.dispatch(
+            &kernel("clear_extents")?,
+            (2 * m64 * h64).div_ceil(WG_SIZE) as u32,
+            vec![("params", global_params.clone()), ("extents", own(&extents))],
+        )?;
+        plan.steps_mut().extend(per_chunk("extents_pass", &|_| vec![("extents", own(&extents))])?);
+        plan.dispatch(
+            &kernel("enclose")?,
+            m as u32,
+            vec![("params", global_params.clone()), ("extents", own(&extents)), ("rows", own(&rows)), ("counts", own(counts.buffer()))],
+        )?;
+        plan.steps_mut().extend(per_chunk("sums_pass", &|_| vec![("rows", own(&rows)), ("partials", own(&partials))])?);
+        plan.segmented_sum(own(&partials), 3 * m64, tiles, own(&sums))?;
+        let value = if write_elements { Binding::slot(slot::VALUE) } else { plan.unused_output("unused value") };
+        plan.dispatch(
+            &kernel("instance")?,
+            m64.div_ceil(64) as u32,
+            vec![
+                ("params", global_params),
+                ("io", io.clone()),
+                ("counts", own(counts.buffer())),
+                ("sums", own(&sums)),
+                ("coef", own(&coef)),
+                ("value", value),
+                ("losses", own(&losses)),
             ],
-            groups: m64.div_ceil(64) as u32,
-        });
+        )?;
         if !write_elements {
-            let denom = if self.reduction == Reduction::Mean { m as f32 } else { 1.0 };
-            let denom = ctx.create_buffer_with("loss denominator", bytemuck::bytes_of(&denom), storage);
-            reduce_scratch.extend(record_segmented_sum(
-                ctx,
-                &mut steps,
-                Place::Owned(losses.clone()),
-                1,
-                m64,
-                Place::Owned(loss_sum.clone()),
-            )?);
-            steps.push(Step {
-                kernel: ctx.kernel("finalize.wgsl", "finalize", &[("COUNT", 1.0)])?,
-                sources: vec![(0, owned(&io)), (1, Source::Owned(denom)), (2, owned(&loss_sum)), (3, Source::Slot(slot::VALUE, None))],
-                groups: 1,
-            });
+            let denominator = plan.denominator(if self.reduction == Reduction::Mean { m as f32 } else { 1.0 });
+            plan.sum_to_value(&losses, m64, &denominator)?;
         }
         if options.grad {
-            steps.extend(per_chunk("gradient", &|range| {
-                vec![(1, owned(&io)), (5, owned(&rows)), (9, owned(&coef)), (12, Source::Slot(slot::GRAD, Some(range.clone())))]
+            plan.steps_mut().extend(per_chunk("gradient", &|range| {
+                vec![("io", io.clone()), ("rows", own(&rows)), ("coef", own(&coef)), ("grad", Binding::range(slot::GRAD, range))]
             })?);
         }
-        scratch.extend(reduce_scratch);
-
-        let l = &shapes.logits;
-        let slots = vec![
-            SlotSpec { name: "logits", shape: l.clone(), dtype: DType::F32, written: false, required: true },
-            SlotSpec { name: "target", shape: l.clone(), dtype: DType::F32, written: false, required: true },
-            SlotSpec { name: "weight", shape: l.clone(), dtype: DType::F32, written: false, required: false },
-            SlotSpec { name: "grad", shape: l.clone(), dtype: DType::F32, written: true, required: options.grad },
-            SlotSpec { name: "value", shape: value_shape.clone(), dtype: DType::F32, written: true, required: true },
-        ];
-        Ok(LossPlan {
-            ctx: ctx.clone(),
-            program: Program::new(slots, steps),
-            io,
-            status: None,
-            value_shape,
-            options,
-            optional: None,
-            _scratch: scratch,
-            extras: vec![("enclosing_count", counts)],
-        })
+        plan.extra("enclosing_count", counts);
+        Ok(plan.finish(value_shape))
     }
 }

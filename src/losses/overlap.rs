@@ -12,21 +12,22 @@ use serde::{Deserialize, Deserializer, Serialize};
 use crate::error::{Error, Result};
 use crate::gpu::chunks::{PixelChunk, PixelLayout, tile_span};
 use crate::gpu::layout::{Chunk, LOSS_TILE, WG_SIZE};
-use crate::gpu::program::{Program, SlotSpec, Source, Step};
-use crate::gpu::{DType, GpuContext, PooledBuffer};
+use crate::gpu::context::GpuContext;
+use crate::gpu::program::{Binding, Step};
+use crate::gpu::tensor::DType;
+use crate::losses::builder::PlanBuilder;
 use crate::losses::plan::slot;
-use crate::losses::{
-    HostInputs, InputShapes, LossPlan, PlanOptions, Reduction, check_class_weights, check_labels, check_range, class_layout,
-    same_shape,
-};
-use crate::primitives::reduce::{Place, record_segmented_sum};
+use crate::losses::checks::{check_class_weights, check_ignore_index, check_labels, check_range, class_layout, same_shape};
+use crate::losses::loss::{Checked, Loss};
+use crate::losses::plan::{LossPlan, PlanOptions};
+use crate::losses::{HostInputs, InputShapes, Reduction, TargetKind};
 
 /// Most classes the overlap kernels take: `pixel_stats` loops about 33·C
 /// times per invocation, within lavapipe's 65,535.
 pub const MAX_CLASSES: usize = 1024;
 
 /// The largest parameter the kernels' f32 holds.
-pub(crate) use crate::losses::F32_MAX;
+pub(crate) use crate::losses::checks::F32_MAX;
 
 /// Pixels of one image a `pixel_stats` workgroup covers (`STATS_TILE` in overlap.wgsl).
 const STATS_TILE: u64 = WG_SIZE * 8;
@@ -178,13 +179,67 @@ impl Score {
     }
 }
 
-impl TverskyConfig {
-    /// The score with this configuration's α and β.
-    pub fn score(&self) -> Score {
-        Score::Tversky { alpha: self.alpha, beta: self.beta }
-    }
+/// Parameters of `dice`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DiceConfig(pub OverlapConfig);
 
-    pub(crate) fn validate(&self) -> Result<()> {
+/// Parameters of `jaccard`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct JaccardConfig(pub OverlapConfig);
+
+impl std::ops::Deref for DiceConfig {
+    type Target = OverlapConfig;
+    fn deref(&self) -> &OverlapConfig {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for JaccardConfig {
+    type Target = OverlapConfig;
+    fn deref(&self) -> &OverlapConfig {
+        &self.0
+    }
+}
+
+/// What dice, jaccard and tversky are: the overlap parameters and a score.
+/// The three share one [`Loss`] implementation through it.
+pub(crate) trait ScoredOverlap {
+    fn overlap(&self) -> &OverlapConfig;
+    fn score(&self) -> Score;
+    /// Checks the score's own parameters.
+    fn validate_score(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl ScoredOverlap for DiceConfig {
+    fn overlap(&self) -> &OverlapConfig {
+        &self.0
+    }
+    fn score(&self) -> Score {
+        Score::Dice
+    }
+}
+
+impl ScoredOverlap for JaccardConfig {
+    fn overlap(&self) -> &OverlapConfig {
+        &self.0
+    }
+    fn score(&self) -> Score {
+        Score::Jaccard
+    }
+}
+
+impl ScoredOverlap for TverskyConfig {
+    fn overlap(&self) -> &OverlapConfig {
+        &self.overlap
+    }
+    fn score(&self) -> Score {
+        TverskyConfig::score(self)
+    }
+    fn validate_score(&self) -> Result<()> {
         check_range("tversky", "alpha", self.alpha, 0.0, 1.0e6)?;
         check_range("tversky", "beta", self.beta, 0.0, 1.0e6)?;
         if self.alpha == 0.0 && self.beta == 0.0 {
@@ -194,7 +249,51 @@ impl TverskyConfig {
         if self.overlap.squared && (self.alpha > 1.0 || self.beta > 1.0) {
             return Err(Error::config("tversky", "with squared denominators alpha and beta must lie in [0, 1]"));
         }
-        self.overlap.validate(self.score())
+        Ok(())
+    }
+}
+
+impl TverskyConfig {
+    /// The score with this configuration's α and β.
+    pub fn score(&self) -> Score {
+        Score::Tversky { alpha: self.alpha, beta: self.beta }
+    }
+}
+
+impl<T: ScoredOverlap> Loss for T {
+    type Layout = PixelLayout;
+
+    fn name(&self) -> &'static str {
+        self.score().loss()
+    }
+
+    fn target_kind(&self) -> TargetKind {
+        overlap_target(self.overlap().mode)
+    }
+
+    fn validate(&self) -> Result<()> {
+        self.validate_score()?;
+        self.overlap().validate(self.score())
+    }
+
+    fn check_shapes(&self, shapes: &InputShapes) -> Result<Checked<PixelLayout>> {
+        self.overlap().check_shapes(self.score(), shapes)
+    }
+
+    fn check_values(&self, inputs: &HostInputs<'_>) -> Result<()> {
+        check_targets(self.score().loss(), self.overlap().mode, self.overlap().ignore_index, inputs)
+    }
+
+    fn plan(&self, ctx: &GpuContext, shapes: &InputShapes, checked: Checked<PixelLayout>, options: PlanOptions) -> Result<LossPlan> {
+        self.overlap().plan(self.score(), ctx, shapes, checked, options)
+    }
+}
+
+/// What an overlap loss's targets hold in `mode`.
+pub(crate) fn overlap_target(mode: OverlapMode) -> TargetKind {
+    match mode {
+        OverlapMode::Multiclass => TargetKind::Classes,
+        OverlapMode::Binary | OverlapMode::Multilabel => TargetKind::Dense,
     }
 }
 
@@ -210,12 +309,12 @@ impl OverlapConfig {
                 "log_loss with eps = 0 and smooth_nr = 0 is infinite for an empty group: give eps or smooth_nr a positive value",
             ));
         }
-        crate::losses::check_ignore_index(loss, self.ignore_index)?;
+        check_ignore_index(loss, self.ignore_index)?;
         check_class_weights(loss, &self.class_weights, None)
     }
 
     /// The value's shape: `[1]`, or for "none" `[N, C']` ("image") or `[C']` ("batch").
-    pub(crate) fn check_shapes(&self, score: Score, shapes: &InputShapes) -> Result<Vec<usize>> {
+    pub(crate) fn check_shapes(&self, score: Score, shapes: &InputShapes) -> Result<Checked<PixelLayout>> {
         let loss = score.loss();
         let layout = check_layout(loss, self.mode, self.include_background, shapes)?;
         let (n, c) = (layout.images as usize, layout.classes as usize);
@@ -227,15 +326,12 @@ impl OverlapConfig {
         if self.reduction == Reduction::Mean && self.weights(c).iter().skip(first).sum::<f64>() == 0.0 {
             return Err(Error::config(loss, "the class_weights of the classes counted sum to 0: their mean is undefined"));
         }
-        Ok(match (self.reduction, self.aggregate) {
+        let value_shape = match (self.reduction, self.aggregate) {
             (Reduction::None, Aggregate::Image) => vec![n, c - first],
             (Reduction::None, Aggregate::Batch) => vec![c - first],
             _ => vec![1],
-        })
-    }
-
-    pub(crate) fn check_values(&self, score: Score, inputs: &HostInputs<'_>) -> Result<()> {
-        check_targets(score.loss(), self.mode, self.ignore_index, inputs)
+        };
+        Ok(Checked { layout, value_shape })
     }
 
     /// The weight of each of `classes` classes: 1 without class weights; a
@@ -248,10 +344,16 @@ impl OverlapConfig {
         }
     }
 
-    pub(crate) fn plan(&self, score: Score, ctx: &GpuContext, shapes: &InputShapes, options: PlanOptions) -> Result<LossPlan> {
+    pub(crate) fn plan(
+        &self,
+        score: Score,
+        ctx: &GpuContext,
+        shapes: &InputShapes,
+        checked: Checked<PixelLayout>,
+        options: PlanOptions,
+    ) -> Result<LossPlan> {
         let loss = score.loss();
-        let value_shape = self.check_shapes(score, shapes)?;
-        let layout = check_layout(loss, self.mode, self.include_background, shapes)?;
+        let Checked { layout, value_shape } = checked;
         let (n, c) = (layout.images, layout.classes);
         let first = !self.include_background as usize;
         let batch = self.aggregate == Aggregate::Batch;
@@ -413,8 +515,6 @@ impl OverlapPlan<'_> {
         }
         let softmax = self.mode == OverlapMode::Multiclass;
         let (align, limit) = (ctx.inner.offset_alignment, ctx.binding_limit());
-        let (storage, uniform) = (wgpu::BufferUsages::STORAGE, wgpu::BufferUsages::UNIFORM);
-        let owned = |label: &str, bytes: &[u8], usage| ctx.create_buffer_with(label, bytes, usage);
         let constants = [("SOFTMAX", softmax as u32 as f64), ("SQUARED", self.squared as u32 as f64), ("BATCH", self.batch as u32 as f64)];
 
         let tiles = s.div_ceil(STATS_TILE);
@@ -428,13 +528,14 @@ impl OverlapPlan<'_> {
                 3 * groups * seg_len * 4
             )));
         }
-        let io = owned("loss io", bytemuck::bytes_of(&options.io()), uniform);
-        let status = owned("loss status", &[0u8; 4], storage | wgpu::BufferUsages::COPY_SRC);
-        let partials = ctx.scratch("overlap partials", 3 * groups * seg_len * 4, storage)?;
-        let stats = ctx.scratch("overlap stats", 3 * groups * 4, storage)?;
-        let coef = ctx.scratch("overlap coefficients", groups * 8, storage)?;
-        let contrib = ctx.scratch("overlap contributions", invocations * 4, storage)?;
-        let dummy_value = owned("unused value", &[0u8; 16], storage);
+        let target_dtype = if softmax { DType::I32 } else { DType::F32 };
+        let mut plan = PlanBuilder::new(ctx, options, self.shapes, target_dtype);
+        // Only class labels can break a rule the host cannot see; dense targets' status goes nowhere.
+        let status = if softmax { plan.status() } else { plan.unused_output("unused status") };
+        let partials = plan.scratch("overlap partials", 3 * groups * seg_len * 4)?;
+        let stats = plan.scratch("overlap stats", 3 * groups * 4)?;
+        let coef = plan.scratch("overlap coefficients", groups * 8)?;
+        let contrib = plan.scratch("overlap contributions", invocations * 4)?;
         let pixel_params = |chunk: Chunk| {
             let params = PixelParams {
                 chunk,
@@ -445,113 +546,76 @@ impl OverlapPlan<'_> {
                 has_ignore: self.ignore.is_some() as u32,
                 _pad: [0; 3],
             };
-            owned("overlap pixel params", bytemuck::bytes_of(&params), uniform)
+            Binding::Owned(ctx.create_buffer_with("overlap pixel params", bytemuck::bytes_of(&params), wgpu::BufferUsages::UNIFORM))
         };
         let target_range = |ch: &PixelChunk| if softmax { ch.pixels.clone() } else { ch.logits.clone() };
-        let mut steps = Vec::new();
-        let mut scratch: Vec<PooledBuffer> = Vec::new();
 
         // 1. Every group's I, P, G: per-tile partials (tile t of image n covers
         // its pixels [t·TILE, min((t+1)·TILE, S))), then their segmented sum.
         let pixels_of_tiles = |a: u64, b: u64| tile_span(a, b, tiles, s, STATS_TILE);
-        let kernel = ctx.kernel("overlap.wgsl", "pixel_stats", &constants)?;
+        let kernel = plan.kernel("overlap.wgsl", "pixel_stats", &constants)?;
+        let mut stat_steps = Vec::new();
         for ch in self.layout.chunks(n * tiles, 1, limit, align, pixels_of_tiles)? {
             let chunk = self.layout.chunk_uniform(&ch, 0);
-            steps.push(Step {
-                kernel: kernel.clone(),
-                sources: vec![
-                    (0, Source::Owned(pixel_params(chunk))),
-                    (2, Source::Slot(slot::LOGITS, Some(ch.logits.clone()))),
-                    (3, Source::Slot(slot::TARGET, Some(target_range(&ch)))),
-                    (4, Source::Owned(partials.buffer().clone())),
-                    (5, Source::Owned(status.clone())),
+            stat_steps.push(Step::new(
+                &kernel,
+                chunk.count,
+                vec![
+                    ("px", pixel_params(chunk)),
+                    ("logits", Binding::range(slot::LOGITS, &ch.logits)),
+                    ("targets", Binding::range(slot::TARGET, &target_range(&ch))),
+                    ("partials", Binding::owned(&partials)),
+                    ("status", status.clone()),
                 ],
-                groups: chunk.count,
-            });
+            )?);
         }
-        let stats_place = Place::Owned(stats.buffer().clone());
-        scratch.extend(record_segmented_sum(ctx, &mut steps, Place::Owned(partials.buffer().clone()), 3 * groups, seg_len, stats_place)?);
+        plan.steps_mut().extend(stat_steps);
+        plan.segmented_sum(Binding::owned(&partials), 3 * groups, seg_len, Binding::owned(&stats))?;
 
         // 2. Per group: the loss, its share of the value, the coefficients.
         let write_elements = self.reduction == Reduction::None;
-        let mut sources = vec![
-            (1, Source::Owned(io.clone())),
-            (6, Source::Owned(stats.buffer().clone())),
-            (7, Source::Owned(coef.buffer().clone())),
-            (10, Source::Owned(owned("overlap group params", bytemuck::bytes_of(&self.params), uniform))),
-            (11, Source::Owned(contrib.buffer().clone())),
-            (12, if write_elements { Source::Slot(slot::VALUE, None) } else { Source::Owned(dummy_value.clone()) }),
+        let mut bindings = vec![
+            ("io", plan.io()),
+            ("stats", Binding::owned(&stats)),
+            ("coef", Binding::owned(&coef)),
+            ("gp", plan.uniform("overlap group params", &self.params)),
+            ("contrib", Binding::owned(&contrib)),
+            ("value", if write_elements { Binding::slot(slot::VALUE) } else { plan.unused_output("unused value") }),
         ];
         if let Some(w) = &self.class_weights {
-            sources.push((9, Source::Owned(owned("class weights", bytemuck::cast_slice(w), storage))));
+            bindings.push(("class_weights", Binding::Owned(plan.storage("class weights", bytemuck::cast_slice(w)))));
         }
-        steps.push(Step { kernel: ctx.kernel("overlap.wgsl", self.entry, &[])?, sources, groups: invocations.div_ceil(64) as u32 });
+        let group_kernel = plan.kernel("overlap.wgsl", self.entry, &[])?;
+        plan.dispatch(&group_kernel, invocations.div_ceil(64) as u32, bindings)?;
 
         // 3. The reduced value: Σ contributions / denominator.
         if !write_elements {
-            let sums = ctx.scratch("overlap sum", 4, storage)?;
-            scratch.extend(record_segmented_sum(
-                ctx,
-                &mut steps,
-                Place::Owned(contrib.buffer().clone()),
-                1,
-                invocations,
-                Place::Owned(sums.buffer().clone()),
-            )?);
-            steps.push(Step {
-                kernel: ctx.kernel("finalize.wgsl", "finalize", &[("COUNT", 1.0)])?,
-                sources: vec![
-                    (0, Source::Owned(io.clone())),
-                    (1, Source::Owned(owned("loss denominator", bytemuck::bytes_of(&(self.denominator as f32)), storage))),
-                    (2, Source::Owned(sums.buffer().clone())),
-                    (3, Source::Slot(slot::VALUE, None)),
-                ],
-                groups: 1,
-            });
-            scratch.push(sums);
+            let denominator = plan.denominator(self.denominator as f32);
+            plan.sum_to_value(&contrib, invocations, &denominator)?;
         }
 
         // 4. The gradient, pixel by pixel.
         if options.grad {
-            let kernel = ctx.kernel("overlap.wgsl", "pixel_grad", &constants)?;
+            let kernel = plan.kernel("overlap.wgsl", "pixel_grad", &constants)?;
+            let mut grad_steps = Vec::new();
             for ch in self.layout.chunks(self.layout.pixels(), LOSS_TILE, limit, align, |a, b| a..b)? {
                 let chunk = self.layout.chunk_uniform(&ch, 0);
-                steps.push(Step {
-                    kernel: kernel.clone(),
-                    sources: vec![
-                        (0, Source::Owned(pixel_params(chunk))),
-                        (1, Source::Owned(io.clone())),
-                        (2, Source::Slot(slot::LOGITS, Some(ch.logits.clone()))),
-                        (3, Source::Slot(slot::TARGET, Some(target_range(&ch)))),
-                        (5, Source::Owned(status.clone())),
-                        (7, Source::Owned(coef.buffer().clone())),
-                        (8, Source::Slot(slot::GRAD, Some(ch.logits.clone()))),
+                grad_steps.push(Step::new(
+                    &kernel,
+                    (chunk.count as u64).div_ceil(LOSS_TILE) as u32,
+                    vec![
+                        ("px", pixel_params(chunk)),
+                        ("io", plan.io()),
+                        ("logits", Binding::range(slot::LOGITS, &ch.logits)),
+                        ("targets", Binding::range(slot::TARGET, &target_range(&ch))),
+                        ("status", status.clone()),
+                        ("coef", Binding::owned(&coef)),
+                        ("grad", Binding::range(slot::GRAD, &ch.logits)),
                     ],
-                    groups: (chunk.count as u64).div_ceil(LOSS_TILE) as u32,
-                });
+                )?);
             }
+            plan.steps_mut().extend(grad_steps);
         }
-        scratch.extend([partials, stats, coef, contrib]);
-
-        let logits = self.shapes.logits.clone();
-        let (target_shape, target_dtype) = if softmax { (self.shapes.target.clone(), DType::I32) } else { (logits.clone(), DType::F32) };
-        let slots = vec![
-            SlotSpec { name: "logits", shape: logits.clone(), dtype: DType::F32, written: false, required: true },
-            SlotSpec { name: "target", shape: target_shape, dtype: target_dtype, written: false, required: true },
-            SlotSpec { name: "weight", shape: logits.clone(), dtype: DType::F32, written: false, required: false },
-            SlotSpec { name: "grad", shape: logits, dtype: DType::F32, written: true, required: options.grad },
-            SlotSpec { name: "value", shape: self.value_shape.clone(), dtype: DType::F32, written: true, required: true },
-        ];
-        Ok(LossPlan {
-            ctx: ctx.clone(),
-            program: Program::new(slots, steps),
-            io,
-            status: softmax.then_some(status),
-            value_shape: self.value_shape.clone(),
-            options,
-            extras: Vec::new(),
-            optional: None,
-            _scratch: scratch,
-        })
+        Ok(plan.finish(self.value_shape.clone()))
     }
 }

@@ -1,10 +1,14 @@
 //! What every loss hands an engine: a plan made once for a set of shapes,
 //! recorded into the engine's encoder on the engine's buffers as often as it likes.
 
-use crate::error::Result;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::error::{Error, Result};
+use crate::gpu::context::GpuContext;
 use crate::gpu::layout::LossIo;
+use crate::gpu::pool::PooledBuffer;
 use crate::gpu::program::Program;
-use crate::gpu::{GpuContext, GpuTensor, PooledBuffer};
+use crate::gpu::tensor::GpuTensor;
 
 /// The caller's input tensors for one loss evaluation.
 #[derive(Clone, Copy, Debug)]
@@ -17,6 +21,35 @@ pub struct LossInputs<'a> {
     pub weight: Option<&'a GpuTensor>,
     /// Optional precomputed signed distance maps (`boundary`).
     pub distance: Option<&'a GpuTensor>,
+}
+
+impl<'a> LossInputs<'a> {
+    /// Logits and targets, the inputs every loss takes.
+    pub fn new(logits: &'a GpuTensor, target: &'a GpuTensor) -> Self {
+        LossInputs { logits, target, weight: None, distance: None }
+    }
+
+    /// With per-element weights (`bce`).
+    pub fn with_weight(self, weight: &'a GpuTensor) -> Self {
+        LossInputs { weight: Some(weight), ..self }
+    }
+
+    /// With precomputed signed distance maps (`boundary`, alone or as a compound term).
+    pub fn with_distance(self, distance: &'a GpuTensor) -> Self {
+        LossInputs { distance: Some(distance), ..self }
+    }
+}
+
+impl<'a> LossOutputs<'a> {
+    /// The value and the gradient.
+    pub fn new(value: &'a GpuTensor, grad: &'a GpuTensor) -> Self {
+        LossOutputs { value, grad: Some(grad) }
+    }
+
+    /// The value alone, for a plan made without a gradient.
+    pub fn value_only(value: &'a GpuTensor) -> Self {
+        LossOutputs { value, grad: None }
+    }
 }
 
 /// Where a loss writes its results.
@@ -92,6 +125,9 @@ pub struct LossPlan {
     pub(crate) extras: Vec<(&'static str, GpuTensor)>,
     /// An optional input the plan otherwise computes itself (`boundary`'s distance maps).
     pub(crate) optional: Option<OptionalInput>,
+    /// Whether the last recording was given the optional input: its extra
+    /// (the plan's own tensor) was then not written, so it is not reported.
+    pub(crate) optional_given: AtomicBool,
 }
 
 /// An optional input that a plan computes in its own program when the caller
@@ -102,6 +138,8 @@ pub(crate) struct OptionalInput {
     pub slot: usize,
     pub given: Program,
     pub stand_in: GpuTensor,
+    /// The extra that reports the stand-in.
+    pub extra: &'static str,
 }
 
 /// Slot numbers of a loss program's caller tensors.
@@ -122,15 +160,17 @@ impl LossPlan {
     /// `inputs.distance` brings them (`[N, C, S…]`, every class's map).
     pub fn record(&self, encoder: &mut wgpu::CommandEncoder, inputs: LossInputs<'_>, outputs: LossOutputs<'_>) -> Result<()> {
         if inputs.distance.is_some() && self.optional.is_none() {
-            return Err(crate::Error::input("distance maps were given, but this loss takes none"));
+            return Err(Error::input("distance maps were given, but this loss takes none"));
         }
         if let Some(status) = &self.status {
             encoder.clear_buffer(status, 0, None);
         }
         let grad = if self.options.grad { outputs.grad } else { None };
         let mut tensors = [Some(inputs.logits), Some(inputs.target), inputs.weight, grad, Some(outputs.value), inputs.distance];
+        let given = self.optional.as_ref().is_some_and(|o| tensors[o.slot].is_some());
+        self.optional_given.store(given, Ordering::Relaxed);
         let program = match &self.optional {
-            Some(o) if tensors[o.slot].is_some() => &o.given,
+            Some(o) if given => &o.given,
             Some(o) => {
                 tensors[o.slot] = Some(&o.stand_in);
                 &self.program
@@ -138,6 +178,11 @@ impl LossPlan {
             None => &self.program,
         };
         program.record(&self.ctx, encoder, &tensors)
+    }
+
+    /// Whether the plan takes precomputed distance maps in [`LossInputs::distance`] (`boundary`).
+    pub fn takes_distance(&self) -> bool {
+        self.optional.as_ref().is_some_and(|o| o.slot == slot::DISTANCE)
     }
 
     /// The shape of the value tensor: `[1]` for "mean" and "sum".
@@ -171,12 +216,21 @@ impl LossPlan {
     /// `"enclosing_count"` (i32 `[M]`, the pixels of each instance's
     /// enclosing region). Copy it inside the same encoder (or read it before
     /// recording the plan again) to keep it.
+    ///
+    /// `boundary`'s `"distance"` (its maps, `[N, C, S…]`) is reported only
+    /// when the last recording computed them: when the caller brought them
+    /// in [`LossInputs::distance`], they are the caller's, and the plan's
+    /// tensor was not written.
     pub fn extra(&self, name: &str) -> Option<&GpuTensor> {
-        self.extras.iter().find(|(n, _)| *n == name).map(|(_, t)| t)
+        self.extras().find(|(n, _)| *n == name).map(|(_, t)| t)
     }
 
-    /// Every named extra result, in the order the loss defines them.
+    /// Every named extra result the last recording wrote, in the order the loss defines them.
     pub fn extras(&self) -> impl Iterator<Item = (&'static str, &GpuTensor)> {
-        self.extras.iter().map(|(n, t)| (*n, t))
+        let skipped = match &self.optional {
+            Some(o) if self.optional_given.load(Ordering::Relaxed) => Some(o.extra),
+            _ => None,
+        };
+        self.extras.iter().filter(move |(n, _)| Some(*n) != skipped).map(|(n, t)| (*n, t))
     }
 }

@@ -5,12 +5,13 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::chunks::PixelLayout;
+use crate::gpu::context::GpuContext;
 use crate::gpu::layout::{Chunk, LOSS_TILE};
-use crate::gpu::program::{Program, SlotSpec, Source, Step};
-use crate::gpu::{DType, GpuContext, PooledBuffer};
+use crate::gpu::program::{Binding, Step};
+use crate::gpu::tensor::DType;
+use crate::losses::builder::PlanBuilder;
 use crate::losses::plan::{LossPlan, PlanOptions, slot};
-use crate::losses::Reduction;
-use crate::primitives::reduce::{Place, record_segmented_sum};
+use crate::losses::{InputShapes, Reduction};
 
 /// Most classes a softmax kernel handles: a thread loops over the classes
 /// four times for each of its four pixels (16·C iterations), and lavapipe
@@ -40,10 +41,19 @@ impl Kernel {
     }
 
     /// What error messages call the logits and the targets.
-    fn slot_names(&self) -> (&'static str, &'static str) {
+    fn slot_names(&self) -> [&'static str; 2] {
         match self {
-            Kernel::Boxes => ("pred_boxes", "target_boxes"),
-            _ => ("logits", "target"),
+            Kernel::Boxes => ["pred_boxes", "target_boxes"],
+            _ => ["logits", "target"],
+        }
+    }
+
+    /// The WGSL names of the kernel's logits, targets and weights (`None`: it has no weights).
+    fn binding_names(&self) -> (&'static str, &'static str, Option<&'static str>) {
+        match self {
+            Kernel::Sigmoid { .. } => ("logits", "targets", Some("weights")),
+            Kernel::Softmax { .. } => ("logits", "labels", Some("class_weights")),
+            Kernel::Boxes => ("pred", "target_boxes", None),
         }
     }
 }
@@ -68,11 +78,7 @@ impl Denominator {
 pub(crate) struct Pointwise<'a> {
     pub loss: &'static str,
     pub kernel: Kernel,
-    pub logits_shape: &'a [usize],
-    pub target_shape: &'a [usize],
-    pub images: u64,
-    pub classes: u64,
-    pub spatial: u64,
+    pub layout: PixelLayout,
     pub reduction: Reduction,
     pub denominator: Denominator,
     /// The kernel's `Params` for one chunk, flags already set.
@@ -80,150 +86,106 @@ pub(crate) struct Pointwise<'a> {
 }
 
 impl Pointwise<'_> {
-    pub fn plan(&self, ctx: &GpuContext, options: PlanOptions) -> Result<LossPlan> {
-        let items = self.images * self.spatial;
-        let total_elems = items * self.classes;
+    pub fn plan(&self, ctx: &GpuContext, shapes: &InputShapes, options: PlanOptions) -> Result<LossPlan> {
+        let layout = self.layout;
+        let items = layout.images * layout.spatial;
+        let total_elems = items * layout.classes;
         if items == 0 {
-            return Err(Error::input(format!("{}: the logits {:?} hold no element", self.loss, self.logits_shape)));
+            return Err(Error::input(format!("{}: the logits {:?} hold no element", self.loss, shapes.logits)));
         }
         if total_elems >= 1 << 31 {
             return Err(Error::Limit(format!("{}: {total_elems} logits exceed the 2^31 the kernels index", self.loss)));
         }
-        let layout = PixelLayout { images: self.images, classes: self.classes, spatial: self.spatial };
         let chunks = layout.chunks(items, 1, ctx.binding_limit(), ctx.inner.offset_alignment, |a, b| a..b)?;
+        let (file, target_dtype, target_per_item, value_per_item) = self.kernel.layout();
+        let mut plan = PlanBuilder::new(ctx, options, shapes, target_dtype).input_names(self.kernel.slot_names());
 
-        let storage = wgpu::BufferUsages::STORAGE;
-        let mut scratch: Vec<PooledBuffer> = Vec::new();
-        let owned = |label: &str, bytes: &[u8], usage: wgpu::BufferUsages| ctx.create_buffer_with(label, bytes, usage);
-        let io = owned("loss io", bytemuck::bytes_of(&options.io()), wgpu::BufferUsages::UNIFORM);
-        let denom_value = match self.denominator {
+        let denom = plan.denominator(match self.denominator {
             Denominator::Constant(d) => d as f32,
             Denominator::LabelWeights => 0.0,
-        };
-        let denom = owned("loss denominator", bytemuck::bytes_of(&denom_value), storage);
-        // Unused bindings still need a buffer, and a written one may not alias any other.
-        let dummy = owned("unused input", &[0u8; 16], storage);
-        let dummy_grad = owned("unused grad", &[0u8; 16], storage);
-        let dummy_value = owned("unused value", &[0u8; 16], storage);
+        });
         let tiles_total: u64 = chunks.iter().map(|ch| (ch.units.end - ch.units.start).div_ceil(LOSS_TILE)).sum();
-        let partials = ctx.scratch("loss partials", tiles_total * 4, storage)?;
-        let status_buffer = || owned("loss status", &[0u8; 4], storage | wgpu::BufferUsages::COPY_SRC);
-        // Binding 5: the caller's weights (None), a plan buffer, or nothing (the kernel has none).
-        let (aux, status) = match &self.kernel {
-            Kernel::Sigmoid { has_weight: true } => (None, None),
-            Kernel::Sigmoid { has_weight: false } => (Some(Some(dummy.clone())), None),
-            Kernel::Softmax { class_weights } => (
-                Some(Some(owned("class weights", bytemuck::cast_slice(class_weights), storage))),
-                Some(status_buffer()),
-            ),
-            Kernel::Boxes => (Some(None), Some(status_buffer())),
+        let partials = plan.scratch("loss partials", tiles_total * 4)?;
+        let (logits_name, target_name, weights_name) = self.kernel.binding_names();
+        // The weights a kernel binds: the caller's (per chunk), a stand-in, or the class weights.
+        let weights = match &self.kernel {
+            Kernel::Sigmoid { has_weight: true } | Kernel::Boxes => None,
+            Kernel::Sigmoid { has_weight: false } => Some(plan.unused_input()),
+            Kernel::Softmax { class_weights } => Some(Binding::Owned(plan.storage("class weights", bytemuck::cast_slice(class_weights)))),
         };
-        let (file, target_dtype, target_per_pixel, value_per_pixel) = self.kernel.layout();
+        let status = matches!(self.kernel, Kernel::Softmax { .. } | Kernel::Boxes).then(|| plan.status());
         let write_elements = self.reduction == Reduction::None;
-        let main = ctx.kernel(file, "main", &[])?;
+        let main = plan.kernel(file, "main", &[])?;
+        let weight_sum = match self.denominator {
+            Denominator::LabelWeights => Some(plan.kernel(file, "weight_sum", &[])?),
+            Denominator::Constant(_) => None,
+        };
 
-        let mut prologue = Vec::new();
-        let mut steps = Vec::new();
+        let mut main_steps = Vec::new();
         let mut tile0 = 0u64;
         for ch in &chunks {
-            let (lr, pr) = (ch.logits.clone(), ch.pixels.clone());
+            let (lr, pr) = (&ch.logits, &ch.pixels);
             let chunk = layout.chunk_uniform(ch, tile0);
             let groups = (ch.units.end - ch.units.start).div_ceil(LOSS_TILE) as u32;
             tile0 += groups as u64;
-            let params = owned("loss params", &(self.params)(chunk, write_elements, options.grad), wgpu::BufferUsages::UNIFORM);
-            let target_range = if target_per_pixel { pr.clone() } else { lr.clone() };
-            let aux_source = match &aux {
-                Some(Some(b)) => Some(Source::Owned(b.clone())),
-                Some(None) => None,
-                None => Some(Source::Slot(slot::WEIGHT, Some(lr.clone()))),
-            };
-            let mut sources = vec![
-                (0, Source::Owned(params.clone())),
-                (1, Source::Owned(io.clone())),
-                (2, Source::Owned(denom.clone())),
-                (3, Source::Slot(slot::LOGITS, Some(lr.clone()))),
-                (4, Source::Slot(slot::TARGET, Some(target_range.clone()))),
-            ];
-            sources.extend(aux_source.map(|a| (5, a)));
-            sources.extend([
-                (6, if options.grad { Source::Slot(slot::GRAD, Some(lr.clone())) } else { Source::Owned(dummy_grad.clone()) }),
-                (7, if write_elements {
-                    Source::Slot(slot::VALUE, Some(if value_per_pixel { pr.clone() } else { lr.clone() }))
-                } else {
-                    Source::Owned(dummy_value.clone())
-                }),
-                (8, Source::Owned(partials.buffer().clone())),
-            ]);
-            if let Some(status) = &status {
-                sources.push((9, Source::Owned(status.clone())));
-            }
-            if matches!(self.denominator, Denominator::LabelWeights) {
-                let weight_sum = ctx.kernel(file, "weight_sum", &[])?;
-                prologue.push(Step {
-                    kernel: weight_sum,
-                    sources: vec![
-                        (0, Source::Owned(params.clone())),
-                        (4, Source::Slot(slot::TARGET, Some(target_range))),
-                        (5, Source::Owned(aux.clone().flatten().expect("class weights"))),
-                        (8, Source::Owned(partials.buffer().clone())),
-                        (9, Source::Owned(status.clone().expect("status"))),
-                    ],
+            let params = Binding::Owned(ctx.create_buffer_with(
+                "loss params",
+                &(self.params)(chunk, write_elements, options.grad),
+                wgpu::BufferUsages::UNIFORM,
+            ));
+            let target_range = if target_per_item { pr } else { lr };
+            let weights = weights.clone().unwrap_or(Binding::range(slot::WEIGHT, lr));
+            if let Some(kernel) = &weight_sum {
+                // Σ w[y] over the labels first: the weighted mean's denominator.
+                plan.dispatch(
+                    kernel,
                     groups,
-                });
+                    vec![
+                        ("params", params.clone()),
+                        (target_name, Binding::range(slot::TARGET, target_range)),
+                        (weights_name.expect("class weights"), weights.clone()),
+                        ("partials", Binding::owned(&partials)),
+                        ("status", status.clone().expect("status")),
+                    ],
+                )?;
             }
-            steps.push(Step { kernel: main.clone(), sources, groups });
+            let mut bindings = vec![
+                ("params", params),
+                ("io", plan.io()),
+                ("denom", Binding::owned(&denom)),
+                (logits_name, Binding::range(slot::LOGITS, lr)),
+                (target_name, Binding::range(slot::TARGET, target_range)),
+                ("grad", plan.grad_or_unused(Some(lr))),
+                (
+                    "value",
+                    if write_elements {
+                        Binding::range(slot::VALUE, if value_per_item { pr } else { lr })
+                    } else {
+                        plan.unused_output("unused value")
+                    },
+                ),
+                ("partials", Binding::owned(&partials)),
+            ];
+            bindings.extend(weights_name.map(|name| (name, weights)));
+            bindings.extend(status.clone().map(|s| ("status", s)));
+            main_steps.push(Step::new(&main, groups, bindings)?);
         }
-
-        let partial_place = Place::Owned(partials.buffer().clone());
-        if matches!(self.denominator, Denominator::LabelWeights) {
-            scratch.extend(record_segmented_sum(ctx, &mut prologue, partial_place.clone(), 1, tiles_total, Place::Owned(denom.clone()))?);
+        if weight_sum.is_some() {
+            plan.segmented_sum(Binding::owned(&partials), 1, tiles_total, Binding::owned(&denom))?;
         }
+        plan.steps_mut().extend(main_steps);
         let value_shape = if write_elements {
-            if value_per_pixel {
+            if value_per_item {
                 // The logits without their class axis: [N, S…].
-                let l = self.logits_shape;
+                let l = &shapes.logits;
                 std::iter::once(l[0]).chain(l[2..].iter().copied()).collect()
             } else {
-                self.logits_shape.to_vec()
+                shapes.logits.clone()
             }
         } else {
-            let sums = ctx.scratch("loss sum", 4, storage)?;
-            scratch.extend(record_segmented_sum(ctx, &mut steps, partial_place, 1, tiles_total, Place::Owned(sums.buffer().clone()))?);
-            steps.push(Step {
-                kernel: ctx.kernel("finalize.wgsl", "finalize", &[("COUNT", 1.0)])?,
-                sources: vec![
-                    (0, Source::Owned(io.clone())),
-                    (1, Source::Owned(denom.clone())),
-                    (2, Source::Owned(sums.buffer().clone())),
-                    (3, Source::Slot(slot::VALUE, None)),
-                ],
-                groups: 1,
-            });
-            scratch.push(sums);
+            plan.sum_to_value(&partials, tiles_total, &denom)?;
             vec![1]
         };
-        scratch.push(partials);
-        prologue.extend(steps);
-
-        let has_weight = matches!(self.kernel, Kernel::Sigmoid { has_weight: true });
-        let (logits_name, target_name) = self.kernel.slot_names();
-        let slots = vec![
-            SlotSpec { name: logits_name, shape: self.logits_shape.to_vec(), dtype: DType::F32, written: false, required: true },
-            SlotSpec { name: target_name, shape: self.target_shape.to_vec(), dtype: target_dtype, written: false, required: true },
-            SlotSpec { name: "weight", shape: self.logits_shape.to_vec(), dtype: DType::F32, written: false, required: has_weight },
-            SlotSpec { name: "grad", shape: self.logits_shape.to_vec(), dtype: DType::F32, written: true, required: options.grad },
-            SlotSpec { name: "value", shape: value_shape.clone(), dtype: DType::F32, written: true, required: true },
-        ];
-        Ok(LossPlan {
-            ctx: ctx.clone(),
-            program: Program::new(slots, prologue),
-            io,
-            status,
-            value_shape,
-            options,
-            _scratch: scratch,
-            extras: Vec::new(),
-            optional: None,
-        })
+        Ok(plan.finish(value_shape))
     }
 }

@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::gpu::chunks::{ElementRange, plan_chunks};
-use crate::gpu::program::{Program, SlotSpec, Source, Step};
+use crate::gpu::program::{Binding, Program, SlotSpec, Step};
 use crate::gpu::tensor::tensor_usage;
 use crate::gpu::{DType, GpuContext, GpuTensor, HostTensor, PooledBuffer};
 
@@ -241,16 +241,16 @@ pub(crate) fn record_signed_distance(
         ctx.scratch("distance scratch b", largest * s * 4, storage)?,
     ];
     let class_ids = ctx.create_buffer_with("distance classes", bytemuck::cast_slice(&geometry.class_ids), storage);
-    let uniform = |bytes: &[u8]| Source::Owned(ctx.create_buffer_with("distance params", bytes, wgpu::BufferUsages::UNIFORM));
+    let uniform = |bytes: &[u8]| Binding::Owned(ctx.create_buffer_with("distance params", bytes, wgpu::BufferUsages::UNIFORM));
     let [d, h, w] = geometry.dims;
 
     for chunk in chunks {
         let (fr, lr) = (field_range(chunk.start, chunk.end), label_range(chunk.start, chunk.end));
         let masks = chunk.end - chunk.start;
-        let shared = |sources: &mut Vec<(u32, Source)>| {
-            sources.push((1, Source::Slot(target, Some(lr.clone()))));
-            sources.push((2, Source::Owned(class_ids.clone())));
-            sources.push((3, Source::Slot(output, Some(fr.clone()))));
+        let shared = |bindings: &mut Vec<(&str, Binding)>| {
+            bindings.push(("labels", Binding::range(target, &lr)));
+            bindings.push(("class_ids", Binding::owned(&class_ids)));
+            bindings.push(("field", Binding::range(output, &fr)));
         };
         match mode {
             DistanceMode::Exact => {
@@ -277,11 +277,11 @@ pub(crate) fn record_signed_distance(
                         last: (i + 1 == axes.len()) as u32,
                         _pad: 0,
                     };
-                    let mut sources = vec![(0, uniform(bytemuck::bytes_of(&params)))];
-                    shared(&mut sources);
-                    sources.push((4, Source::Owned(scratch[0].buffer().clone())));
-                    sources.push((5, Source::Owned(scratch[1].buffer().clone())));
-                    steps.push(Step { kernel: kernel.clone(), sources, groups: lines.div_ceil(WG) as u32 });
+                    let mut bindings = vec![("pass_params", uniform(bytemuck::bytes_of(&params)))];
+                    shared(&mut bindings);
+                    bindings.push(("env_sites", Binding::owned(scratch[0].buffer())));
+                    bindings.push(("env_values", Binding::owned(scratch[1].buffer())));
+                    steps.push(Step::new(&kernel, lines.div_ceil(WG) as u32, bindings)?);
                 }
             }
             DistanceMode::JumpFlood => {
@@ -302,11 +302,11 @@ pub(crate) fn record_signed_distance(
                         spacing: [geometry.spacing[0], geometry.spacing[1], geometry.spacing[2], 0.0],
                         packing: [bits(w), bits(w) + bits(h), (1 << bits(w)) - 1, (1 << bits(h)) - 1],
                     };
-                    let mut sources = vec![(6, uniform(bytemuck::bytes_of(&params)))];
-                    shared(&mut sources);
-                    sources.push((7, Source::Owned(scratch[i % 2].buffer().clone())));
-                    sources.push((8, Source::Owned(scratch[(i + 1) % 2].buffer().clone())));
-                    steps.push(Step { kernel: kernel.clone(), sources, groups: (masks * s).div_ceil(WG) as u32 });
+                    let mut bindings = vec![("jump", uniform(bytemuck::bytes_of(&params)))];
+                    shared(&mut bindings);
+                    bindings.push(("features_in", Binding::owned(scratch[i % 2].buffer())));
+                    bindings.push(("features_out", Binding::owned(scratch[(i + 1) % 2].buffer())));
+                    steps.push(Step::new(&kernel, (masks * s).div_ceil(WG) as u32, bindings)?);
                 }
             }
         }

@@ -12,7 +12,7 @@ use bytemuck::{Pod, Zeroable};
 use crate::error::{Error, Result};
 use crate::gpu::chunks::{ElementRange, plan_chunks, tile_span};
 use crate::gpu::layout::REDUCE_TILE;
-use crate::gpu::program::{Program, SlotSpec, Source, Step};
+use crate::gpu::program::{Binding, Program, SlotSpec, Step};
 use crate::gpu::{DType, GpuContext, GpuTensor, PooledBuffer};
 
 /// `struct Params` in `reduce.wgsl`.
@@ -27,23 +27,17 @@ struct Params {
     _pad: [u32; 3],
 }
 
-/// Where a reduction reads or writes: a caller's slot or a plan-owned buffer.
-#[derive(Clone)]
-pub(crate) enum Place {
-    Slot(usize),
-    Owned(wgpu::Buffer),
-}
-
 /// Appends to `steps` the levels that sum `segments` runs of `len` values
-/// from `input` into `output[0..segments]`. Returns the intermediate buffers,
-/// which the plan must keep alive.
+/// from `input` into `output[0..segments]`. A caller's tensor as input is
+/// bound in chunks when it exceeds one binding; `output` is bound whole.
+/// Returns the intermediate buffers, which the plan must keep alive.
 pub(crate) fn record_segmented_sum(
     ctx: &GpuContext,
     steps: &mut Vec<Step>,
-    input: Place,
+    input: Binding,
     segments: u64,
     len: u64,
-    output: Place,
+    output: Binding,
 ) -> Result<Vec<PooledBuffer>> {
     if segments == 0 || len == 0 {
         return Err(Error::input("a segmented sum needs at least one segment of one value"));
@@ -65,16 +59,20 @@ pub(crate) fn record_segmented_sum(
             let b = ctx.scratch("segloss reduce level", total * 4, wgpu::BufferUsages::STORAGE)?;
             let buffer = b.buffer().clone();
             scratch.push(b);
-            Place::Owned(buffer)
+            Binding::Owned(buffer)
         };
         // Tile g of segment k covers values [k·len + t·TILE, min(k·len + (t+1)·TILE, (k+1)·len)).
         let span_of = |a: u64, b: u64| {
             let r = tile_span(a, b, tiles, current_len, REDUCE_TILE);
             ElementRange::new(r.start, r.end, ctx.inner.offset_alignment)
         };
-        let chunks = match source {
-            Place::Slot(_) => plan_chunks(total, 1, ctx.binding_limit(), |a, b| span_of(a, b).bytes())?,
-            Place::Owned(_) => vec![0..total],
+        let caller_slot = match &source {
+            Binding::Slot(s, _) => Some(*s),
+            Binding::Owned(_) => None,
+        };
+        let chunks = match caller_slot {
+            Some(_) => plan_chunks(total, 1, ctx.binding_limit(), |a, b| span_of(a, b).bytes())?,
+            None => vec![0..total],
         };
         for chunk in chunks {
             let range = span_of(chunk.start, chunk.end);
@@ -83,26 +81,19 @@ pub(crate) fn record_segmented_sum(
                 tiles: tiles as u32,
                 group0: chunk.start as u32,
                 groups: (chunk.end - chunk.start) as u32,
-                first: if matches!(source, Place::Slot(_)) { range.first as u32 } else { 0 },
+                first: if caller_slot.is_some() { range.first as u32 } else { 0 },
                 _pad: [0; 3],
             };
-            let input_source = match &source {
-                Place::Slot(s) => Source::Slot(*s, Some(range)),
-                Place::Owned(b) => Source::Owned(b.clone()),
+            let input_binding = match caller_slot {
+                Some(s) => Binding::Slot(s, Some(range)),
+                None => source.clone(),
             };
-            let output_source = match &level_out {
-                Place::Slot(s) => Source::Slot(*s, None),
-                Place::Owned(b) => Source::Owned(b.clone()),
-            };
-            steps.push(Step {
-                kernel: kernel.clone(),
-                sources: vec![
-                    (0, Source::Owned(ctx.create_buffer_with("reduce params", bytemuck::bytes_of(&params), wgpu::BufferUsages::UNIFORM))),
-                    (1, input_source),
-                    (2, output_source),
-                ],
-                groups: params.groups,
-            });
+            let uniform = ctx.create_buffer_with("reduce params", bytemuck::bytes_of(&params), wgpu::BufferUsages::UNIFORM);
+            steps.push(Step::new(
+                &kernel,
+                params.groups,
+                vec![("params", Binding::Owned(uniform)), ("input", input_binding), ("output", level_out.clone())],
+            )?);
         }
         if last {
             return Ok(scratch);
@@ -133,7 +124,7 @@ impl SegmentedSum {
     /// Plans the sum of `segments` runs of `len` values each.
     pub fn new(ctx: &GpuContext, segments: usize, len: usize) -> Result<Self> {
         let mut steps = Vec::new();
-        let scratch = record_segmented_sum(ctx, &mut steps, Place::Slot(0), segments as u64, len as u64, Place::Slot(1))?;
+        let scratch = record_segmented_sum(ctx, &mut steps, Binding::slot(0), segments as u64, len as u64, Binding::slot(1))?;
         let slots = vec![
             SlotSpec { name: "input", shape: vec![segments * len], dtype: DType::F32, written: false, required: true },
             SlotSpec { name: "output", shape: vec![segments], dtype: DType::F32, written: true, required: true },

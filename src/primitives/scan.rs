@@ -12,9 +12,8 @@
 use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
-use crate::gpu::program::{Program, SlotSpec, Source, Step};
+use crate::gpu::program::{Binding, Program, SlotSpec, Step};
 use crate::gpu::{DType, GpuContext, GpuTensor, HostTensor, PooledBuffer};
-use crate::primitives::reduce::Place;
 
 /// Values a scan workgroup covers (`TILE` in `scan.wgsl`).
 pub const SCAN_TILE: u64 = 2048;
@@ -51,13 +50,6 @@ struct Params {
     _pad: [u32; 2],
 }
 
-fn source(p: &Place) -> Source {
-    match p {
-        Place::Slot(s) => Source::Slot(*s, None),
-        Place::Owned(b) => Source::Owned(b.clone()),
-    }
-}
-
 /// Appends the dispatches of an inclusive scan of `segments` runs of `len`
 /// values (`layout` is `(segments, len)`) from `input` into `output` (same layout), and each segment's total
 /// into `totals[segment]` when given. Returns the scratch buffers the plan
@@ -65,9 +57,9 @@ fn source(p: &Place) -> Source {
 pub(crate) fn record_scan(
     ctx: &GpuContext,
     steps: &mut Vec<Step>,
-    input: Place,
-    output: Place,
-    totals: Option<Place>,
+    input: Binding,
+    output: Binding,
+    totals: Option<Binding>,
     layout: (u64, u64),
     operand: ScanOperand,
 ) -> Result<Vec<PooledBuffer>> {
@@ -98,7 +90,7 @@ pub(crate) fn record_scan(
         write_totals: write_totals as u32,
         _pad: [0; 2],
     };
-    let uniform = |p: Params| Source::Owned(ctx.create_buffer_with("scan params", bytemuck::bytes_of(&p), wgpu::BufferUsages::UNIFORM));
+    let uniform = |p: Params| Binding::Owned(ctx.create_buffer_with("scan params", bytemuck::bytes_of(&p), wgpu::BufferUsages::UNIFORM));
     // Unused bindings still need buffers, and a written one may not alias a read one.
     let (no_carries, no_totals) =
         (ctx.create_buffer_with("scan no carries", &[0u8; 16], storage), ctx.create_buffer_with("scan no totals", &[0u8; 16], storage));
@@ -106,16 +98,16 @@ pub(crate) fn record_scan(
         let sums = ctx.scratch("scan tile sums", groups * 4, storage)?;
         let scanned = ctx.scratch("scan tile prefixes", groups * 4, storage)?;
         let p = uniform(params(false, false, operand.mask(), len, tiles));
-        steps.push(Step {
-            kernel: ctx.kernel("scan.wgsl", "reduce_tiles", &[])?,
-            sources: vec![(0, p), (1, source(&input)), (2, Source::Owned(sums.buffer().clone()))],
-            groups: groups as u32,
-        });
+        steps.push(Step::new(
+            &ctx.kernel("scan.wgsl", "reduce_tiles", &[])?,
+            groups as u32,
+            vec![("params", p), ("input", input.clone()), ("output", Binding::owned(sums.buffer()))],
+        )?);
         scratch.extend(record_scan(
             ctx,
             steps,
-            Place::Owned(sums.buffer().clone()),
-            Place::Owned(scanned.buffer().clone()),
+            Binding::owned(sums.buffer()),
+            Binding::owned(scanned.buffer()),
             None,
             (segments, tiles),
             ScanOperand::Value,
@@ -128,17 +120,17 @@ pub(crate) fn record_scan(
         None
     };
     let p = uniform(params(carries.is_some(), totals.is_some(), operand.mask(), len, tiles));
-    steps.push(Step {
-        kernel: ctx.kernel("scan.wgsl", "scan_tiles", &[])?,
-        sources: vec![
-            (0, p),
-            (1, source(&input)),
-            (2, source(&output)),
-            (3, Source::Owned(carries.unwrap_or(no_carries))),
-            (4, totals.as_ref().map(source).unwrap_or(Source::Owned(no_totals))),
+    steps.push(Step::new(
+        &ctx.kernel("scan.wgsl", "scan_tiles", &[])?,
+        groups as u32,
+        vec![
+            ("params", p),
+            ("input", input),
+            ("output", output),
+            ("carries", Binding::Owned(carries.unwrap_or(no_carries))),
+            ("totals", totals.unwrap_or(Binding::Owned(no_totals))),
         ],
-        groups: groups as u32,
-    });
+    )?);
     Ok(scratch)
 }
 
@@ -168,9 +160,9 @@ impl SegmentedScan {
         let scratch = record_scan(
             ctx,
             &mut steps,
-            Place::Slot(0),
-            Place::Slot(1),
-            Some(Place::Slot(2)),
+            Binding::slot(0),
+            Binding::slot(1),
+            Some(Binding::slot(2)),
             (segments as u64, len as u64),
             operand,
         )?;

@@ -18,9 +18,8 @@
 use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
-use crate::gpu::program::{Program, SlotSpec, Source, Step};
+use crate::gpu::program::{Binding, Program, SlotSpec, Step};
 use crate::gpu::{DType, GpuContext, GpuTensor, HostTensor};
-use crate::primitives::reduce::Place;
 
 /// Positions a workgroup holds (`TILE` in `sort.wgsl`).
 pub const SORT_TILE: u64 = 2048;
@@ -81,8 +80,8 @@ fn log_size(len: u64) -> u32 {
 pub(crate) fn record_sort(
     ctx: &GpuContext,
     steps: &mut Vec<Step>,
-    keys: Place,
-    values: Place,
+    keys: Binding,
+    values: Binding,
     lengths: &[u64],
     index_values: bool,
 ) -> Result<()> {
@@ -116,10 +115,6 @@ pub(crate) fn record_sort(
     let max_log = lengths.iter().map(|&l| log_size(l)).max().unwrap_or(0);
     let storage = wgpu::BufferUsages::STORAGE;
     let segments = ctx.create_buffer_with("sort segments", bytemuck::cast_slice(&table), storage);
-    let source = |p: &Place| match p {
-        Place::Slot(s) => Source::Slot(*s, None),
-        Place::Owned(b) => Source::Owned(b.clone()),
-    };
     let sort_tiles = ctx.kernel("sort.wgsl", "sort_tiles", &[])?;
     let merge_pass = ctx.kernel("sort.wgsl", "merge_pass", &[])?;
     for pass in schedule(max_log) {
@@ -134,16 +129,16 @@ pub(crate) fn record_sort(
             _pad: [0; 2],
         };
         let uniform = ctx.create_buffer_with("sort params", bytemuck::bytes_of(&params), wgpu::BufferUsages::UNIFORM);
-        steps.push(Step {
-            kernel: if pass.is_none() { sort_tiles.clone() } else { merge_pass.clone() },
-            sources: vec![
-                (0, Source::Owned(uniform)),
-                (1, Source::Owned(segments.clone())),
-                (2, source(&keys)),
-                (3, source(&values)),
+        steps.push(Step::new(
+            if pass.is_none() { &sort_tiles } else { &merge_pass },
+            tiles as u32,
+            vec![
+                ("params", Binding::Owned(uniform)),
+                ("segments", Binding::owned(&segments)),
+                ("keys", keys.clone()),
+                ("values", values.clone()),
             ],
-            groups: tiles as u32,
-        });
+        )?);
     }
     Ok(())
 }
@@ -186,7 +181,7 @@ impl SortPlan {
         let lengths: Vec<u64> = lengths.iter().map(|&l| l as u64).collect();
         let total: u64 = lengths.iter().sum();
         let mut steps = Vec::new();
-        record_sort(ctx, &mut steps, Place::Slot(0), Place::Slot(1), &lengths, index_values)?;
+        record_sort(ctx, &mut steps, Binding::slot(0), Binding::slot(1), &lengths, index_values)?;
         let slots = vec![
             SlotSpec { name: "keys", shape: vec![total as usize], dtype: DType::F32, written: true, required: true },
             SlotSpec { name: "values", shape: vec![total as usize], dtype: DType::I32, written: true, required: true },

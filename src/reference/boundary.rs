@@ -61,11 +61,6 @@ pub fn signed_distance(labels: &[i32], dims: &[usize], classes: &[usize], spacin
     out
 }
 
-/// The classes a configuration selects (all of `0..c` when none are listed).
-pub fn selected_classes(config: &BoundaryConfig, c: usize) -> Vec<usize> {
-    config.classes.clone().unwrap_or_else(|| (0..c).collect())
-}
-
 /// The spacing a configuration gives, or 1 per axis.
 pub fn spacing_or_ones(config: &BoundaryConfig, axes: usize) -> Vec<f64> {
     config.spacing.clone().unwrap_or_else(|| vec![1.0; axes])
@@ -78,7 +73,7 @@ pub fn evaluate(config: &BoundaryConfig, inputs: &HostInputs<'_>) -> Result<Refe
     let shape = &inputs.logits.shape;
     let (n, c, dims) = (shape[0], shape[1], &shape[2..]);
     let s: usize = dims.iter().product();
-    let classes = selected_classes(config, c);
+    let classes = config.selected_classes(c);
     let k = classes.len();
     // Every class's map, [N, C, S…], as golden cases carry it under expected.distance.
     let all: Vec<usize> = (0..c).collect();

@@ -1,15 +1,48 @@
 //! Float64 CPU references, one per loss, written for clarity rather than
 //! speed: the oracle the GPU kernels are tested against, and a CPU fallback.
 
+//!
+//! This layer sits above the configurations: it reads them, and they never
+//! call it. [`LossConfig::reference`] is its one dispatch over the losses.
+
 pub mod bce;
-pub mod box_iou;
 pub mod boundary;
+pub mod box_iou;
+pub mod compound;
 pub mod cross_entropy;
 pub mod focal;
-pub mod lovasz;
 pub mod generalized_dice;
-pub mod overlap;
+pub mod lovasz;
 pub mod mask_giou;
+pub mod overlap;
+
+use crate::error::Result;
+use crate::losses::{HostInputs, LossConfig, Reduction, Score};
+
+impl LossConfig {
+    /// The float64 CPU reference: value and gradient, after the same checks
+    /// of parameters, shapes and values the GPU path makes.
+    pub fn reference(&self, inputs: &HostInputs<'_>) -> Result<Reference> {
+        inputs.check()?;
+        self.validate()?;
+        self.check_shapes(&inputs.shapes())?;
+        self.check_values(inputs)?;
+        match self {
+            LossConfig::Bce(c) => bce::evaluate(c, inputs),
+            LossConfig::CrossEntropy(c) => cross_entropy::evaluate(c, inputs),
+            LossConfig::Focal(c) => focal::evaluate(c, inputs),
+            LossConfig::Dice(c) => overlap::evaluate(c, Score::Dice, inputs),
+            LossConfig::Jaccard(c) => overlap::evaluate(c, Score::Jaccard, inputs),
+            LossConfig::Tversky(c) => overlap::evaluate(&c.overlap, c.score(), inputs),
+            LossConfig::GeneralizedDice(c) => generalized_dice::evaluate(c, inputs),
+            LossConfig::BoxIou(c) => box_iou::evaluate(c, inputs),
+            LossConfig::MaskGiou(c) => mask_giou::evaluate(c, inputs),
+            LossConfig::Boundary(c) => boundary::evaluate(c, inputs),
+            LossConfig::LovaszSoftmax(c) => lovasz::evaluate_softmax(c, inputs),
+            LossConfig::LovaszHinge(c) => lovasz::evaluate_hinge(c, inputs),
+        }
+    }
+}
 
 /// A loss's value and its gradient with respect to the logits, in float64.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -54,13 +87,12 @@ pub(crate) fn pixels(shape: &[usize]) -> impl Iterator<Item = (usize, Vec<usize>
 /// Applies a reduction to per-element losses and their gradients: sums
 /// (and divides by `denominator` for the mean).
 pub(crate) fn reduce(
-    reduction: crate::Reduction,
+    reduction: Reduction,
     losses: Vec<f64>,
     mut grad: Vec<f64>,
     shape: &[usize],
     denominator: f64,
 ) -> Reference {
-    use crate::Reduction;
     match reduction {
         Reduction::None => Reference { value: losses, value_shape: shape.to_vec(), grad, extras: Vec::new() },
         Reduction::Sum => Reference { value: vec![losses.iter().sum()], value_shape: vec![1], grad, extras: Vec::new() },

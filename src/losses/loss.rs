@@ -1,0 +1,97 @@
+//! The one shape every loss has: the [`Loss`] trait each loss's host file
+//! implements, and its object-safe face [`AnyLoss`], through which
+//! [`super::LossConfig`] dispatches once.
+
+use crate::error::Result;
+use crate::gpu::context::GpuContext;
+use crate::losses::plan::{LossPlan, PlanOptions};
+use crate::losses::{HostInputs, InputShapes, TargetKind};
+
+/// What a loss's shape check learns: its typed view of the inputs (which
+/// the plan then uses instead of deriving it again) and its value's shape.
+pub(crate) struct Checked<L> {
+    pub layout: L,
+    pub value_shape: Vec<usize>,
+}
+
+/// A loss: its configuration type implements this in `losses/<name>.rs`.
+pub(crate) trait Loss {
+    /// The loss's own view of its input shapes (`[N, C, S]`, boxes, masks, …).
+    type Layout;
+
+    /// SPEC.md's name.
+    fn name(&self) -> &'static str;
+
+    /// Checks the parameters on their own (ranges, exclusive options).
+    fn validate(&self) -> Result<()>;
+
+    /// Checks the input shapes against the parameters.
+    fn check_shapes(&self, shapes: &InputShapes) -> Result<Checked<Self::Layout>>;
+
+    /// Checks what only the data shows (label and target ranges), on the host.
+    fn check_values(&self, inputs: &HostInputs<'_>) -> Result<()>;
+
+    /// Plans the kernels for inputs of `shapes`, whose check gave `checked`.
+    fn plan(&self, ctx: &GpuContext, shapes: &InputShapes, checked: Checked<Self::Layout>, options: PlanOptions) -> Result<LossPlan>;
+
+    /// What the target tensor holds.
+    fn target_kind(&self) -> TargetKind;
+
+    /// What golden cases and errors call the logits and target inputs.
+    fn input_names(&self) -> [&'static str; 2] {
+        ["logits", "target"]
+    }
+
+    /// What a non-zero status word means.
+    fn status_rule(&self) -> &'static str {
+        "a class index outside [0, C) that is not the ignore value"
+    }
+}
+
+/// [`Loss`] without its layout type, so that one `match` can hand out any loss.
+pub(crate) trait AnyLoss {
+    fn name(&self) -> &'static str;
+    fn validate(&self) -> Result<()>;
+    fn value_shape(&self, shapes: &InputShapes) -> Result<Vec<usize>>;
+    fn check_values(&self, inputs: &HostInputs<'_>) -> Result<()>;
+    fn plan(&self, ctx: &GpuContext, shapes: &InputShapes, options: PlanOptions) -> Result<LossPlan>;
+    fn target_kind(&self) -> TargetKind;
+    fn input_names(&self) -> [&'static str; 2];
+    fn status_rule(&self) -> &'static str;
+}
+
+impl<T: Loss> AnyLoss for T {
+    fn name(&self) -> &'static str {
+        Loss::name(self)
+    }
+
+    fn validate(&self) -> Result<()> {
+        Loss::validate(self)
+    }
+
+    fn value_shape(&self, shapes: &InputShapes) -> Result<Vec<usize>> {
+        Ok(self.check_shapes(shapes)?.value_shape)
+    }
+
+    fn check_values(&self, inputs: &HostInputs<'_>) -> Result<()> {
+        Loss::check_values(self, inputs)
+    }
+
+    fn plan(&self, ctx: &GpuContext, shapes: &InputShapes, options: PlanOptions) -> Result<LossPlan> {
+        Loss::validate(self)?;
+        let checked = self.check_shapes(shapes)?;
+        Loss::plan(self, ctx, shapes, checked, options)
+    }
+
+    fn target_kind(&self) -> TargetKind {
+        Loss::target_kind(self)
+    }
+
+    fn input_names(&self) -> [&'static str; 2] {
+        Loss::input_names(self)
+    }
+
+    fn status_rule(&self) -> &'static str {
+        Loss::status_rule(self)
+    }
+}
