@@ -31,7 +31,13 @@ pub mod reference;
 pub mod runner;
 pub mod samples;
 
+// What an engine or a user needs, at the crate root.
 pub use error::{Error, Result};
-pub use gpu::{ContextOptions, DType, GpuContext, GpuTensor, HostData, HostTensor, PooledBuffer};
-pub use losses::{HostInputs, InputShapes, LossConfig, LossInputs, LossOutputs, LossPlan, PlanOptions, Reduction};
+pub use gpu::context::{AdapterSummary, ContextOptions, GpuContext};
+pub use gpu::pool::PooledBuffer;
+pub use gpu::tensor::{DType, GpuTensor, HostData, HostTensor};
+pub use losses::compound::{ALPHA_START, CompoundConfig, CompoundPlan, CompoundTerm, alpha_step, steal_weight};
+pub use losses::{HostInputs, InputShapes, LossConfig, LossInputs, LossOutputs, LossPlan, PlanOptions, Reduction, TargetKind};
+pub use primitives::distance::{DistanceMode, DistancePlan};
+pub use reference::Reference;
 pub use runner::{LossResult, Runner};

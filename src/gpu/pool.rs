@@ -68,9 +68,12 @@ impl GpuContext {
     /// Borrows a buffer of at least `size` bytes with `usage` from the pool,
     /// creating one only when none is free.
     pub fn scratch(&self, label: &str, size: u64, usage: wgpu::BufferUsages) -> Result<PooledBuffer> {
-        // A request that fits one binding gets a buffer that does too, so it can be bound whole.
+        // A request that fits one binding gets a buffer that does too, so it can be bound whole;
+        // one that fits the largest buffer is never rounded past it.
         let limit = self.binding_limit();
+        let largest = self.device().limits().max_buffer_size;
         let class = if size <= limit { size_class(size).min(limit) } else { size_class(size) };
+        let class = if size <= largest { class.min(largest) } else { class };
         let key = (class, usage.bits());
         let reused = {
             let mut free = self.inner.pool.free.lock().unwrap_or_else(|e| e.into_inner());

@@ -175,23 +175,17 @@ impl Loss for BoundaryConfig {
         let mut plan = PlanBuilder::new(ctx, options, shapes, DType::I32);
 
         // The plan's own maps, [N, C, S…], written by the transform and bound by range like a caller's.
+        let maps_bytes = (n * c * s) as u64 * 4;
+        if maps_bytes > ctx.device().limits().max_buffer_size {
+            return Err(Error::Limit(format!(
+                "boundary: its {maps_bytes}-byte distance maps exceed the device's largest buffer; pass them in LossInputs::distance"
+            )));
+        }
         let mut transform = Vec::new();
         let transform_scratch = record_signed_distance(ctx, &mut transform, &geometry, self.transform, slot::TARGET, slot::DISTANCE)?;
         plan.keep(transform_scratch);
         let maps_shape = geometry.output_shape();
-        let maps_bytes = (n * c * s) as u64 * 4;
-        let too_large = || {
-            Error::Limit(format!(
-                "boundary: its {maps_bytes}-byte distance maps exceed the device's largest buffer; pass them in LossInputs::distance"
-            ))
-        };
-        if maps_bytes > ctx.device().limits().max_buffer_size {
-            return Err(too_large());
-        }
-        // The pool rounds requests up: just under the limit, its rounded buffer is what does not fit.
-        let maps = plan
-            .scratch_with("boundary distance maps", maps_bytes, wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC)
-            .map_err(|e| if matches!(e, Error::Limit(_)) { too_large() } else { e })?;
+        let maps = plan.scratch_with("boundary distance maps", maps_bytes, wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC)?;
         let stand_in = GpuTensor::new(ctx, maps, 0, &maps_shape, DType::F32)?;
 
         // Logits, gradient and maps are [N, C, S…], labels [N, S…], per-pixel values [N, K, S…] (K ≤ C).

@@ -103,12 +103,13 @@ impl Loss for CrossEntropyConfig {
 
     fn plan(&self, ctx: &GpuContext, shapes: &InputShapes, checked: Checked<PixelLayout>, options: PlanOptions) -> Result<LossPlan> {
         let layout = checked.layout;
-        let (n, c, s) = (layout.images as usize, layout.classes as usize, layout.spatial as usize);
+        let c = layout.classes as usize;
         let weights = weights_or_ones(&self.class_weights, c);
-        // The mean's denominator depends on the labels only when some pixels weigh other than 1.
+        // The mean is over Σ w[y] of the pixels whose label counts (PyTorch's
+        // convention), so it depends on the labels: counted on the GPU.
         let denominator = match self.reduction {
-            Reduction::Mean if self.class_weights.is_some() || self.ignore_index.is_some() => Denominator::LabelWeights,
-            _ => Denominator::mean_over(self.reduction, n * s),
+            Reduction::Mean => Denominator::LabelSum(weights.clone()),
+            _ => Denominator::Constant(1.0),
         };
         let (smoothing, ignore, w) = (self.label_smoothing, self.ignore_index, weights.clone());
         let params = move |chunk, write_elements: bool, write_grad: bool| {

@@ -135,7 +135,7 @@ impl Loss for FocalConfig {
         let layout = checked.layout;
         let gamma = self.gamma;
         if self.mode == FocalMode::Multiclass {
-            let (n, c, s) = (layout.images as usize, layout.classes as usize, layout.spatial as usize);
+            let c = layout.classes as usize;
             let weights = weights_or_ones(&self.class_weights, c);
             let w = weights.clone();
             let params = move |chunk, write_elements: bool, write_grad: bool| {
@@ -146,7 +146,11 @@ impl Loss for FocalConfig {
                 kernel: Kernel::Softmax { class_weights: weights },
                 layout,
                 reduction: self.reduction,
-                denominator: Denominator::mean_over(self.reduction, n * s),
+                // The mean is over the pixels whose label counts.
+                denominator: match self.reduction {
+                    Reduction::Mean => Denominator::LabelSum(vec![1.0; c]),
+                    _ => Denominator::Constant(1.0),
+                },
                 params: &params,
             }
             .plan(ctx, shapes, options);

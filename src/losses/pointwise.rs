@@ -60,10 +60,14 @@ impl Kernel {
 
 /// What a mean divides by.
 pub(crate) enum Denominator {
-    /// Known when the plan is made (numel, N·|S|, or 1 for sum and none).
+    /// Known when the plan is made (numel, or 1 for sum and none).
     Constant(f64),
-    /// Σ v·w[y] over the labels, computed on the GPU before the main pass.
-    LabelWeights,
+    /// `Σ w[y]` over the pixels whose label counts (neither the ignore value
+    /// nor outside `[0, C)`), computed on the GPU before the main pass: the
+    /// class weights for cross-entropy's weighted mean, ones for a plain
+    /// count. Every softmax mean divides by it, so a label outside `[0, C)`
+    /// drops out of the mean exactly as an ignored one does.
+    LabelSum(Vec<f32>),
 }
 
 impl Denominator {
@@ -102,7 +106,7 @@ impl Pointwise<'_> {
 
         let denom = plan.denominator(match self.denominator {
             Denominator::Constant(d) => d as f32,
-            Denominator::LabelWeights => 0.0,
+            Denominator::LabelSum(_) => 0.0,
         });
         let tiles_total: u64 = chunks.iter().map(|ch| (ch.units.end - ch.units.start).div_ceil(LOSS_TILE)).sum();
         let partials = plan.scratch("loss partials", tiles_total * 4)?;
@@ -116,8 +120,10 @@ impl Pointwise<'_> {
         let status = matches!(self.kernel, Kernel::Softmax { .. } | Kernel::Boxes).then(|| plan.status());
         let write_elements = self.reduction == Reduction::None;
         let main = plan.kernel(file, "main", &[])?;
-        let weight_sum = match self.denominator {
-            Denominator::LabelWeights => Some(plan.kernel(file, "weight_sum", &[])?),
+        let weight_sum = match &self.denominator {
+            Denominator::LabelSum(w) => {
+                Some((plan.kernel(file, "weight_sum", &[])?, Binding::Owned(plan.storage("label weights", bytemuck::cast_slice(w)))))
+            }
             Denominator::Constant(_) => None,
         };
 
@@ -135,15 +141,15 @@ impl Pointwise<'_> {
             ));
             let target_range = if target_per_item { pr } else { lr };
             let weights = weights.clone().unwrap_or(Binding::range(slot::WEIGHT, lr));
-            if let Some(kernel) = &weight_sum {
-                // Σ w[y] over the labels first: the weighted mean's denominator.
+            if let Some((kernel, label_weights)) = &weight_sum {
+                // Σ w[y] over the labels first: the mean's denominator.
                 plan.dispatch(
                     kernel,
                     groups,
                     vec![
                         ("params", params.clone()),
                         (target_name, Binding::range(slot::TARGET, target_range)),
-                        (weights_name.expect("class weights"), weights.clone()),
+                        (weights_name.expect("class weights"), label_weights.clone()),
                         ("partials", Binding::owned(&partials)),
                         ("status", status.clone().expect("status")),
                     ],

@@ -10,6 +10,7 @@ mod box_iou;
 mod boundary;
 mod compound;
 mod distance;
+mod engine;
 mod golden;
 mod lovasz;
 mod overlap;
