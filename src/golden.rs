@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::gpu::HostTensor;
+use crate::gpu::tensor::HostTensor;
 use crate::losses::{HostInputs, LossConfig};
 use crate::runner::Runner;
 

@@ -8,8 +8,11 @@ use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 use crate::gpu::tensor::{read_bytes, tensor_usage};
-use crate::gpu::{DType, GpuContext, GpuTensor, HostTensor};
-use crate::losses::{CompoundConfig, HostInputs, LossConfig, LossInputs, LossOutputs, LossPlan, PlanOptions};
+use crate::gpu::context::GpuContext;
+use crate::gpu::tensor::{DType, GpuTensor, HostTensor};
+use crate::losses::{HostInputs, LossConfig};
+use crate::losses::compound::CompoundConfig;
+use crate::losses::plan::{LossInputs, LossOutputs, LossPlan, PlanOptions};
 
 /// A loss's value and gradient, read back to the host.
 #[derive(Clone, Debug, PartialEq)]
@@ -100,7 +103,7 @@ impl Runner {
         plans: &[(&LossConfig, &LossPlan)],
     ) -> Result<LossResult> {
         let ctx = &self.ctx;
-        let upload = |h: &HostTensor| -> Result<(GpuTensor, crate::PooledBuffer)> {
+        let upload = |h: &HostTensor| -> Result<(GpuTensor, crate::gpu::pool::PooledBuffer)> {
             let b = ctx.scratch("segloss input", h.bytes().len() as u64, tensor_usage())?;
             ctx.queue().write_buffer(&b, 0, h.bytes());
             Ok((GpuTensor::new(ctx, b.buffer().clone(), 0, &h.shape, h.dtype())?, b))
@@ -108,7 +111,7 @@ impl Runner {
         let (logits, _l) = upload(inputs.logits)?;
         let (target, _t) = upload(inputs.target)?;
         let weight = inputs.weight.map(upload).transpose()?;
-        let output = |shape: &[usize]| -> Result<(GpuTensor, crate::PooledBuffer)> {
+        let output = |shape: &[usize]| -> Result<(GpuTensor, crate::gpu::pool::PooledBuffer)> {
             let bytes = shape.iter().product::<usize>() as u64 * 4;
             let b = ctx.scratch("segloss output", bytes, tensor_usage())?;
             Ok((GpuTensor::new(ctx, b.buffer().clone(), 0, shape, DType::F32)?, b))
@@ -171,7 +174,7 @@ impl Runner {
     }
 
     /// The cached plan for `config` on `shapes`, made on first use.
-    pub fn plan(&self, config: &LossConfig, shapes: &crate::InputShapes) -> Result<Arc<LossPlan>> {
+    pub fn plan(&self, config: &LossConfig, shapes: &crate::losses::InputShapes) -> Result<Arc<LossPlan>> {
         let key = serde_json::to_string(&(config, shapes)).map_err(|e| Error::config("loss", e.to_string()))?;
         if let Some(p) = self.plans.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
             return Ok(p.clone());

@@ -7,7 +7,7 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
 
 use crate::error::{Error, Result};
-use crate::gpu::HostTensor;
+use crate::gpu::tensor::HostTensor;
 use crate::losses::{LossConfig, TargetKind};
 
 /// A seeded generator.

@@ -9,7 +9,3 @@ pub mod pool;
 pub(crate) mod program;
 pub mod shaders;
 pub mod tensor;
-
-pub use context::{AdapterSummary, ContextOptions, GpuContext};
-pub use pool::PooledBuffer;
-pub use tensor::{DType, GpuTensor, HostData, HostTensor};

@@ -4,7 +4,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
-use crate::gpu::{GpuContext, shaders};
+use crate::gpu::shaders;
+use crate::gpu::context::GpuContext;
 
 /// A compiled kernel, the layout of its one bind group, and the bindings
 /// its entry point uses, by their names in the WGSL: plans bind by name, so

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::error::Result;
-use crate::gpu::GpuContext;
+use crate::gpu::context::GpuContext;
 
 type Key = (u64, u32);
 

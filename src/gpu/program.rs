@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use crate::error::{Error, Result};
 use crate::gpu::chunks::{ElementRange, grid};
 use crate::gpu::pipeline::Kernel;
-use crate::gpu::{DType, GpuContext, GpuTensor};
+use crate::gpu::context::GpuContext;
+use crate::gpu::tensor::{DType, GpuTensor};
 
 /// Where one binding's buffer comes from: the one type for kernels' inputs
 /// and outputs, whether the primitives or the losses bind them.

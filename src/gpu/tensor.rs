@@ -1,7 +1,7 @@
 //! Typed tensors: a shape and an element type over a GPU buffer, or over host memory.
 
 use crate::error::{Error, Result};
-use crate::gpu::GpuContext;
+use crate::gpu::context::GpuContext;
 
 /// Element types segloss reads and writes. Both are four bytes wide.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -132,7 +132,7 @@ pub(crate) async fn read_bytes(ctx: &GpuContext, buffer: &wgpu::Buffer, offset: 
     }
     // Until the bytes are out and the buffer unmapped, a dropped future (a
     // cancelled read) must not hand the still-mapping buffer back to the pool.
-    struct Unfinished(Option<crate::gpu::PooledBuffer>);
+    struct Unfinished(Option<crate::gpu::pool::PooledBuffer>);
     impl Drop for Unfinished {
         fn drop(&mut self) {
             if let Some(b) = self.0.take() {

@@ -4,15 +4,15 @@
 //! the float64 twin is `reference/box_iou.rs`.
 //!
 //! The inputs are `pred_boxes` and `target_boxes`, both `[M, 4]` f32; an
-//! engine passes them as [`crate::LossInputs`]' `logits` and `target`. The
+//! engine passes them as [`crate::losses::plan::LossInputs`]' `logits` and `target`. The
 //! gradient is with respect to `pred_boxes`.
 //!
 //! **Degenerate boxes.** A box with `x2 ≤ x1` or `y2 ≤ y1` has no area, and
 //! the formulas divide by areas and heights. By default
 //! (`degenerate = "error"`) such a box is an input error: the host path
-//! ([`crate::Runner`], the reference) names it before any work, and a plan
+//! ([`crate::runner::Runner`], the reference) names it before any work, and a plan
 //! recorded on the caller's buffers sets bit 0 of its
-//! [`crate::LossPlan::status_buffer`]. With `degenerate = "clamp"` the caller
+//! [`crate::losses::plan::LossPlan::status_buffer`]. With `degenerate = "clamp"` the caller
 //! opts into a finite result instead: widths and heights are `max(x2 − x1, 0)`
 //! (no gradient where not positive), so an inverted box counts as empty; the
 //! enclosing box's area is clamped the same way; a box's aspect angle

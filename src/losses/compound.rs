@@ -30,8 +30,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::gpu::GpuContext;
-use crate::losses::{InputShapes, LossConfig, LossInputs, LossOutputs, LossPlan, PlanOptions};
+use crate::gpu::context::GpuContext;
+use crate::losses::{InputShapes, LossConfig};
+use crate::losses::plan::{LossInputs, LossOutputs, LossPlan, PlanOptions};
 
 /// The boundary loss paper's starting weight α of the boundary term.
 pub const ALPHA_START: f64 = 0.01;

@@ -7,8 +7,8 @@
 //! `[M, H, W]` in {0, 1}. The value is per instance (`[M]` for reduction
 //! "none", else their mean or sum). Besides value and gradient the plan
 //! computes `#C`, the pixels of each instance's enclosing region, into an i32
-//! `[M]` tensor: [`LossPlan::extra`]`("enclosing_count")`; [`crate::Runner`]
-//! reads it back into [`crate::LossResult::extras`].
+//! `[M]` tensor: [`LossPlan::extra`]`("enclosing_count")`; [`crate::runner::Runner`]
+//! reads it back into [`crate::runner::LossResult::extras`].
 //!
 //! Decisions where SPEC.md is silent:
 //! - `σ(x) ≥ τ` is decided exactly, as `x ≥ logit(τ)`: the kernels compare

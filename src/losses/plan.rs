@@ -203,7 +203,7 @@ impl LossPlan {
     }
 
     /// A `u32` the kernels set non-zero when an input broke a rule they can
-    /// only see on the GPU ([`crate::LossConfig::status_rule`] says which: a
+    /// only see on the GPU ([`crate::losses::LossConfig::status_rule`] says which: a
     /// class index outside `[0, C)` that is not the ignore value, a
     /// degenerate box); cleared at the start of each recording. `None` for
     /// losses that have no such rule.

@@ -43,7 +43,9 @@ use crate::error::{Error, Result};
 use crate::gpu::chunks::{ElementRange, plan_chunks};
 use crate::gpu::program::{Binding, Program, SlotSpec, Step};
 use crate::gpu::tensor::tensor_usage;
-use crate::gpu::{DType, GpuContext, GpuTensor, HostTensor, PooledBuffer};
+use crate::gpu::context::GpuContext;
+use crate::gpu::pool::PooledBuffer;
+use crate::gpu::tensor::{DType, GpuTensor, HostTensor};
 
 /// Which distance transform to run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]

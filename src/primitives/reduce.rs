@@ -13,7 +13,9 @@ use crate::error::{Error, Result};
 use crate::gpu::chunks::{ElementRange, plan_chunks, tile_span};
 use crate::gpu::layout::REDUCE_TILE;
 use crate::gpu::program::{Binding, Program, SlotSpec, Step};
-use crate::gpu::{DType, GpuContext, GpuTensor, PooledBuffer};
+use crate::gpu::context::GpuContext;
+use crate::gpu::pool::PooledBuffer;
+use crate::gpu::tensor::{DType, GpuTensor};
 
 /// `struct Params` in `reduce.wgsl`.
 #[repr(C)]
@@ -144,7 +146,7 @@ impl SegmentedSum {
         if segments == 0 || values.len() % segments != 0 {
             return Err(Error::input(format!("{} values do not split into {segments} equal segments", values.len())));
         }
-        let input = GpuTensor::from_host(ctx, &crate::HostTensor::f32(&[values.len()], values.to_vec())?)?;
+        let input = GpuTensor::from_host(ctx, &crate::gpu::tensor::HostTensor::f32(&[values.len()], values.to_vec())?)?;
         let output = GpuTensor::zeros(ctx, &[segments], DType::F32)?;
         let plan = Self::new(ctx, segments, values.len() / segments)?;
         let mut encoder = ctx.device().create_command_encoder(&Default::default());

@@ -13,7 +13,9 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
 use crate::gpu::program::{Binding, Program, SlotSpec, Step};
-use crate::gpu::{DType, GpuContext, GpuTensor, HostTensor, PooledBuffer};
+use crate::gpu::context::GpuContext;
+use crate::gpu::pool::PooledBuffer;
+use crate::gpu::tensor::{DType, GpuTensor, HostTensor};
 
 /// Values a scan workgroup covers (`TILE` in `scan.wgsl`).
 pub const SCAN_TILE: u64 = 2048;

@@ -19,7 +19,8 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
 use crate::gpu::program::{Binding, Program, SlotSpec, Step};
-use crate::gpu::{DType, GpuContext, GpuTensor, HostTensor};
+use crate::gpu::context::GpuContext;
+use crate::gpu::tensor::{DType, GpuTensor, HostTensor};
 
 /// Positions a workgroup holds (`TILE` in `sort.wgsl`).
 pub const SORT_TILE: u64 = 2048;

@@ -1,7 +1,8 @@
 //! The float64 reference of a compound loss: the weighted sum of its terms' references.
 
 use crate::error::Result;
-use crate::losses::{CompoundConfig, HostInputs};
+use crate::losses::HostInputs;
+use crate::losses::compound::CompoundConfig;
 use crate::reference::Reference;
 
 impl CompoundConfig {
