@@ -41,3 +41,9 @@ pub use losses::{HostInputs, InputShapes, LossConfig, LossInputs, LossOutputs, L
 pub use primitives::distance::{DistanceMode, DistancePlan};
 pub use reference::Reference;
 pub use runner::{LossResult, Runner};
+
+/// The README's Rust snippets, compiled (and run, unless marked `no_run`)
+/// as doc tests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeSnippets;
