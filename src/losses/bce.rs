@@ -57,9 +57,7 @@ impl Loss for BceConfig {
     /// Element-wise: `[1, 1, numel]`.
     type Layout = PixelLayout;
 
-    fn name(&self) -> &'static str {
-        "bce"
-    }
+    const NAME: &'static str = "bce";
 
     fn target_kind(&self) -> TargetKind {
         TargetKind::Dense

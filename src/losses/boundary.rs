@@ -123,9 +123,7 @@ impl BoundaryConfig {
 impl Loss for BoundaryConfig {
     type Layout = BoundaryLayout;
 
-    fn name(&self) -> &'static str {
-        "boundary"
-    }
+    const NAME: &'static str = "boundary";
 
     fn target_kind(&self) -> TargetKind {
         TargetKind::Classes

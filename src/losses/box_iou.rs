@@ -103,9 +103,7 @@ impl Loss for BoxIouConfig {
     /// `M` boxes of 4 coordinates: `[M, 4, 1]`.
     type Layout = PixelLayout;
 
-    fn name(&self) -> &'static str {
-        "box_iou"
-    }
+    const NAME: &'static str = "box_iou";
 
     fn target_kind(&self) -> TargetKind {
         TargetKind::Boxes

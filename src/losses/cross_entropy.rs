@@ -73,9 +73,7 @@ pub(crate) fn weights_or_ones(weights: &Option<Vec<f64>>, classes: usize) -> Vec
 impl Loss for CrossEntropyConfig {
     type Layout = PixelLayout;
 
-    fn name(&self) -> &'static str {
-        "cross_entropy"
-    }
+    const NAME: &'static str = "cross_entropy";
 
     fn target_kind(&self) -> TargetKind {
         TargetKind::Classes

@@ -69,9 +69,7 @@ impl Loss for FocalConfig {
     /// `[N, C, S]` for multiclass; element-wise `[1, 1, numel]` for the sigmoid modes.
     type Layout = PixelLayout;
 
-    fn name(&self) -> &'static str {
-        "focal"
-    }
+    const NAME: &'static str = "focal";
 
     fn target_kind(&self) -> TargetKind {
         match self.mode {

@@ -77,9 +77,7 @@ impl GeneralizedDiceConfig {
 impl Loss for GeneralizedDiceConfig {
     type Layout = PixelLayout;
 
-    fn name(&self) -> &'static str {
-        LOSS
-    }
+    const NAME: &'static str = LOSS;
 
     fn target_kind(&self) -> TargetKind {
         overlap_target(self.mode)

@@ -20,7 +20,7 @@ pub(crate) trait Loss {
     type Layout;
 
     /// SPEC.md's name.
-    fn name(&self) -> &'static str;
+    const NAME: &'static str;
 
     /// Checks the parameters on their own (ranges, exclusive options).
     fn validate(&self) -> Result<()>;
@@ -62,7 +62,7 @@ pub(crate) trait AnyLoss {
 
 impl<T: Loss> AnyLoss for T {
     fn name(&self) -> &'static str {
-        Loss::name(self)
+        T::NAME
     }
 
     fn validate(&self) -> Result<()> {

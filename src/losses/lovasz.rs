@@ -93,9 +93,7 @@ fn no_weight(loss: &'static str, shapes: &InputShapes) -> Result<()> {
 impl Loss for LovaszSoftmaxConfig {
     type Layout = PixelLayout;
 
-    fn name(&self) -> &'static str {
-        "lovasz_softmax"
-    }
+    const NAME: &'static str = "lovasz_softmax";
 
     fn target_kind(&self) -> TargetKind {
         TargetKind::Classes
@@ -156,9 +154,7 @@ impl Loss for LovaszHingeConfig {
     /// `[N, 1, S]`.
     type Layout = PixelLayout;
 
-    fn name(&self) -> &'static str {
-        "lovasz_hinge"
-    }
+    const NAME: &'static str = "lovasz_hinge";
 
     /// The hinge's labels are classes 0 and 1 (logits `[N, 1, S…]`).
     fn target_kind(&self) -> TargetKind {

@@ -159,9 +159,7 @@ impl Loss for MaskGiouConfig {
     /// `[M, H, W]`: instances, rows, columns.
     type Layout = [usize; 3];
 
-    fn name(&self) -> &'static str {
-        "mask_giou"
-    }
+    const NAME: &'static str = "mask_giou";
 
     fn target_kind(&self) -> TargetKind {
         TargetKind::Masks

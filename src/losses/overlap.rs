@@ -206,6 +206,7 @@ impl std::ops::Deref for JaccardConfig {
 /// What dice, jaccard and tversky are: the overlap parameters and a score.
 /// The three share one [`Loss`] implementation through it.
 pub(crate) trait ScoredOverlap {
+    const NAME: &'static str;
     fn overlap(&self) -> &OverlapConfig;
     fn score(&self) -> Score;
     /// Checks the score's own parameters.
@@ -215,6 +216,7 @@ pub(crate) trait ScoredOverlap {
 }
 
 impl ScoredOverlap for DiceConfig {
+    const NAME: &'static str = "dice";
     fn overlap(&self) -> &OverlapConfig {
         &self.0
     }
@@ -224,6 +226,7 @@ impl ScoredOverlap for DiceConfig {
 }
 
 impl ScoredOverlap for JaccardConfig {
+    const NAME: &'static str = "jaccard";
     fn overlap(&self) -> &OverlapConfig {
         &self.0
     }
@@ -233,6 +236,7 @@ impl ScoredOverlap for JaccardConfig {
 }
 
 impl ScoredOverlap for TverskyConfig {
+    const NAME: &'static str = "tversky";
     fn overlap(&self) -> &OverlapConfig {
         &self.overlap
     }
@@ -263,9 +267,7 @@ impl TverskyConfig {
 impl<T: ScoredOverlap> Loss for T {
     type Layout = PixelLayout;
 
-    fn name(&self) -> &'static str {
-        self.score().loss()
-    }
+    const NAME: &'static str = T::NAME;
 
     fn target_kind(&self) -> TargetKind {
         overlap_target(self.overlap().mode)
