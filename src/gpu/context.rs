@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
 use crate::gpu::pipeline::PipelineCache;
-use crate::gpu::pool::BufferPool;
+use crate::gpu::pool::{BufferPool, PooledBuffer};
 
 /// What segloss asks of the device beyond WebGPU's defaults, and the caps a
 /// caller may put on it.
@@ -125,7 +125,7 @@ impl GpuContext {
                 binding_limit,
                 offset_alignment,
                 pipelines: PipelineCache::default(),
-                pool: BufferPool::default(),
+                pool: BufferPool::new(binding_limit),
                 buffers_created: AtomicU64::new(0),
             }),
         }
@@ -166,6 +166,13 @@ impl GpuContext {
     /// The largest number of bytes one storage binding covers.
     pub fn binding_limit(&self) -> u64 {
         self.inner.binding_limit
+    }
+
+    /// Borrows a buffer of at least `size` bytes with `usage` from the
+    /// context's pool, creating one only when none is free; it returns to
+    /// the pool when dropped.
+    pub fn scratch(&self, label: &str, size: u64, usage: wgpu::BufferUsages) -> Result<PooledBuffer> {
+        self.inner.pool.take(size, usage, |bytes| self.create_buffer(label, bytes, usage))
     }
 
     /// How many GPU buffers segloss has created on this context so far: a
