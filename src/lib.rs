@@ -29,7 +29,7 @@ pub mod losses;
 pub mod primitives;
 pub mod reference;
 pub mod runner;
-pub mod samples;
+pub mod tools;
 
 pub use error::{Error, Result};
 pub use gpu::{ContextOptions, DType, GpuContext, GpuTensor, HostData, HostTensor, PooledBuffer};
