@@ -29,6 +29,19 @@ pub struct AdapterSummary {
     pub limits: wgpu::Limits,
 }
 
+impl AdapterSummary {
+    /// The name with the backend and device type beside it
+    /// (`llvmpipe (LLVM 15.0.6, 256 bits) [Vulkan, Cpu]`): one device often
+    /// appears once per backend (Vulkan and GL) under the same name.
+    pub fn label(&self) -> String {
+        adapter_label(&self.info)
+    }
+}
+
+fn adapter_label(info: &wgpu::AdapterInfo) -> String {
+    format!("{} [{:?}, {:?}]", info.name, info.backend, info.device_type)
+}
+
 pub(crate) struct Inner {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
@@ -155,10 +168,11 @@ impl GpuContext {
         self.inner.info.as_ref()
     }
 
-    /// A one-line name of the device ("llvmpipe (LLVM 15.0.6, 256 bits) / Vulkan").
+    /// A one-line name of the device with its backend and type, as
+    /// [`AdapterSummary::label`] writes it ("llvmpipe (LLVM 15.0.6, 256 bits) [Vulkan, Cpu]").
     pub fn adapter_name(&self) -> String {
         match &self.inner.info {
-            Some(i) => format!("{} / {:?}", i.name, i.backend),
+            Some(i) => adapter_label(i),
             None => "caller's device".to_string(),
         }
     }
@@ -243,7 +257,7 @@ fn choose_adapter(adapters: Vec<wgpu::Adapter>) -> Result<wgpu::Adapter> {
     }
     if let Ok(wanted) = std::env::var("WGPU_ADAPTER_NAME") {
         let wanted = wanted.to_lowercase();
-        let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
+        let names: Vec<String> = adapters.iter().map(|a| adapter_label(&a.get_info())).collect();
         return adapters
             .into_iter()
             .filter(|a| a.get_info().name.to_lowercase().contains(&wanted))
