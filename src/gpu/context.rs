@@ -177,6 +177,14 @@ impl GpuContext {
         }
     }
 
+    /// The device's `min_storage_buffer_offset_alignment`: a [`GpuTensor`](crate::GpuTensor)'s
+    /// byte offset in its buffer must be a multiple of it. It differs between
+    /// devices (32 on lavapipe, 256 on many discrete GPUs), so an engine
+    /// sub-allocating tensors in one buffer should align to this value, not to a constant.
+    pub fn offset_alignment(&self) -> u64 {
+        self.inner.offset_alignment
+    }
+
     /// The largest number of bytes one storage binding covers.
     pub fn binding_limit(&self) -> u64 {
         self.inner.binding_limit

@@ -17,8 +17,10 @@ pub enum DType {
 ///
 /// An engine wraps its own buffers: the buffer needs `STORAGE` usage
 /// (plus `COPY_SRC` to be read back by [`GpuTensor::read_f32`]), and `offset`
-/// must be a multiple of the device's storage offset alignment (256 bytes
-/// everywhere in practice).
+/// must be a multiple of the device's `min_storage_buffer_offset_alignment`,
+/// [`GpuContext::offset_alignment`]. That differs between devices (lavapipe
+/// reports 32, many discrete GPUs 256, and burn's pool sub-allocates at the
+/// device's value), so align to what the context reports, not to a constant.
 #[derive(Clone, Debug)]
 pub struct GpuTensor {
     pub(crate) buffer: wgpu::Buffer,
@@ -29,10 +31,11 @@ pub struct GpuTensor {
 
 impl GpuTensor {
     /// Views `buffer` from `offset` as a tensor of `shape` and `dtype`,
-    /// checking that it fits and is aligned.
+    /// checking that it fits and that `offset` is a multiple of
+    /// [`GpuContext::offset_alignment`].
     pub fn new(ctx: &GpuContext, buffer: wgpu::Buffer, offset: u64, shape: &[usize], dtype: DType) -> Result<Self> {
         let t = GpuTensor { buffer, offset, shape: shape.to_vec(), dtype };
-        let align = ctx.inner.offset_alignment;
+        let align = ctx.offset_alignment();
         if offset % align != 0 {
             return Err(Error::input(format!("tensor offset {offset} is not a multiple of the device's {align}-byte storage alignment")));
         }
