@@ -3,7 +3,8 @@
 //! `SEGLOSS_BENCH_SCALE=0.25` shrinks the spatial extents for a quick look.
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use segloss::{DType, GpuContext, GpuTensor, HostInputs, InputShapes, LossConfig, LossInputs, LossOutputs, PlanOptions, samples};
+use segloss::tools::samples;
+use segloss::{DType, GpuContext, GpuTensor, HostInputs, InputShapes, LossConfig, LossInputs, LossOutputs, PlanOptions};
 
 fn bench(c: &mut Criterion) {
     let scale: f64 = std::env::var("SEGLOSS_BENCH_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(1.0);

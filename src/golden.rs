@@ -62,6 +62,10 @@ pub struct GoldenCase {
     pub expected: Value,
     /// The GPU's tolerance.
     pub tolerance: Tolerance,
+    /// The file the case was read from ([`GoldenCase::load`] sets it): what
+    /// its errors name. `None` for a case built in memory, whose errors name its id.
+    #[serde(skip)]
+    pub file: Option<PathBuf>,
 }
 
 /// Every `*.json` case in `dir`, sorted by file name.
@@ -83,13 +87,24 @@ impl GoldenCase {
     /// Reads one case file.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| golden_err(path, e.to_string()))?;
-        serde_json::from_str(&text).map_err(|e| golden_err(path, e.to_string()))
+        let mut case: GoldenCase = serde_json::from_str(&text).map_err(|e| golden_err(path, e.to_string()))?;
+        case.file = Some(path.to_path_buf());
+        Ok(case)
+    }
+
+    /// An error about this case, naming its file (its id when it has none).
+    fn error(&self, message: impl Into<String>) -> Error {
+        let file = match &self.file {
+            Some(f) => f.display().to_string(),
+            None => self.id.clone(),
+        };
+        Error::Golden { file, message: message.into() }
     }
 
     /// Input `name` as a host tensor: f32 stays f32, i64 becomes i32 class indices.
     pub fn input(&self, name: &str) -> Result<Option<HostTensor>> {
         let Some(t) = self.inputs.get(name) else { return Ok(None) };
-        let bad = |m: String| Error::Golden { file: self.id.clone(), message: m };
+        let bad = |m: String| self.error(m);
         match t.dtype.as_str() {
             "f32" | "f64" => Ok(Some(HostTensor::f32(&t.shape, t.data.iter().map(|&v| v as f32).collect())?)),
             "i64" | "i32" => {
@@ -108,8 +123,9 @@ impl GoldenCase {
     pub fn expected_loss(&self) -> Result<Vec<f64>> {
         match self.expected.get("loss") {
             Some(Value::Number(n)) => Ok(vec![n.as_f64().unwrap_or(f64::NAN)]),
-            Some(v @ Value::Object(_)) => Ok(tensor_of(v)?.data),
-            _ => Err(Error::Golden { file: self.id.clone(), message: "expected.loss is missing".into() }),
+            Some(v @ Value::Object(_)) => Ok(tensor_of(v).map_err(|e| self.error(format!("expected.loss: {e}")))?.data),
+            Some(_) => Err(self.error("expected.loss is neither a number nor a tensor")),
+            None => Err(self.error("expected.loss is missing")),
         }
     }
 
@@ -117,26 +133,27 @@ impl GoldenCase {
     /// `distance`), by name: what the reference's and the plan's extras must match.
     pub fn expected_extras(&self) -> Result<Vec<(String, JsonTensor)>> {
         let Value::Object(fields) = &self.expected else {
-            return Err(Error::Golden { file: self.id.clone(), message: "expected is not an object".into() });
+            return Err(self.error("expected is not an object"));
         };
         fields
             .iter()
             .filter(|(k, _)| *k != "loss" && *k != "grad")
-            .map(|(k, v)| Ok((k.clone(), tensor_of(v).map_err(|e| Error::Golden { file: self.id.clone(), message: format!("expected.{k}: {e}") })?)))
+            .map(|(k, v)| Ok((k.clone(), tensor_of(v).map_err(|e| self.error(format!("expected.{k}: {e}")))?)))
             .collect()
     }
 
     /// The expected gradient, flattened.
     pub fn expected_grad(&self) -> Result<Vec<f64>> {
         match self.expected.get("grad") {
-            Some(v) => Ok(tensor_of(v)?.data),
-            None => Err(Error::Golden { file: self.id.clone(), message: "expected.grad is missing".into() }),
+            Some(v) => Ok(tensor_of(v).map_err(|e| self.error(format!("expected.grad: {e}")))?.data),
+            None => Err(self.error("expected.grad is missing")),
         }
     }
 }
 
-fn tensor_of(v: &Value) -> Result<JsonTensor> {
-    serde_json::from_value(v.clone()).map_err(|e| Error::Golden { file: "tensor".into(), message: e.to_string() })
+/// A tensor field of a case; the caller names the case and the field in the error.
+fn tensor_of(v: &Value) -> std::result::Result<JsonTensor, serde_json::Error> {
+    serde_json::from_value(v.clone())
 }
 
 /// The worst element of a comparison, as a share of what the tolerance allows.
@@ -203,8 +220,7 @@ pub fn check_case(case: &GoldenCase, runner: Option<&Runner>) -> Result<Outcome>
     let (logits, target) = match (case.input(logits_name)?, case.input(target_name)?) {
         (Some(l), Some(t)) => (l, t),
         _ => {
-            let message = format!("needs inputs {logits_name} and {target_name}");
-            return Err(Error::Golden { file: case.id.clone(), message });
+            return Err(case.error(format!("needs inputs {logits_name} and {target_name}")));
         }
     };
     let weight = case.input("weight")?;
@@ -253,4 +269,40 @@ pub fn check_case(case: &GoldenCase, runner: Option<&Runner>) -> Result<Outcome>
 
 fn describe(m: &Mismatch) -> String {
     format!("{}: got {:.9e}, expected {:.9e} (error {:.3e}, {:.2}× the tolerance)", m.at, m.got, m.expected, m.error, m.ratio)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A bce case with valid inputs, its `expected` written by the caller.
+    fn case_text(expected: &str) -> String {
+        let t = r#"{"shape": [1, 1, 1, 2], "dtype": "f32", "data": [1.0, 0.0]}"#;
+        format!(
+            r#"{{"id": "bce-x", "loss": "bce", "params": {{}}, "inputs": {{"logits": {t}, "target": {t}}},
+               "expected": {expected}, "tolerance": {{"rtol": 1e-4, "atol": 1e-6}}}}"#
+        )
+    }
+
+    #[test]
+    fn a_malformed_case_names_its_file() {
+        let dir = std::env::temp_dir().join(format!("segloss-golden-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cases = [
+            ("syntax.json", "{\"id\": \"bce-x\", ".to_string(), ""),
+            ("grad-data.json", case_text(r#"{"loss": 0.5, "grad": {"shape": [2], "dtype": "f64", "data": "zero"}}"#), "expected.grad"),
+            ("loss-shape.json", case_text(r#"{"loss": {"shape": "2", "dtype": "f64", "data": [0, 0]}, "grad": 0}"#), "expected.loss"),
+            ("extra.json", case_text(r#"{"loss": 0.5, "grad": {"shape": [2], "dtype": "f64", "data": [0, 0]}, "distance": [1]}"#), "expected.distance"),
+            ("no-grad.json", case_text(r#"{"loss": 0.5}"#), "expected.grad is missing"),
+        ];
+        for (name, text, needle) in &cases {
+            let path = dir.join(name);
+            std::fs::write(&path, text).unwrap();
+            let err = GoldenCase::load(&path).and_then(|case| check_case(&case, None)).expect_err(name);
+            let shown = err.to_string();
+            assert!(matches!(&err, Error::Golden { file, .. } if file.ends_with(name)), "{name}: {shown}");
+            assert!(shown.contains(name) && shown.contains(needle), "{name}: {shown} lacks the file or {needle:?}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -29,7 +29,7 @@ pub mod losses;
 pub mod primitives;
 pub mod reference;
 pub mod runner;
-pub mod samples;
+pub mod tools;
 
 // What an engine or a user needs, at the crate root.
 pub use error::{Error, Result};

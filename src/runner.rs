@@ -61,7 +61,10 @@ impl Runner {
         pollster::block_on(self.compute_async(config, inputs))
     }
 
-    /// Computes value and gradient on the GPU.
+    /// Computes value and gradient on the GPU. The future waits for the GPU
+    /// by polling the device on the thread that polls it (no helper thread),
+    /// so it blocks that thread while the GPU works; dropping it before it
+    /// completes is safe.
     pub async fn compute_async(&self, config: &LossConfig, inputs: HostInputs<'_>) -> Result<LossResult> {
         inputs.check()?;
         let shapes = inputs.shapes();
@@ -78,7 +81,8 @@ impl Runner {
         pollster::block_on(self.compute_compound_async(config, inputs))
     }
 
-    /// Computes a weighted sum of losses on the GPU. The plan is made per call.
+    /// Computes a weighted sum of losses on the GPU. The plan is made per
+    /// call; the future waits as [`Runner::compute_async`]'s does.
     pub async fn compute_compound_async(&self, config: &CompoundConfig, inputs: HostInputs<'_>) -> Result<LossResult> {
         inputs.check()?;
         config.check_shapes(&inputs.shapes())?;

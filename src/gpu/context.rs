@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
 use crate::gpu::pipeline::PipelineCache;
-use crate::gpu::pool::BufferPool;
+use crate::gpu::pool::{BufferPool, PooledBuffer};
 
 /// What segloss asks of the device beyond WebGPU's defaults, and the caps a
 /// caller may put on it.
@@ -27,6 +27,19 @@ pub struct AdapterSummary {
     pub features: wgpu::Features,
     /// The adapter's best limits.
     pub limits: wgpu::Limits,
+}
+
+impl AdapterSummary {
+    /// The name with the backend and device type beside it
+    /// (`llvmpipe (LLVM 15.0.6, 256 bits) [Vulkan, Cpu]`): one device often
+    /// appears once per backend (Vulkan and GL) under the same name.
+    pub fn label(&self) -> String {
+        adapter_label(&self.info)
+    }
+}
+
+fn adapter_label(info: &wgpu::AdapterInfo) -> String {
+    format!("{} [{:?}, {:?}]", info.name, info.backend, info.device_type)
 }
 
 pub(crate) struct Inner {
@@ -125,7 +138,7 @@ impl GpuContext {
                 binding_limit,
                 offset_alignment,
                 pipelines: PipelineCache::default(),
-                pool: BufferPool::default(),
+                pool: BufferPool::new(binding_limit, limits.max_buffer_size),
                 buffers_created: AtomicU64::new(0),
             }),
         }
@@ -155,17 +168,33 @@ impl GpuContext {
         self.inner.info.as_ref()
     }
 
-    /// A one-line name of the device ("llvmpipe (LLVM 15.0.6, 256 bits) / Vulkan").
+    /// A one-line name of the device with its backend and type, as
+    /// [`AdapterSummary::label`] writes it ("llvmpipe (LLVM 15.0.6, 256 bits) [Vulkan, Cpu]").
     pub fn adapter_name(&self) -> String {
         match &self.inner.info {
-            Some(i) => format!("{} / {:?}", i.name, i.backend),
+            Some(i) => adapter_label(i),
             None => "caller's device".to_string(),
         }
+    }
+
+    /// The device's `min_storage_buffer_offset_alignment`: a [`GpuTensor`](crate::gpu::tensor::GpuTensor)'s
+    /// byte offset in its buffer must be a multiple of it. It differs between
+    /// devices (32 on lavapipe, 256 on many discrete GPUs), so an engine
+    /// sub-allocating tensors in one buffer should align to this value, not to a constant.
+    pub fn offset_alignment(&self) -> u64 {
+        self.inner.offset_alignment
     }
 
     /// The largest number of bytes one storage binding covers.
     pub fn binding_limit(&self) -> u64 {
         self.inner.binding_limit
+    }
+
+    /// Borrows a buffer of at least `size` bytes with `usage` from the
+    /// context's pool, creating one only when none is free; it returns to
+    /// the pool when dropped.
+    pub fn scratch(&self, label: &str, size: u64, usage: wgpu::BufferUsages) -> Result<PooledBuffer> {
+        self.inner.pool.take(size, usage, |bytes| self.create_buffer(label, bytes, usage))
     }
 
     /// How many GPU buffers segloss has created on this context so far: a
@@ -236,7 +265,7 @@ fn choose_adapter(adapters: Vec<wgpu::Adapter>) -> Result<wgpu::Adapter> {
     }
     if let Ok(wanted) = std::env::var("WGPU_ADAPTER_NAME") {
         let wanted = wanted.to_lowercase();
-        let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
+        let names: Vec<String> = adapters.iter().map(|a| adapter_label(&a.get_info())).collect();
         return adapters
             .into_iter()
             .filter(|a| a.get_info().name.to_lowercase().contains(&wanted))

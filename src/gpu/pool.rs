@@ -1,18 +1,54 @@
 //! Scratch buffers reused across calls, so that a loop calling a loss
 //! thousands of times allocates GPU memory only on its first call.
+//!
+//! A leaf module: the pool knows wgpu buffers and its own free lists, not the
+//! context that owns it. The context creates buffers for it
+//! ([`GpuContext::scratch`](crate::gpu::context::GpuContext::scratch)), and each loan
+//! returns to the free lists it came from.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::error::Result;
-use crate::gpu::context::GpuContext;
-
+/// (size class, usage bits).
 type Key = (u64, u32);
 
+/// Free buffers by key, shared by the pool and every buffer on loan from it.
+type FreeLists = Arc<Mutex<HashMap<Key, Vec<wgpu::Buffer>>>>;
+
 /// Free buffers by (size class, usage).
-#[derive(Default)]
 pub(crate) struct BufferPool {
-    free: Mutex<HashMap<Key, Vec<wgpu::Buffer>>>,
+    free: FreeLists,
+    binding_limit: u64,
+    largest: u64,
+}
+
+impl BufferPool {
+    /// An empty pool whose size classes stay within `binding_limit` for
+    /// requests that fit one binding, and within `largest` (the device's
+    /// largest buffer) for requests that fit it.
+    pub(crate) fn new(binding_limit: u64, largest: u64) -> Self {
+        BufferPool { free: FreeLists::default(), binding_limit, largest }
+    }
+
+    /// Lends a free buffer of at least `size` bytes with `usage`, or one made
+    /// by `create` (given the size class in bytes) when none is free.
+    pub(crate) fn take<E>(&self, size: u64, usage: wgpu::BufferUsages, create: impl FnOnce(u64) -> Result<wgpu::Buffer, E>) -> Result<PooledBuffer, E> {
+        // A request that fits one binding gets a buffer that does too, so it can be bound whole;
+        // one that fits the largest buffer is never rounded past it.
+        let limit = self.binding_limit;
+        let class = if size <= limit { size_class(size).min(limit) } else { size_class(size) };
+        let class = if size <= self.largest { class.min(self.largest) } else { class };
+        let key = (class, usage.bits());
+        let reused = {
+            let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+            free.get_mut(&key).and_then(Vec::pop)
+        };
+        let buffer = match reused {
+            Some(b) => b,
+            None => create(class)?,
+        };
+        Ok(PooledBuffer { buffer, discarded: false, key, free: self.free.clone() })
+    }
 }
 
 /// A buffer on loan from the context's pool; it goes back when dropped.
@@ -20,7 +56,7 @@ pub struct PooledBuffer {
     buffer: wgpu::Buffer,
     discarded: bool,
     key: Key,
-    ctx: Arc<crate::gpu::context::Inner>,
+    free: FreeLists,
 }
 
 impl PooledBuffer {
@@ -50,7 +86,7 @@ impl Drop for PooledBuffer {
         if self.discarded {
             return;
         }
-        let mut free = self.ctx.pool.free.lock().unwrap_or_else(|e| e.into_inner());
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
         free.entry(self.key).or_default().push(self.buffer.clone());
     }
 }
@@ -62,29 +98,6 @@ fn size_class(size: u64) -> u64 {
     let size = size.max(256);
     let step = (size.next_power_of_two() / 16).max(256);
     size.next_multiple_of(step)
-}
-
-impl GpuContext {
-    /// Borrows a buffer of at least `size` bytes with `usage` from the pool,
-    /// creating one only when none is free.
-    pub fn scratch(&self, label: &str, size: u64, usage: wgpu::BufferUsages) -> Result<PooledBuffer> {
-        // A request that fits one binding gets a buffer that does too, so it can be bound whole;
-        // one that fits the largest buffer is never rounded past it.
-        let limit = self.binding_limit();
-        let largest = self.device().limits().max_buffer_size;
-        let class = if size <= limit { size_class(size).min(limit) } else { size_class(size) };
-        let class = if size <= largest { class.min(largest) } else { class };
-        let key = (class, usage.bits());
-        let reused = {
-            let mut free = self.inner.pool.free.lock().unwrap_or_else(|e| e.into_inner());
-            free.get_mut(&key).and_then(Vec::pop)
-        };
-        let buffer = match reused {
-            Some(b) => b,
-            None => self.create_buffer(label, key.0, usage)?,
-        };
-        Ok(PooledBuffer { buffer, discarded: false, key, ctx: self.inner.clone() })
-    }
 }
 
 #[cfg(test)]

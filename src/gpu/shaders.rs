@@ -70,8 +70,3 @@ fn expand(name: &str, out: &mut String, seen: &mut Vec<String>) -> Result<()> {
     }
     Ok(())
 }
-
-/// The copy kernel `segloss bench` measures losses against.
-pub fn copy_pipeline(ctx: &crate::gpu::context::GpuContext) -> Result<wgpu::ComputePipeline> {
-    Ok(ctx.kernel("copy.wgsl", "copy", &[])?.pipeline.clone())
-}

@@ -17,8 +17,10 @@ pub enum DType {
 ///
 /// An engine wraps its own buffers: the buffer needs `STORAGE` usage
 /// (plus `COPY_SRC` to be read back by [`GpuTensor::read_f32`]), and `offset`
-/// must be a multiple of the device's storage offset alignment (256 bytes
-/// everywhere in practice).
+/// must be a multiple of the device's `min_storage_buffer_offset_alignment`,
+/// [`GpuContext::offset_alignment`]. That differs between devices (lavapipe
+/// reports 32, many discrete GPUs 256, and burn's pool sub-allocates at the
+/// device's value), so align to what the context reports, not to a constant.
 #[derive(Clone, Debug)]
 pub struct GpuTensor {
     pub(crate) buffer: wgpu::Buffer,
@@ -29,10 +31,11 @@ pub struct GpuTensor {
 
 impl GpuTensor {
     /// Views `buffer` from `offset` as a tensor of `shape` and `dtype`,
-    /// checking that it fits and is aligned.
+    /// checking that it fits and that `offset` is a multiple of
+    /// [`GpuContext::offset_alignment`].
     pub fn new(ctx: &GpuContext, buffer: wgpu::Buffer, offset: u64, shape: &[usize], dtype: DType) -> Result<Self> {
         let t = GpuTensor { buffer, offset, shape: shape.to_vec(), dtype };
-        let align = ctx.inner.offset_alignment;
+        let align = ctx.offset_alignment();
         if offset % align != 0 {
             return Err(Error::input(format!("tensor offset {offset} is not a multiple of the device's {align}-byte storage alignment")));
         }
@@ -98,7 +101,8 @@ impl GpuTensor {
         pollster::block_on(self.read_f32_async(ctx))
     }
 
-    /// Reads the tensor back as f32.
+    /// Reads the tensor back as f32. The future blocks its thread in
+    /// `device.poll` until the copy is done (no helper thread is spawned).
     pub async fn read_f32_async(&self, ctx: &GpuContext) -> Result<Vec<f32>> {
         let bytes = read_bytes(ctx, &self.buffer, self.offset, self.byte_len()).await?;
         Ok(bytemuck::pod_collect_to_vec(&bytes))
@@ -109,7 +113,8 @@ impl GpuTensor {
         pollster::block_on(self.read_host_async(ctx))
     }
 
-    /// Reads the tensor back with its own element type.
+    /// Reads the tensor back with its own element type; waits as
+    /// [`GpuTensor::read_f32_async`] does.
     pub async fn read_host_async(&self, ctx: &GpuContext) -> Result<HostTensor> {
         let bytes = read_bytes(ctx, &self.buffer, self.offset, self.byte_len()).await?;
         Ok(HostTensor::from_bytes(&self.shape, self.dtype, &bytes))
@@ -121,8 +126,15 @@ pub(crate) fn tensor_usage() -> wgpu::BufferUsages {
 }
 
 /// Copies `len` bytes at `offset` of `buffer` to the host through a pooled
-/// staging buffer. The device is polled on a helper thread so the future
-/// does not block its executor.
+/// staging buffer.
+///
+/// No thread is spawned: after starting the map, the future yields once to
+/// its executor (the point where a cancelled read is dropped, with the
+/// staging buffer still mapping), then polls the device on the calling
+/// thread until the copy's submission is done. So the async form, too,
+/// blocks its thread in `device.poll` while the GPU finishes the work
+/// submitted so far; it is a future so that it composes with async callers,
+/// not so that it frees the executor during the wait.
 pub(crate) async fn read_bytes(ctx: &GpuContext, buffer: &wgpu::Buffer, offset: u64, len: u64) -> Result<Vec<u8>> {
     if len == 0 {
         return Ok(Vec::new());
@@ -145,7 +157,7 @@ pub(crate) async fn read_bytes(ctx: &GpuContext, buffer: &wgpu::Buffer, offset: 
     let scope = ctx.device().push_error_scope(wgpu::ErrorFilter::Validation);
     let mut encoder = ctx.device().create_command_encoder(&Default::default());
     encoder.copy_buffer_to_buffer(buffer, offset, &staging, 0, len);
-    ctx.queue().submit([encoder.finish()]);
+    let submission = ctx.queue().submit([encoder.finish()]);
     if let Some(e) = scope.pop().await {
         return Err(Error::Device(format!("reading back: {e}")));
     }
@@ -153,10 +165,11 @@ pub(crate) async fn read_bytes(ctx: &GpuContext, buffer: &wgpu::Buffer, offset: 
     staging.map_async(wgpu::MapMode::Read, 0..len, move |r| {
         let _ = tx.send(r);
     });
-    let device = ctx.device().clone();
-    std::thread::spawn(move || {
-        let _ = device.poll(wgpu::PollType::wait_indefinitely());
-    });
+    YieldOnce(false).await;
+    // wgpu-core invokes the map callback before a wait for the copy's submission returns.
+    ctx.device()
+        .poll(wgpu::PollType::Wait { submission_index: Some(submission), timeout: None })
+        .map_err(|e| Error::Device(format!("waiting for the readback: {e}")))?;
     rx.await
         .map_err(|_| Error::Device("the readback was dropped".into()))?
         .map_err(|e| Error::Device(format!("mapping the readback buffer: {e}")))?;
@@ -169,6 +182,22 @@ pub(crate) async fn read_bytes(ctx: &GpuContext, buffer: &wgpu::Buffer, offset: 
     staging.unmap();
     drop(guard.0.take());
     Ok(bytes)
+}
+
+/// A future that is pending on its first poll (waking its task at once) and
+/// ready on the second: a cancellation point for [`read_bytes`].
+struct YieldOnce(bool);
+
+impl std::future::Future for YieldOnce {
+    type Output = ();
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        if self.0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
 }
 
 /// Host-side element storage.

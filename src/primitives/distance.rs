@@ -23,8 +23,10 @@
 //! - **`jump_flood`**: Rong & Tan's jump flooding, run twice (JFA²: steps
 //!   `2^⌈log2 max dim⌉/2, …, 2, 1`, then the same again), one invocation per
 //!   pixel and step, no loop beyond 27 neighbours. Approximate:
-//!   [`measure_jump_flood`] reports how far it is from `exact` on any batch,
-//!   [`measure_jump_flood_on_blobs`] on 256×256 blob masks. On 4 such images
+//!   [`measure_jump_flood`](crate::tools::jump_flood::measure_jump_flood)
+//!   reports how far it is from `exact` on any batch,
+//!   [`measure_jump_flood_on_blobs`](crate::tools::jump_flood::measure_jump_flood_on_blobs)
+//!   on 256×256 blob masks. On 4 such images
 //!   × 5 classes (seeds 0 and 1) JFA² left 0.009 % and 0.004 % of the pixels
 //!   wrong, by at most 0.17 px; JFA+2 (`…, 2, 1` then `2, 1`), measured the
 //!   same way, left 0.045 % and 0.018 %, and one pixel 4.8 px off, which is
@@ -54,7 +56,8 @@ pub enum DistanceMode {
     /// The separable exact Euclidean transform (Felzenszwalb–Huttenlocher).
     #[default]
     Exact,
-    /// Jump flooding run twice (JFA²): approximate, see [`measure_jump_flood`].
+    /// Jump flooding run twice (JFA²): approximate, see
+    /// [`measure_jump_flood`](crate::tools::jump_flood::measure_jump_flood).
     JumpFlood,
 }
 
@@ -428,74 +431,6 @@ impl DistancePlan {
 /// Signed distance maps of `classes` for host labels, computed on the GPU (see [`DistancePlan`]).
 pub fn signed_distance(ctx: &GpuContext, target: &HostTensor, classes: &[usize], spacing: Option<&[f64]>, mode: DistanceMode) -> Result<HostTensor> {
     DistancePlan::new(ctx, &target.shape, classes, spacing, mode)?.compute(target)
-}
-
-/// How far `jump_flood` is from `exact` on one batch of maps.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct JumpFloodError {
-    /// Pixels compared (images × classes × pixels per image).
-    pub pixels: u64,
-    /// Pixels whose jump-flood value differs from the exact one by more than
-    /// f32 rounding (`1e-5 · (1 + |exact|)`): a farther pixel was taken as the nearest.
-    pub wrong: u64,
-    /// The largest absolute difference, in physical units.
-    pub max_error: f64,
-    /// The same in pixels: divided by the smallest spacing.
-    pub max_error_pixels: f64,
-}
-
-impl JumpFloodError {
-    /// Share of the pixels that are wrong, in [0, 1].
-    pub fn wrong_share(&self) -> f64 {
-        if self.pixels == 0 { 0.0 } else { self.wrong as f64 / self.pixels as f64 }
-    }
-}
-
-impl std::fmt::Display for JumpFloodError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "jump_flood (JFA²) vs exact: {} of {} pixels wrong ({:.5} %), largest error {:.3} px",
-            self.wrong,
-            self.pixels,
-            100.0 * self.wrong_share(),
-            self.max_error_pixels
-        )
-    }
-}
-
-/// Runs both transforms on the GPU on `target` and compares them pixel by pixel.
-pub fn measure_jump_flood(ctx: &GpuContext, target: &HostTensor, classes: &[usize], spacing: Option<&[f64]>) -> Result<JumpFloodError> {
-    let exact = signed_distance(ctx, target, classes, spacing, DistanceMode::Exact)?;
-    let flood = signed_distance(ctx, target, classes, spacing, DistanceMode::JumpFlood)?;
-    let (exact, flood) = (exact.as_f32("distance")?, flood.as_f32("distance")?);
-    let mut out = JumpFloodError { pixels: exact.len() as u64, wrong: 0, max_error: 0.0, max_error_pixels: 0.0 };
-    for (&e, &j) in exact.iter().zip(flood) {
-        let err = (e as f64 - j as f64).abs();
-        if err > 1e-5 * (1.0 + (e as f64).abs()) {
-            out.wrong += 1;
-        }
-        out.max_error = out.max_error.max(err);
-    }
-    let smallest = spacing.map(|s| s.iter().cloned().fold(f64::INFINITY, f64::min)).unwrap_or(1.0);
-    out.max_error_pixels = out.max_error / smallest;
-    Ok(out)
-}
-
-/// [`measure_jump_flood`] on `images` 256×256 label maps of [`blob_labels`]
-/// with `classes` classes (every class's map), unit spacing.
-pub fn measure_jump_flood_on_blobs(ctx: &GpuContext, images: usize, classes: usize, seed: u64) -> Result<JumpFloodError> {
-    let target = blob_labels(&[images, 256, 256], classes, seed)?;
-    measure_jump_flood(ctx, &target, &(0..classes).collect::<Vec<_>>(), None)
-}
-
-/// Label maps `[N, S…]` that look like segmentation targets: the blobs of
-/// `anchor_bench.py` ([`crate::samples::blobs`]) from a seed.
-pub fn blob_labels(shape: &[usize], classes: usize, seed: u64) -> Result<HostTensor> {
-    if shape.len() < 2 || shape.contains(&0) {
-        return Err(Error::input(format!("blob label maps need a shape [N, S…] without empty axes; got {shape:?}")));
-    }
-    HostTensor::i32(shape, crate::samples::blobs(&mut crate::samples::rng(seed), shape, classes))
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 
 use rand::Rng;
 use segloss::losses::boundary::MAX_CLASSES;
-use segloss::primitives::distance::{DistanceMode, DistancePlan, MAX_EXACT_LINE, blob_labels};
+use segloss::primitives::distance::{DistanceMode, DistancePlan, MAX_EXACT_LINE};
+use segloss::tools::samples::blob_labels;
 use segloss::losses::BoundaryConfig;
 use segloss::{
     ContextOptions, DType, Error, GpuContext, GpuTensor, HostInputs, HostTensor, InputShapes, LossConfig,

@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use segloss::{ContextOptions, GpuContext, HostInputs, HostTensor, LossConfig, Runner};
+use segloss::{ContextOptions, Error, GpuContext, HostInputs, HostTensor, LossConfig, Runner};
 
 /// The suite's runner on the best adapter; panics with the reason when there is none.
 /// Its bindings are capped at WebGPU's default 128 MiB, lavapipe's own limit,
@@ -70,20 +70,24 @@ pub fn gpu_vs_reference(config: &LossConfig, inputs: HostInputs<'_>, rtol: f64, 
     value.ratio.max(grad.ratio)
 }
 
-/// Asserts that `json` is refused as a configuration with an error containing `needle`.
+/// Asserts that `json` is refused with a configuration error ([`Error::Config`])
+/// containing `needle`.
 pub fn config_error(json: &str, needle: &str) {
     match LossConfig::from_json(json) {
         Ok(c) => panic!("{json} was accepted as {c:?}"),
-        Err(e) => assert!(e.to_string().contains(needle), "{json}: {e} lacks {needle:?}"),
+        Err(e @ Error::Config { .. }) => assert!(e.to_string().contains(needle), "{json}: {e} lacks {needle:?}"),
+        Err(e) => panic!("{json}: expected a configuration error, got {e:?}"),
     }
 }
 
 /// Asserts that both the GPU and the float64 reference refuse these inputs
-/// with an error containing `needle`.
-pub fn input_error(c: &LossConfig, x: &HostTensor, y: &HostTensor, w: Option<&HostTensor>, needle: &str) {
+/// with an error containing `needle`; returns the GPU's error, for callers
+/// that check its kind.
+pub fn input_error(c: &LossConfig, x: &HostTensor, y: &HostTensor, w: Option<&HostTensor>, needle: &str) -> Error {
     let inputs = HostInputs { logits: x, target: y, weight: w };
-    let e = runner().compute(c, inputs).expect_err(needle).to_string();
-    assert!(e.contains(needle), "{}: {e} lacks {needle:?}", c.name());
+    let gpu = runner().compute(c, inputs).expect_err(needle);
+    assert!(gpu.to_string().contains(needle), "{}: {gpu} lacks {needle:?}", c.name());
     let e = c.reference(&inputs).expect_err(needle).to_string();
     assert!(e.contains(needle), "reference {}: {e} lacks {needle:?}", c.name());
+    gpu
 }

@@ -3,7 +3,7 @@
 //! change between steps; the α schedules; validation.
 
 use segloss::losses::compound::{ALPHA_START, CompoundConfig, alpha_step, steal_weight};
-use segloss::primitives::distance::blob_labels;
+use segloss::tools::samples::blob_labels;
 use segloss::{DType, Error, GpuTensor, HostInputs, HostTensor, InputShapes, LossInputs, LossOutputs, PlanOptions};
 
 use crate::common::{config, ctx, logits, rng, runner};

@@ -5,10 +5,10 @@
 
 use rand::Rng;
 use rand::rngs::StdRng;
-use segloss::primitives::distance::{
-    DistanceMode, DistancePlan, MAX_EXACT_LINE, blob_labels, measure_jump_flood, measure_jump_flood_on_blobs, signed_distance,
-};
+use segloss::primitives::distance::{DistanceMode, DistancePlan, MAX_EXACT_LINE, signed_distance};
 use segloss::reference::boundary::{euclidean_distance, signed_distance as reference_maps};
+use segloss::tools::jump_flood::{measure_jump_flood, measure_jump_flood_on_blobs};
+use segloss::tools::samples::blob_labels;
 use segloss::{ContextOptions, DType, Error, GpuContext, GpuTensor, HostTensor};
 
 use crate::common::{ctx, rng};

@@ -9,7 +9,8 @@ use segloss::LossConfig;
 
 use crate::common::runner;
 
-fn golden_dir() -> PathBuf {
+/// The folder of golden cases: $SEGLOSS_GOLDEN_DIR, else tests/golden.
+pub fn golden_dir() -> PathBuf {
     std::env::var_os("SEGLOSS_GOLDEN_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden"))

@@ -17,6 +17,7 @@ mod overlap;
 mod mask_giou;
 mod pointwise;
 mod reduce;
+mod reference_golden;
 mod scan;
 mod shaders;
 mod sort;

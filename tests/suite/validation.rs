@@ -107,6 +107,39 @@ fn engine_buffers_are_checked_before_recording() {
 }
 
 #[test]
+fn tensors_sub_allocate_at_the_devices_offset_alignment() {
+    let ctx = ctx();
+    let align = ctx.offset_alignment();
+    assert_eq!(align, ctx.device().limits().min_storage_buffer_offset_alignment as u64);
+    // Logits one alignment into a buffer of the caller's, as a pooled allocator places them.
+    let mut r = rng(61);
+    let (x, y) = (logits(&mut r, &[2, 1, 3, 5], 3.0), binary(&mut r, &[2, 1, 3, 5]));
+    let buffer = ctx.device().create_buffer(&wgpu::BufferDescriptor {
+        label: Some("engine pool"),
+        size: align + x.bytes().len() as u64,
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    ctx.queue().write_buffer(&buffer, align, x.bytes());
+    let xt = GpuTensor::new(ctx, buffer.clone(), align, &x.shape, DType::F32).unwrap();
+    assert_eq!(xt.read_f32(ctx).unwrap(), x.as_f32("logits").unwrap());
+    let c = config(r#"{"loss": "bce", "params": {}}"#);
+    let plan = c.plan(ctx, &InputShapes::new(&x.shape, &y.shape), PlanOptions::default()).unwrap();
+    let yt = GpuTensor::from_host(ctx, &y).unwrap();
+    let (v, g) = (GpuTensor::zeros(ctx, &[1], DType::F32).unwrap(), GpuTensor::zeros(ctx, &x.shape, DType::F32).unwrap());
+    let mut encoder = ctx.device().create_command_encoder(&Default::default());
+    plan.record(&mut encoder, LossInputs { logits: &xt, target: &yt, weight: None, distance: None }, LossOutputs { value: &v, grad: Some(&g) })
+        .unwrap();
+    ctx.queue().submit([encoder.finish()]);
+    let reference = c.reference(&HostInputs { logits: &x, target: &y, weight: None }).unwrap();
+    let got = v.read_f32(ctx).unwrap()[0] as f64;
+    assert!((got - reference.value[0]).abs() <= 1e-5 * reference.value[0].abs(), "{got} vs {}", reference.value[0]);
+    // Anything between two multiples is refused, naming the device's alignment.
+    let e = GpuTensor::new(ctx, buffer, align / 2, &[2], DType::F32).unwrap_err().to_string();
+    assert!(e.contains(&format!("not a multiple of the device's {align}-byte")), "{e}");
+}
+
+#[test]
 fn labels_out_of_range_on_the_gpu_set_the_status_word() {
     let ctx = ctx();
     let c = config(r#"{"loss": "cross_entropy", "params": {"ignore_index": 255}}"#);

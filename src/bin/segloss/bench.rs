@@ -4,9 +4,12 @@
 
 use std::time::Instant;
 
-use segloss::primitives::distance::{DistanceMode, DistancePlan, measure_jump_flood};
+use segloss::primitives::distance::{DistanceMode, DistancePlan};
 use segloss::primitives::sort::SortPlan;
-use segloss::{DType, GpuContext, GpuTensor, InputShapes, LossConfig, LossInputs, LossOutputs, PlanOptions, Result, samples};
+use segloss::tools::copy::copy_pipeline;
+use segloss::tools::jump_flood::measure_jump_flood;
+use segloss::tools::samples;
+use segloss::{DType, GpuContext, GpuTensor, InputShapes, LossConfig, LossInputs, LossOutputs, PlanOptions, Result};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -144,7 +147,7 @@ fn copy_ms(ctx: &GpuContext, bytes: u64, iters: u64) -> Result<f64> {
     let passes = (bytes / 2).div_ceil(half);
     let src = GpuTensor::zeros(ctx, &[(half / 4) as usize], DType::F32)?;
     let dst = GpuTensor::zeros(ctx, &[(half / 4) as usize], DType::F32)?;
-    let pipeline = segloss::gpu::shaders::copy_pipeline(ctx)?;
+    let pipeline = copy_pipeline(ctx)?;
     let group = ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
         label: Some("copy"),
         layout: &pipeline.get_bind_group_layout(0),

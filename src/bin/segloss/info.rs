@@ -6,7 +6,8 @@ pub fn run() -> Result<bool> {
     let adapters = GpuContext::list_adapters();
     println!("adapters found: {}", adapters.len());
     for a in &adapters {
-        println!("  - {} ({:?}, {:?}, driver {} {})", a.info.name, a.info.backend, a.info.device_type, a.info.driver, a.info.driver_info);
+        let driver: Vec<&str> = [a.info.driver.trim(), a.info.driver_info.trim()].into_iter().filter(|s| !s.is_empty()).collect();
+        println!("  - {} (driver {})", a.label(), driver.join(" "));
     }
     let ctx = GpuContext::new()?;
     let device = ctx.device();

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use segloss::golden::compare;
-use segloss::{GpuContext, HostInputs, LossConfig, Result, Runner, samples};
+use segloss::tools::samples;
+use segloss::{GpuContext, HostInputs, LossConfig, Result, Runner};
 
 /// (loss configuration, logits shape): each mode on a 2D and a 3D or odd shape.
 const CASES: &[(&str, &[usize])] = &[

@@ -1,6 +1,6 @@
-//! Inputs that look like segmentation data, for `selftest`, `bench` and the
-//! criterion benches: normal-ish logits, and label maps made of ellipses
-//! (the same "blobs" as `shared/device/anchor_bench.py`).
+//! Inputs that look like segmentation data, for `selftest`, `bench`, the
+//! criterion benches and the tests: normal-ish logits, and label maps made of
+//! ellipses (the same "blobs" as `shared/device/anchor_bench.py`).
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -48,6 +48,16 @@ pub fn blobs(rng: &mut StdRng, shape: &[usize], classes: usize) -> Vec<i32> {
     }
     out
 }
+
+/// Label maps `[N, S…]` that look like segmentation targets: the blobs of
+/// `anchor_bench.py` ([`blobs`]) from a seed.
+pub fn blob_labels(shape: &[usize], classes: usize, seed: u64) -> Result<HostTensor> {
+    if shape.len() < 2 || shape.contains(&0) {
+        return Err(Error::input(format!("blob label maps need a shape [N, S…] without empty axes; got {shape:?}")));
+    }
+    HostTensor::i32(shape, blobs(&mut rng(seed), shape, classes))
+}
+
 
 /// Class-index targets `[N, S…]` for logits `[N, C, S…]`.
 pub fn class_targets(rng: &mut StdRng, logits_shape: &[usize]) -> Result<HostTensor> {
