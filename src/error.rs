@@ -18,12 +18,35 @@ pub enum Error {
         /// What is wrong with it.
         message: String,
     },
-    /// An input tensor is invalid (shape mismatch, label out of range, …).
-    #[error("invalid input: {0}")]
-    Input(String),
-    /// The work does not fit the device's limits.
-    #[error("device limit exceeded: {0}")]
-    Limit(String),
+    /// An input's shape does not fit the loss's parameters or the plan.
+    #[error("invalid input: {scope}: {message}")]
+    Shape {
+        /// The loss (or primitive) that refused it.
+        scope: &'static str,
+        /// The input: `logits`, `target`, `weight`, `grad`, `value`, `distance`, …
+        input: &'static str,
+        /// Its shape.
+        shape: Vec<usize>,
+        /// What is wrong, in words.
+        message: String,
+    },
+    /// An input's values or its buffer break a rule (a label out of range, a
+    /// target outside [0, 1], a buffer without STORAGE usage, …).
+    #[error("invalid input: {scope}: {message}")]
+    Input {
+        /// The loss (or primitive, or `tensor`) that refused it.
+        scope: &'static str,
+        /// What is wrong, in words, naming the input.
+        message: String,
+    },
+    /// The work does not fit the device's limits or the kernels'.
+    #[error("device limit exceeded: {scope}: {message}")]
+    Limit {
+        /// The loss (or primitive, or `buffer`) that hit the limit.
+        scope: &'static str,
+        /// Which limit, and by how much.
+        message: String,
+    },
     /// A golden case file could not be read or understood.
     #[error("golden case {file}: {message}")]
     Golden {
@@ -42,7 +65,15 @@ impl Error {
         Error::Config { loss, message: message.into() }
     }
 
-    pub(crate) fn input(message: impl Into<String>) -> Self {
-        Error::Input(message.into())
+    pub(crate) fn input(scope: &'static str, message: impl Into<String>) -> Self {
+        Error::Input { scope, message: message.into() }
+    }
+
+    pub(crate) fn shape(scope: &'static str, input: &'static str, shape: &[usize], message: impl Into<String>) -> Self {
+        Error::Shape { scope, input, shape: shape.to_vec(), message: message.into() }
+    }
+
+    pub(crate) fn limit(scope: &'static str, message: impl Into<String>) -> Self {
+        Error::Limit { scope, message: message.into() }
     }
 }

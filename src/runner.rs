@@ -154,7 +154,7 @@ impl Runner {
         for (config, status) in statuses {
             let flags = read_bytes(ctx, &status, 0, 4).await?;
             if flags != [0, 0, 0, 0] {
-                return Err(Error::input(format!("{}: {}", config.name(), config.status_rule())));
+                return Err(Error::input(config.name(), config.status_rule()));
             }
         }
         let mut extra_values = Vec::new();

@@ -69,7 +69,7 @@ pub(crate) fn plan_chunks(
         let fits = |end: u64| span(start, end) <= limit;
         let smallest = (start + quantum).min(total);
         if !fits(smallest) {
-            return Err(Error::Limit(format!(
+            return Err(Error::limit("bindings", format!(
                 "{} work items need a {}-byte binding; the device binds at most {limit} bytes",
                 smallest - start,
                 span(start, smallest)

@@ -213,7 +213,7 @@ impl GpuContext {
         let size = size.max(16).next_multiple_of(4);
         let max = self.inner.device.limits().max_buffer_size;
         if size > max {
-            return Err(Error::Limit(format!("{label}: a {size}-byte buffer exceeds the device's largest, {max} bytes")));
+            return Err(Error::limit("buffer", format!("{label}: a {size}-byte buffer exceeds the device's largest, {max} bytes")));
         }
         self.inner.buffers_created.fetch_add(1, Ordering::Relaxed);
         Ok(self.inner.device.create_buffer(&wgpu::BufferDescriptor { label: Some(label), size, usage, mapped_at_creation: false }))

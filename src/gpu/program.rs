@@ -80,6 +80,8 @@ pub(crate) struct SlotSpec {
 
 /// A sequence of dispatches recorded into one compute pass.
 pub(crate) struct Program {
+    /// The loss or primitive it computes, as its errors name it.
+    pub name: &'static str,
     pub slots: Vec<SlotSpec>,
     pub steps: Vec<Step>,
     /// The bind groups of the last recording and the caller buffers they
@@ -89,8 +91,8 @@ pub(crate) struct Program {
 }
 
 impl Program {
-    pub fn new(slots: Vec<SlotSpec>, steps: Vec<Step>) -> Self {
-        Program { slots, steps, bound: Mutex::new(None) }
+    pub fn new(name: &'static str, slots: Vec<SlotSpec>, steps: Vec<Step>) -> Self {
+        Program { name, slots, steps, bound: Mutex::new(None) }
     }
 
     /// Checks the caller's tensors against the slots, then records every step.
@@ -121,38 +123,41 @@ impl Program {
         for (i, spec) in self.slots.iter().enumerate() {
             let Some(t) = tensors.get(i).copied().flatten() else {
                 if spec.required {
-                    return Err(Error::input(format!("{} is required but was not given", spec.name)));
+                    return Err(Error::input(self.name, format!("{} is required but was not given", spec.name)));
                 }
                 continue;
             };
             // A tensor this plan never reads (a weight given to a plan made
             // without one) would be ignored: a silently wrong number.
             if !self.binds(i) {
-                return Err(Error::input(format!("{} was given, but this plan was made without it", spec.name)));
+                return Err(Error::input(self.name, format!("{} was given, but this plan was made without it", spec.name)));
             }
             if t.shape != spec.shape {
-                return Err(Error::input(format!("{} has shape {:?}; this plan was made for {:?}", spec.name, t.shape, spec.shape)));
+                return Err(Error::shape(self.name, spec.name, &t.shape, format!("{} has shape {:?}; this plan was made for {:?}", spec.name, t.shape, spec.shape)));
             }
             if t.dtype != spec.dtype {
-                return Err(Error::input(format!("{} is {:?}; {:?} is expected", spec.name, t.dtype, spec.dtype)));
+                return Err(Error::input(self.name, format!("{} is {:?}; {:?} is expected", spec.name, t.dtype, spec.dtype)));
             }
             if t.offset % ctx.inner.offset_alignment != 0 || t.offset + t.byte_len() > t.buffer.size() {
-                return Err(Error::input(format!("{} does not fit its buffer at an aligned offset", spec.name)));
+                return Err(Error::input(self.name, format!("{} does not fit its buffer at an aligned offset", spec.name)));
             }
             if !t.buffer.usage().contains(wgpu::BufferUsages::STORAGE) {
-                return Err(Error::input(format!("{}'s buffer lacks STORAGE usage", spec.name)));
+                return Err(Error::input(self.name, format!("{}'s buffer lacks STORAGE usage", spec.name)));
             }
             // A buffer written by a dispatch may not be bound a second time in it.
             for (j, other) in self.slots.iter().enumerate() {
                 if j != i && (spec.written || other.written) {
                     if let Some(u) = tensors.get(j).copied().flatten() {
                         if u.buffer == t.buffer {
-                            return Err(Error::input(format!(
+                            return Err(Error::input(
+                                self.name,
+                                format!(
                                 "{} and {} share one buffer, and {} is written: give it a buffer of its own",
                                 spec.name,
                                 other.name,
                                 if spec.written { spec.name } else { other.name }
-                            )));
+                            ),
+                            ));
                         }
                     }
                 }

@@ -37,10 +37,10 @@ impl GpuTensor {
         let t = GpuTensor { buffer, offset, shape: shape.to_vec(), dtype };
         let align = ctx.offset_alignment();
         if offset % align != 0 {
-            return Err(Error::input(format!("tensor offset {offset} is not a multiple of the device's {align}-byte storage alignment")));
+            return Err(Error::input("tensor", format!("tensor offset {offset} is not a multiple of the device's {align}-byte storage alignment")));
         }
         if offset + t.byte_len() > t.buffer.size() {
-            return Err(Error::input(format!(
+            return Err(Error::input("tensor", format!(
                 "a {shape:?} {dtype:?} tensor at offset {offset} needs {} bytes; the buffer has {}",
                 offset + t.byte_len(),
                 t.buffer.size()
@@ -140,7 +140,7 @@ pub(crate) async fn read_bytes(ctx: &GpuContext, buffer: &wgpu::Buffer, offset: 
         return Ok(Vec::new());
     }
     if !buffer.usage().contains(wgpu::BufferUsages::COPY_SRC) || offset % 4 != 0 || offset + len > buffer.size() {
-        return Err(Error::input("a buffer read back needs COPY_SRC usage and must hold the 4-aligned range read"));
+        return Err(Error::input("tensor", "a buffer read back needs COPY_SRC usage and must hold the 4-aligned range read"));
     }
     // Until the bytes are out and the buffer unmapped, a dropped future (a
     // cancelled read) must not hand the still-mapping buffer back to the pool.
@@ -240,7 +240,7 @@ impl HostTensor {
     pub fn check(&self, what: &str) -> Result<()> {
         let n: usize = self.shape.iter().product();
         if self.len() != n {
-            return Err(Error::input(format!("{what} has shape {:?}, which holds {n} elements, but {} were given", self.shape, self.len())));
+            return Err(Error::input("tensor", format!("{what} has shape {:?}, which holds {n} elements, but {} were given", self.shape, self.len())));
         }
         Ok(())
     }
@@ -295,7 +295,7 @@ impl HostTensor {
     pub fn as_f32(&self, what: &str) -> Result<&[f32]> {
         match &self.data {
             HostData::F32(v) => Ok(v),
-            HostData::I32(_) => Err(Error::input(format!("{what} must be f32, not integer"))),
+            HostData::I32(_) => Err(Error::input("tensor", format!("{what} must be f32, not integer"))),
         }
     }
 
@@ -303,7 +303,7 @@ impl HostTensor {
     pub fn as_i32(&self, what: &str) -> Result<&[i32]> {
         match &self.data {
             HostData::I32(v) => Ok(v),
-            HostData::F32(_) => Err(Error::input(format!("{what} must hold integer class indices, not floats"))),
+            HostData::F32(_) => Err(Error::input("tensor", format!("{what} must hold integer class indices, not floats"))),
         }
     }
 }

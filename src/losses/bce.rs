@@ -83,7 +83,7 @@ impl Loss for BceConfig {
         }
         let numel = shapes.logits.iter().product::<usize>();
         if numel == 0 {
-            return Err(Error::input(format!("bce: logits {:?} hold no element", shapes.logits)));
+            return Err(Error::shape("bce", "logits", &shapes.logits, format!("logits {:?} hold no element", shapes.logits)));
         }
         let value_shape = match self.reduction {
             Reduction::None => shapes.logits.clone(),
@@ -96,7 +96,7 @@ impl Loss for BceConfig {
         check_unit_targets("bce", inputs.target.as_f32("target")?)?;
         if let Some(w) = inputs.weight {
             if let Some((i, v)) = w.as_f32("weight")?.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-                return Err(Error::input(format!("bce: weight[{i}] = {v} is not finite")));
+                return Err(Error::input("bce", format!("weight[{i}] = {v} is not finite")));
             }
         }
         Ok(())
@@ -135,7 +135,7 @@ impl Loss for BceConfig {
 /// Checks dense targets lie in [0, 1] (soft targets allowed).
 pub(crate) fn check_unit_targets(loss: &'static str, target: &[f32]) -> Result<()> {
     if let Some((i, y)) = target.iter().enumerate().find(|(_, y)| !(0.0..=1.0).contains(*y)) {
-        return Err(Error::input(format!("{loss}: target[{i}] = {y} is outside [0, 1]")));
+        return Err(Error::input(loss, format!("target[{i}] = {y} is outside [0, 1]")));
     }
     Ok(())
 }

@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::gpu::chunks::PixelLayout;
 use crate::gpu::layout::{Chunk, LOSS_TILE};
 use crate::gpu::context::GpuContext;
-use crate::gpu::program::{Binding, Program, SlotSpec};
+use crate::gpu::program::{Binding, SlotSpec};
 use crate::gpu::tensor::{DType, GpuTensor};
 use crate::losses::builder::PlanBuilder;
 use crate::losses::checks::{check_labels, class_layout};
@@ -74,30 +74,30 @@ impl BoundaryConfig {
     /// Checks the shapes; returns (N, C, S, the distance geometry).
     fn shape_layout(&self, shapes: &InputShapes) -> Result<BoundaryLayout> {
         if shapes.weight.is_some() {
-            return Err(Error::input("boundary: takes no per-element weight"));
+            return Err(Error::shape("boundary", "weight", shapes.weight.as_deref().unwrap_or_default(), "takes no per-element weight"));
         }
         let rank = shapes.logits.len();
         if !(rank == 4 || rank == 5) {
-            return Err(Error::input(format!(
-                "boundary: logits {:?} must be [N, C, H, W] or [N, C, D, H, W]",
+            return Err(Error::shape("boundary", "logits", &shapes.logits, format!(
+                "logits {:?} must be [N, C, H, W] or [N, C, D, H, W]",
                 shapes.logits
             )));
         }
         let (n, c, s) = class_layout("boundary", shapes)?;
         if (n * c * s) as u64 >= 1 << 31 {
-            return Err(Error::Limit(format!("boundary: {} logits exceed the 2^31 the kernels index", n * c * s)));
+            return Err(Error::limit("boundary", format!("{} logits exceed the 2^31 the kernels index", n * c * s)));
         }
         if c > MAX_CLASSES {
-            return Err(Error::Limit(format!("boundary: {c} classes exceed the {MAX_CLASSES} its kernel handles")));
+            return Err(Error::limit("boundary", format!("{c} classes exceed the {MAX_CLASSES} its kernel handles")));
         }
         if let Some(&bad) = self.classes.iter().flatten().find(|&&k| k >= c) {
-            return Err(Error::input(format!("boundary: classes lists {bad}, but the logits have {c} classes")));
+            return Err(Error::input("boundary", format!("classes lists {bad}, but the logits have {c} classes")));
         }
         if let Some(spacing) = &self.spacing
             && spacing.len() != rank - 2
         {
-            return Err(Error::input(format!(
-                "boundary: spacing has {} entries, but the logits {:?} have {} spatial axes",
+            return Err(Error::input("boundary", format!(
+                "spacing has {} entries, but the logits {:?} have {} spatial axes",
                 spacing.len(),
                 shapes.logits,
                 rank - 2
@@ -107,8 +107,8 @@ impl BoundaryConfig {
         let all: Vec<usize> = (0..c).collect();
         let geometry = Geometry::new(&shapes.target, &all, self.spacing.as_deref(), self.transform)
             .map_err(|e| match e {
-                Error::Input(m) => Error::input(format!("boundary: {m}")),
-                Error::Limit(m) => Error::Limit(format!("boundary: {m}")),
+                Error::Input { message, .. } => Error::input("boundary", message),
+                Error::Limit { message, .. } => Error::limit("boundary", message),
                 other => other,
             })?;
         Ok(BoundaryLayout { n, c, s, geometry })
@@ -170,13 +170,13 @@ impl Loss for BoundaryConfig {
         let Checked { layout: BoundaryLayout { n, c, s, geometry }, value_shape } = checked;
         let classes = self.selected_classes(c);
         let k = classes.len();
-        let mut plan = PlanBuilder::new(ctx, options, shapes, DType::I32);
+        let mut plan = PlanBuilder::new("boundary", ctx, options, shapes, DType::I32);
 
         // The plan's own maps, [N, C, S…], written by the transform and bound by range like a caller's.
         let maps_bytes = (n * c * s) as u64 * 4;
         if maps_bytes > ctx.device().limits().max_buffer_size {
-            return Err(Error::Limit(format!(
-                "boundary: its {maps_bytes}-byte distance maps exceed the device's largest buffer; pass them in LossInputs::distance"
+            return Err(Error::limit("boundary", format!(
+                "its {maps_bytes}-byte distance maps exceed the device's largest buffer; pass them in LossInputs::distance"
             )));
         }
         let mut transform = Vec::new();
@@ -260,9 +260,8 @@ impl Loss for BoundaryConfig {
         // Two programs share the loss's steps: one after the transform, writing
         // the plan's maps; one reading the caller's maps instead.
         let loss_steps = plan.take_steps();
-        let mut given_slots = plan.slots(&value_shape);
-        given_slots.push(SlotSpec { name: "distance", shape: shapes.logits.clone(), dtype: DType::F32, written: false, required: true });
-        let given = Program::new(given_slots, loss_steps.clone());
+        let maps = SlotSpec { name: "distance", shape: shapes.logits.clone(), dtype: DType::F32, written: false, required: true };
+        let given = plan.program(&value_shape, maps, loss_steps.clone());
         plan.steps_mut().extend(transform);
         plan.steps_mut().extend(loss_steps);
         plan.extra("distance", stand_in.clone());

@@ -124,16 +124,16 @@ impl Loss for BoxIouConfig {
     fn check_shapes(&self, shapes: &InputShapes) -> Result<Checked<PixelLayout>> {
         let (p, t) = (&shapes.logits, &shapes.target);
         if p.len() != 2 || p[1] != 4 {
-            return Err(Error::input(format!("box_iou: pred_boxes has shape {p:?}; it must be [M, 4] (x1, y1, x2, y2)")));
+            return Err(Error::shape("box_iou", "pred_boxes", p, format!("pred_boxes has shape {p:?}; it must be [M, 4] (x1, y1, x2, y2)")));
         }
         if t != p {
-            return Err(Error::input(format!("box_iou: target_boxes has shape {t:?} but pred_boxes has {p:?}; they must match")));
+            return Err(Error::shape("box_iou", "target_boxes", t, format!("target_boxes has shape {t:?} but pred_boxes has {p:?}; they must match")));
         }
         if p[0] == 0 {
-            return Err(Error::input("box_iou: pred_boxes holds no box (M = 0)"));
+            return Err(Error::shape("box_iou", "pred_boxes", p, "pred_boxes holds no box (M = 0)"));
         }
         if shapes.weight.is_some() {
-            return Err(Error::input("box_iou takes no weight tensor"));
+            return Err(Error::shape("box_iou", "weight", shapes.weight.as_deref().unwrap_or_default(), "takes no weight tensor"));
         }
         let value_shape = match self.reduction {
             Reduction::None => vec![p[0]],
@@ -147,19 +147,19 @@ impl Loss for BoxIouConfig {
             let v = t.as_f32(name)?;
             for (i, b) in v.chunks_exact(4).enumerate() {
                 if let Some(c) = b.iter().find(|c| !c.is_finite() || c.abs() as f64 > COORD_LIMIT) {
-                    return Err(Error::input(format!(
-                        "box_iou: {name}[{i}] = {b:?} holds {c}; coordinates must be finite and within ±1e15"
+                    return Err(Error::input("box_iou", format!(
+                        "{name}[{i}] = {b:?} holds {c}; coordinates must be finite and within ±1e15"
                     )));
                 }
                 if let Some(side) = [b[2] - b[0], b[3] - b[1]].into_iter().find(|&s| s > 0.0 && (s as f64) < MIN_SIDE) {
-                    return Err(Error::input(format!(
-                        "box_iou: {name}[{i}] = {b:?} has a side of {side}; positive sides must be at least 1e-30"
+                    return Err(Error::input("box_iou", format!(
+                        "{name}[{i}] = {b:?} has a side of {side}; positive sides must be at least 1e-30"
                     )));
                 }
                 if self.degenerate == Degenerate::Error && (b[2] <= b[0] || b[3] <= b[1]) {
                     let side = if b[2] <= b[0] { "x2 ≤ x1" } else { "y2 ≤ y1" };
-                    return Err(Error::input(format!(
-                        "box_iou: {name}[{i}] = {b:?} is degenerate ({side}); boxes need x2 > x1 and y2 > y1, \
+                    return Err(Error::input("box_iou", format!(
+                        "{name}[{i}] = {b:?} is degenerate ({side}); boxes need x2 > x1 and y2 > y1, \
                          or degenerate = \"clamp\" for a finite result"
                     )));
                 }

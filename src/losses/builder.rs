@@ -19,6 +19,7 @@ use crate::primitives::reduce::record_segmented_sum;
 
 /// A loss plan under construction. Steps run in the order they are added.
 pub(crate) struct PlanBuilder<'a> {
+    loss: &'static str,
     ctx: &'a GpuContext,
     options: PlanOptions,
     io: wgpu::Buffer,
@@ -37,7 +38,7 @@ impl<'a> PlanBuilder<'a> {
     /// slots are the standard ones: logits, target, weight (required when
     /// `shapes` has one), gradient (required when the options ask for it)
     /// and value (its shape set by [`PlanBuilder::finish`]).
-    pub fn new(ctx: &'a GpuContext, options: PlanOptions, shapes: &InputShapes, target_dtype: DType) -> Self {
+    pub fn new(loss: &'static str, ctx: &'a GpuContext, options: PlanOptions, shapes: &InputShapes, target_dtype: DType) -> Self {
         let io = ctx.create_buffer_with("loss io", bytemuck::bytes_of(&options.io()), wgpu::BufferUsages::UNIFORM);
         let spec = |name, shape: &[usize], dtype, written, required| SlotSpec { name, shape: shape.to_vec(), dtype, written, required };
         let slots = vec![
@@ -47,7 +48,7 @@ impl<'a> PlanBuilder<'a> {
             spec("grad", &shapes.logits, DType::F32, true, options.grad),
             spec("value", &[], DType::F32, true, true),
         ];
-        PlanBuilder { ctx, options, io, status: None, unused_input: None, steps: Vec::new(), scratch: Vec::new(), slots, extras: Vec::new() }
+        PlanBuilder { loss, ctx, options, io, status: None, unused_input: None, steps: Vec::new(), scratch: Vec::new(), slots, extras: Vec::new() }
     }
 
     /// Renames the logits and target slots in error messages (`box_iou`'s
@@ -173,11 +174,13 @@ impl<'a> PlanBuilder<'a> {
         self.extras.push((name, tensor));
     }
 
-    /// The caller slots, as a second program of the same plan needs them.
-    pub fn slots(&self, value_shape: &[usize]) -> Vec<SlotSpec> {
+    /// A second program of the same plan, on the same caller slots and
+    /// `extra_slot`, with the value of `value_shape`.
+    pub fn program(&self, value_shape: &[usize], extra_slot: SlotSpec, steps: Vec<Step>) -> Program {
         let mut slots = self.slots.clone();
         slots[slot::VALUE].shape = value_shape.to_vec();
-        slots
+        slots.push(extra_slot);
+        Program::new(self.loss, slots, steps)
     }
 
     /// The plan, its value of `value_shape`.
@@ -192,7 +195,7 @@ impl<'a> PlanBuilder<'a> {
         self.slots.extend(own);
         LossPlan {
             ctx: self.ctx.clone(),
-            program: Program::new(self.slots, self.steps),
+            program: Program::new(self.loss, self.slots, self.steps),
             io: self.io,
             status: self.status,
             value_shape,

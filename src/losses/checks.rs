@@ -6,9 +6,9 @@ use crate::losses::InputShapes;
 use crate::losses::pointwise;
 
 /// Checks that `name`'s shape equals the logits' shape.
-pub(crate) fn same_shape(loss: &'static str, name: &str, shape: &[usize], logits: &[usize]) -> Result<()> {
+pub(crate) fn same_shape(loss: &'static str, name: &'static str, shape: &[usize], logits: &[usize]) -> Result<()> {
     if shape != logits {
-        return Err(Error::input(format!("{loss}: {name} has shape {shape:?} but the logits have {logits:?}; they must match")));
+        return Err(Error::shape(loss, name, shape, format!("{name} has shape {shape:?} but the logits have {logits:?}; they must match")));
     }
     Ok(())
 }
@@ -18,17 +18,17 @@ pub(crate) fn same_shape(loss: &'static str, name: &str, shape: &[usize], logits
 pub(crate) fn class_layout(loss: &'static str, shapes: &InputShapes) -> Result<(usize, usize, usize)> {
     let l = &shapes.logits;
     if l.len() < 2 {
-        return Err(Error::input(format!("{loss}: logits {l:?} must be [N, C, S…] with a class axis")));
+        return Err(Error::shape(loss, "logits", l, format!("logits {l:?} must be [N, C, S…] with a class axis")));
     }
     let expected: Vec<usize> = std::iter::once(l[0]).chain(l[2..].iter().copied()).collect();
     if shapes.target != expected {
-        return Err(Error::input(format!("{loss}: target has shape {:?}; logits {l:?} need class indices of shape {expected:?}", shapes.target)));
+        return Err(Error::shape(loss, "target", &shapes.target, format!("target has shape {:?}; logits {l:?} need class indices of shape {expected:?}", shapes.target)));
     }
     if l.iter().any(|&d| d == 0) {
-        return Err(Error::input(format!("{loss}: logits {l:?} have an empty axis")));
+        return Err(Error::shape(loss, "logits", l, format!("logits {l:?} have an empty axis")));
     }
     if l[1] > pointwise::MAX_CLASSES {
-        return Err(Error::Limit(format!("{loss}: {} classes exceed the {} a kernel supports", l[1], pointwise::MAX_CLASSES)));
+        return Err(Error::limit(loss, format!("{} classes exceed the {} a kernel supports", l[1], pointwise::MAX_CLASSES)));
     }
     Ok((l[0], l[1], l[2..].iter().product()))
 }
@@ -38,7 +38,7 @@ pub(crate) fn check_class_weights(loss: &'static str, weights: &Option<Vec<f64>>
     let Some(w) = weights else { return Ok(()) };
     if let Some(c) = classes {
         if w.len() != c {
-            return Err(Error::input(format!("{loss}: class_weights has {} entries for {c} classes", w.len())));
+            return Err(Error::input(loss, format!("class_weights has {} entries for {c} classes", w.len())));
         }
     }
     if let Some(bad) = w.iter().find(|x| !x.is_finite() || **x < 0.0) {
@@ -74,7 +74,7 @@ pub(crate) fn check_labels(loss: &'static str, target: &HostTensor, classes: usi
         .find(|(_, y)| Some(**y as i64) != ignore && !(0..classes as i32).contains(*y))
     {
         let also = ignore.map(|v| format!(" and is not ignore_index {v}")).unwrap_or_default();
-        return Err(Error::input(format!("{loss}: target[{i}] = {y} is outside [0, {classes}){also}")));
+        return Err(Error::input(loss, format!("target[{i}] = {y} is outside [0, {classes}){also}")));
     }
     Ok(())
 }

@@ -170,7 +170,7 @@ impl CompoundPlan {
     /// maps from the data loader, as the boundary loss paper trains.
     pub fn record(&self, encoder: &mut wgpu::CommandEncoder, inputs: LossInputs<'_>, outputs: LossOutputs<'_>) -> Result<()> {
         if inputs.distance.is_some() && !self.terms.iter().any(LossPlan::takes_distance) {
-            return Err(Error::input("distance maps were given, but no term of this compound loss takes them"));
+            return Err(Error::input("compound", "distance maps were given, but no term of this compound loss takes them"));
         }
         for term in &self.terms {
             let term_inputs = if term.takes_distance() { inputs } else { LossInputs { distance: None, ..inputs } };

@@ -101,7 +101,7 @@ impl Loss for FocalConfig {
 
     fn check_shapes(&self, shapes: &InputShapes) -> Result<Checked<PixelLayout>> {
         if shapes.weight.is_some() {
-            return Err(Error::input("focal: takes no per-element weight"));
+            return Err(Error::shape("focal", "weight", shapes.weight.as_deref().unwrap_or_default(), "takes no per-element weight"));
         }
         let layout = if self.mode == FocalMode::Multiclass {
             let (n, c, s) = class_layout("focal", shapes)?;
@@ -111,7 +111,7 @@ impl Loss for FocalConfig {
             same_shape("focal", "target", &shapes.target, &shapes.logits)?;
             let numel = shapes.logits.iter().product::<usize>();
             if numel == 0 {
-                return Err(Error::input(format!("focal: logits {:?} hold no element", shapes.logits)));
+                return Err(Error::shape("focal", "logits", &shapes.logits, format!("logits {:?} hold no element", shapes.logits)));
             }
             PixelLayout::elements(numel)
         };

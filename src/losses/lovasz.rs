@@ -85,7 +85,7 @@ pub struct LovaszHingeConfig {
 
 fn no_weight(loss: &'static str, shapes: &InputShapes) -> Result<()> {
     if shapes.weight.is_some() {
-        return Err(Error::input(format!("{loss} takes no per-pixel weight")));
+        return Err(Error::shape(loss, "weight", shapes.weight.as_deref().unwrap_or_default(), "takes no per-pixel weight"));
     }
     Ok(())
 }
@@ -121,7 +121,7 @@ impl Loss for LovaszSoftmaxConfig {
         if let LovaszClasses::List(list) = &self.classes
             && let Some(bad) = list.iter().find(|&&k| k as usize >= c)
         {
-            return Err(Error::input(format!("lovasz_softmax: classes lists {bad} but the logits have {c} classes")));
+            return Err(Error::input("lovasz_softmax", format!("classes lists {bad} but the logits have {c} classes")));
         }
         Ok(Checked { layout: PixelLayout::new(n, c, s), value_shape: vec![1] })
     }
@@ -171,12 +171,12 @@ impl Loss for LovaszHingeConfig {
         let (l, t) = (&shapes.logits, &shapes.target);
         let with_channel: Vec<usize> = t.iter().take(1).chain(std::iter::once(&1)).chain(t.iter().skip(1)).copied().collect();
         if t.is_empty() || (l != t && *l != with_channel) {
-            return Err(Error::input(format!(
-                "lovasz_hinge: logits {l:?} and target {t:?} must be [N, S…] and [N, S…], or [N, 1, S…] and [N, S…]"
+            return Err(Error::shape("lovasz_hinge", "logits", l, format!(
+                "logits {l:?} and target {t:?} must be [N, S…] and [N, S…], or [N, 1, S…] and [N, S…]"
             )));
         }
         if t.contains(&0) {
-            return Err(Error::input(format!("lovasz_hinge: target {t:?} has an empty axis")));
+            return Err(Error::shape("lovasz_hinge", "target", t, format!("target {t:?} has an empty axis")));
         }
         let n = t[0];
         Ok(Checked { layout: PixelLayout::new(n, 1, t.iter().product::<usize>() / n), value_shape: vec![1] })
@@ -249,8 +249,8 @@ impl Lovasz<'_> {
         let limit = ctx.binding_limit();
         let logit_bytes = pixels * classes * 4;
         if logit_bytes > limit || segments * seg_len * 4 > limit {
-            return Err(Error::Limit(format!(
-                "{loss}: {} MiB of logits and {segments} sort segments of {seg_len} pixels ({} MiB of keys) must each fit one \
+            return Err(Error::limit(loss, format!(
+                "{} MiB of logits and {segments} sort segments of {seg_len} pixels ({} MiB of keys) must each fit one \
                  {} MiB binding; split the batch",
                 logit_bytes >> 20,
                 (segments * seg_len * 4) >> 20,
@@ -258,13 +258,13 @@ impl Lovasz<'_> {
             )));
         }
         if groups.div_ceil(WG_SIZE) * (2 * slots + 1) > LOOP_BUDGET {
-            return Err(Error::Limit(format!("{loss}: {groups} images × {slots} classes exceed what one finalizing workgroup may loop over")));
+            return Err(Error::limit(loss, format!("{groups} images × {slots} classes exceed what one finalizing workgroup may loop over")));
         }
         let seg_tiles = seg_len.div_ceil(SEG_TILE);
         let seg_groups = segments * seg_tiles;
         let pixel_groups = pixels.div_ceil(WG_SIZE);
         if seg_groups > u32::MAX as u64 {
-            return Err(Error::Limit(format!("{loss}: {seg_groups} workgroups exceed 2^32")));
+            return Err(Error::limit(loss, format!("{seg_groups} workgroups exceed 2^32")));
         }
 
         let params = Params {
@@ -281,7 +281,7 @@ impl Lovasz<'_> {
             present: self.present as u32,
             hinge: self.hinge as u32,
         };
-        let mut plan = PlanBuilder::new(ctx, options, self.shapes, DType::I32);
+        let mut plan = PlanBuilder::new(loss, ctx, options, self.shapes, DType::I32);
         let params = plan.uniform("lovasz params", &params);
         let (io, status) = (plan.io(), plan.status());
         let mut class_slot = vec![-1i32; classes as usize];

@@ -113,40 +113,40 @@ impl MaskGiouConfig {
     fn check_limits(&self, ctx: &GpuContext, m: usize, h: usize, w: usize) -> Result<()> {
         let pixels = m as u64 * h as u64 * w as u64;
         if pixels >= 1 << 31 {
-            return Err(Error::Limit(format!("mask_giou: {pixels} pixels exceed the 2^31 the kernels index")));
+            return Err(Error::limit("mask_giou", format!("{pixels} pixels exceed the 2^31 the kernels index")));
         }
         let row_bytes = 8 * m as u64 * h as u64;
         if row_bytes > ctx.binding_limit() {
-            return Err(Error::Limit(format!(
-                "mask_giou: {m} instances × {h} rows need {row_bytes} bytes of per-row data in one binding; the device binds {}",
+            return Err(Error::limit("mask_giou", format!(
+                "{m} instances × {h} rows need {row_bytes} bytes of per-row data in one binding; the device binds {}",
                 ctx.binding_limit()
             )));
         }
         // The largest per-instance buffer (the gradient coefficients) is bound whole.
         let per_instance = 16 * m as u64;
         if per_instance > ctx.binding_limit() {
-            return Err(Error::Limit(format!(
-                "mask_giou: {m} instances need {per_instance} bytes of coefficients in one binding; the device binds {}",
+            return Err(Error::limit("mask_giou", format!(
+                "{m} instances need {per_instance} bytes of coefficients in one binding; the device binds {}",
                 ctx.binding_limit()
             )));
         }
         // Each of the enclosing pass's 64 threads walks H/64 rows twice.
         if h > MAX_ROWS {
-            return Err(Error::Limit(format!(
-                "mask_giou: masks of at most {MAX_ROWS} rows (the enclosing pass's loops must stay under 65,535 \
+            return Err(Error::limit("mask_giou", format!(
+                "masks of at most {MAX_ROWS} rows (the enclosing pass's loops must stay under 65,535 \
                  iterations per GPU invocation); these have {h}. Transpose the masks"
             )));
         }
         if self.enclosing == Enclosing::ConvexHull {
             if h > MAX_HULL_ROWS {
-                return Err(Error::Limit(format!(
-                    "mask_giou: convex_hull takes masks of at most {MAX_HULL_ROWS} rows (its hull loops must stay under \
+                return Err(Error::limit("mask_giou", format!(
+                    "convex_hull takes masks of at most {MAX_HULL_ROWS} rows (its hull loops must stay under \
                      65,535 iterations per GPU invocation); these have {h}. Transpose the masks or use bounding_box"
                 )));
             }
             if w > MAX_HULL_COLUMNS {
-                return Err(Error::Limit(format!(
-                    "mask_giou: convex_hull takes masks of at most {MAX_HULL_COLUMNS} columns (a hull point packs its \
+                return Err(Error::limit("mask_giou", format!(
+                    "convex_hull takes masks of at most {MAX_HULL_COLUMNS} columns (a hull point packs its \
                      column in 16 bits); these have {w}. Transpose the masks or use bounding_box"
                 )));
             }
@@ -177,14 +177,14 @@ impl Loss for MaskGiouConfig {
     fn check_shapes(&self, shapes: &InputShapes) -> Result<Checked<[usize; 3]>> {
         let l = &shapes.logits;
         if l.len() != 3 {
-            return Err(Error::input(format!("mask_giou: logits have shape {l:?}; they must be [M, H, W], one map per instance")));
+            return Err(Error::shape("mask_giou", "logits", l, format!("logits have shape {l:?}; they must be [M, H, W], one map per instance")));
         }
         same_shape("mask_giou", "target", &shapes.target, l)?;
         if l.contains(&0) {
-            return Err(Error::input(format!("mask_giou: logits {l:?} have an empty axis")));
+            return Err(Error::shape("mask_giou", "logits", l, format!("logits {l:?} have an empty axis")));
         }
         if shapes.weight.is_some() {
-            return Err(Error::input("mask_giou takes no weight tensor"));
+            return Err(Error::shape("mask_giou", "weight", shapes.weight.as_deref().unwrap_or_default(), "takes no weight tensor"));
         }
         let value_shape = match self.reduction {
             Reduction::None => vec![l[0]],
@@ -196,7 +196,7 @@ impl Loss for MaskGiouConfig {
     fn check_values(&self, inputs: &HostInputs<'_>) -> Result<()> {
         let target = inputs.target.as_f32("target")?;
         if let Some((i, y)) = target.iter().enumerate().find(|(_, y)| **y != 0.0 && **y != 1.0) {
-            return Err(Error::input(format!("mask_giou: target[{i}] = {y} is not 0 or 1; instance masks are binary")));
+            return Err(Error::input("mask_giou", format!("target[{i}] = {y} is not 0 or 1; instance masks are binary")));
         }
         Ok(())
     }
@@ -215,7 +215,7 @@ impl Loss for MaskGiouConfig {
         };
         let chunks = plan_chunks(total_tiles, 1, ctx.binding_limit(), |a, b| span(a, b).bytes())?;
         if 3 * total_tiles * 4 > ctx.binding_limit() {
-            return Err(Error::Limit(format!("mask_giou: {total_tiles} tiles' partial sums exceed one binding")));
+            return Err(Error::limit("mask_giou", format!("{total_tiles} tiles' partial sums exceed one binding")));
         }
 
         let write_elements = self.reduction == Reduction::None;
@@ -235,7 +235,7 @@ impl Loss for MaskGiouConfig {
         };
         let params_buffer = |p: &Params| Binding::Owned(ctx.create_buffer_with("mask_giou params", bytemuck::bytes_of(p), uniform));
         let global_params = params_buffer(&base);
-        let mut plan = PlanBuilder::new(ctx, options, shapes, DType::F32);
+        let mut plan = PlanBuilder::new("mask_giou", ctx, options, shapes, DType::F32);
         let extents = plan.scratch("mask_giou extents", 8 * m64 * h64)?;
         let rows = plan.scratch("mask_giou rows", 8 * m64 * h64)?;
         let partials = plan.scratch("mask_giou partials", 12 * total_tiles)?;

@@ -409,31 +409,31 @@ impl OverlapConfig {
 /// Checks the inputs' shapes for an overlap loss and returns their `[N, C, S]` layout.
 pub(crate) fn check_layout(loss: &'static str, mode: OverlapMode, include_background: bool, shapes: &InputShapes) -> Result<PixelLayout> {
     if shapes.weight.is_some() {
-        return Err(Error::input(format!("{loss}: takes no per-element weight")));
+        return Err(Error::shape(loss, "weight", shapes.weight.as_deref().unwrap_or_default(), "takes no per-element weight"));
     }
     let l = &shapes.logits;
     if l.len() >= 2 && l[1] > MAX_CLASSES {
-        return Err(Error::Limit(format!("{loss}: {} classes exceed the {MAX_CLASSES} the overlap kernels support", l[1])));
+        return Err(Error::limit(loss, format!("{} classes exceed the {MAX_CLASSES} the overlap kernels support", l[1])));
     }
     let (n, c, s) = match mode {
         OverlapMode::Multiclass => class_layout(loss, shapes)?,
         OverlapMode::Binary | OverlapMode::Multilabel => {
             if l.len() < 2 {
-                return Err(Error::input(format!("{loss}: logits {l:?} must be [N, C, S…] with a class axis")));
+                return Err(Error::shape(loss, "logits", l, format!("logits {l:?} must be [N, C, S…] with a class axis")));
             }
             same_shape(loss, "target", &shapes.target, l)?;
             if l.iter().any(|&d| d == 0) {
-                return Err(Error::input(format!("{loss}: logits {l:?} have an empty axis")));
+                return Err(Error::shape(loss, "logits", l, format!("logits {l:?} have an empty axis")));
             }
             (l[0], l[1], l[2..].iter().product())
         }
     };
     if mode == OverlapMode::Binary && c != 1 {
-        return Err(Error::input(format!("{loss}: binary mode takes one channel; the logits {l:?} have {c} (use multilabel)")));
+        return Err(Error::shape(loss, "logits", l, format!("binary mode takes one channel; the logits {l:?} have {c} (use multilabel)")));
     }
     if !include_background && c == 1 {
-        return Err(Error::input(format!(
-            "{loss}: include_background = false leaves no class of the logits' one channel"
+        return Err(Error::input(loss, format!(
+            "include_background = false leaves no class of the logits' one channel"
         )));
     }
     Ok(PixelLayout { images: n as u64, classes: c as u64, spatial: s as u64 })
@@ -449,7 +449,7 @@ pub(crate) fn check_targets(loss: &'static str, mode: OverlapMode, ignore: Optio
     let skip = ignore.map(|v| v as f32);
     if let Some((i, y)) = target.iter().enumerate().find(|(_, y)| Some(**y) != skip && !(0.0..=1.0).contains(*y)) {
         let also = ignore.map(|v| format!(" and is not ignore_index {v}")).unwrap_or_default();
-        return Err(Error::input(format!("{loss}: target[{i}] = {y} is outside [0, 1]{also}")));
+        return Err(Error::input(loss, format!("target[{i}] = {y} is outside [0, 1]{also}")));
     }
     Ok(())
 }
@@ -513,7 +513,7 @@ impl OverlapPlan<'_> {
     pub fn plan(&self, ctx: &GpuContext, options: PlanOptions) -> Result<LossPlan> {
         let PixelLayout { images: n, classes: c, spatial: s } = self.layout;
         if n * c * s >= 1 << 31 {
-            return Err(Error::Limit(format!("{}: {} logits exceed the 2^31 the kernels index", self.loss, n * c * s)));
+            return Err(Error::limit(self.loss, format!("{} logits exceed the 2^31 the kernels index", n * c * s)));
         }
         let softmax = self.mode == OverlapMode::Multiclass;
         let (align, limit) = (ctx.inner.offset_alignment, ctx.binding_limit());
@@ -524,14 +524,12 @@ impl OverlapPlan<'_> {
         let seg_len = n * c * tiles / groups;
         let invocations = self.params.count as u64;
         if 3 * groups * seg_len * 4 > limit {
-            return Err(Error::Limit(format!(
-                "{}: the per-tile sums of {groups} groups ({} bytes) exceed one binding of {limit}",
-                self.loss,
-                3 * groups * seg_len * 4
+            return Err(Error::limit(self.loss, format!(
+                "the per-tile sums of {groups} groups ({} bytes) exceed one binding of {limit}", 3 * groups * seg_len * 4
             )));
         }
         let target_dtype = if softmax { DType::I32 } else { DType::F32 };
-        let mut plan = PlanBuilder::new(ctx, options, self.shapes, target_dtype);
+        let mut plan = PlanBuilder::new(self.loss, ctx, options, self.shapes, target_dtype);
         // Only class labels can break a rule the host cannot see; dense targets' status goes nowhere.
         let status = if softmax { plan.status() } else { plan.unused_output("unused status") };
         let partials = plan.scratch("overlap partials", 3 * groups * seg_len * 4)?;

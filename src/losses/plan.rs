@@ -160,7 +160,7 @@ impl LossPlan {
     /// `inputs.distance` brings them (`[N, C, S…]`, every class's map).
     pub fn record(&self, encoder: &mut wgpu::CommandEncoder, inputs: LossInputs<'_>, outputs: LossOutputs<'_>) -> Result<()> {
         if inputs.distance.is_some() && self.optional.is_none() {
-            return Err(Error::input("distance maps were given, but this loss takes none"));
+            return Err(Error::input("plan", "distance maps were given, but this loss takes none"));
         }
         if let Some(status) = &self.status {
             encoder.clear_buffer(status, 0, None);

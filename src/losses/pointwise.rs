@@ -95,14 +95,14 @@ impl Pointwise<'_> {
         let items = layout.images * layout.spatial;
         let total_elems = items * layout.classes;
         if items == 0 {
-            return Err(Error::input(format!("{}: the logits {:?} hold no element", self.loss, shapes.logits)));
+            return Err(Error::shape(self.loss, "logits", &shapes.logits, format!("the logits {:?} hold no element", shapes.logits)));
         }
         if total_elems >= 1 << 31 {
-            return Err(Error::Limit(format!("{}: {total_elems} logits exceed the 2^31 the kernels index", self.loss)));
+            return Err(Error::limit(self.loss, format!("{total_elems} logits exceed the 2^31 the kernels index", )));
         }
         let chunks = layout.chunks(items, 1, ctx.binding_limit(), ctx.inner.offset_alignment, |a, b| a..b)?;
         let (file, target_dtype, target_per_item, value_per_item) = self.kernel.layout();
-        let mut plan = PlanBuilder::new(ctx, options, shapes, target_dtype).input_names(self.kernel.slot_names());
+        let mut plan = PlanBuilder::new(self.loss, ctx, options, shapes, target_dtype).input_names(self.kernel.slot_names());
 
         let denom = plan.denominator(match self.denominator {
             Denominator::Constant(d) => d as f32,

@@ -130,20 +130,20 @@ impl Geometry {
     pub fn new(target_shape: &[usize], classes: &[usize], spacing: Option<&[f64]>, mode: DistanceMode) -> Result<Self> {
         let rank = target_shape.len();
         if !(rank == 3 || rank == 4) {
-            return Err(Error::input(format!(
+            return Err(Error::input("distance", format!(
                 "distance maps need targets [N, H, W] or [N, D, H, W]; got shape {target_shape:?}"
             )));
         }
         if target_shape.contains(&0) {
-            return Err(Error::input(format!("the target {target_shape:?} has an empty axis")));
+            return Err(Error::shape("distance", "target", target_shape, format!("the target {target_shape:?} has an empty axis")));
         }
         let spatial_shape = target_shape[1..].to_vec();
         check_spacing(spacing, spatial_shape.len())?;
         if classes.is_empty() {
-            return Err(Error::input("distance maps need at least one class"));
+            return Err(Error::input("distance", "distance maps need at least one class"));
         }
         if let Some(c) = classes.iter().find(|&&c| c > i32::MAX as usize) {
-            return Err(Error::input(format!("class id {c} does not fit the i32 labels")));
+            return Err(Error::input("distance", format!("class id {c} does not fit the i32 labels")));
         }
         let mut dims = [1usize; 3];
         dims[3 - spatial_shape.len()..].copy_from_slice(&spatial_shape);
@@ -156,7 +156,7 @@ impl Geometry {
         let spatial: usize = spatial_shape.iter().product();
         let total = target_shape[0] as u128 * classes.len() as u128 * spatial as u128;
         if total >= 1 << 31 {
-            return Err(Error::Limit(format!(
+            return Err(Error::limit("distance", format!(
                 "{total} distance values ({} images × {} classes × {spatial} pixels) exceed the 2^31 the kernels index",
                 target_shape[0],
                 classes.len()
@@ -165,14 +165,14 @@ impl Geometry {
         if mode == DistanceMode::Exact
             && let Some(&n) = spatial_shape.iter().find(|&&n| n > MAX_EXACT_LINE)
         {
-            return Err(Error::Limit(format!(
+            return Err(Error::limit("distance", format!(
                 "the exact distance transform handles lines of at most {MAX_EXACT_LINE} pixels (one invocation \
                  runs up to 9 loop iterations per pixel, and lavapipe cuts an invocation at 65,535); the target \
                  {target_shape:?} has an axis of {n}: use jump_flood, or split the image"
             )));
         }
         if mode == DistanceMode::JumpFlood && jump_flood_bits(&spatial_shape) > JUMP_FLOOD_BITS {
-            return Err(Error::Limit(format!(
+            return Err(Error::limit("distance", format!(
                 "jump flooding packs a pixel's coordinates into {JUMP_FLOOD_BITS} bits; the spatial shape {spatial_shape:?} \
                  needs {}",
                 jump_flood_bits(&spatial_shape)
@@ -207,11 +207,11 @@ impl Geometry {
 pub(crate) fn check_spacing(spacing: Option<&[f64]>, axes: usize) -> Result<()> {
     let Some(s) = spacing else { return Ok(()) };
     if s.len() != axes {
-        return Err(Error::input(format!("spacing has {} entries for {axes} spatial axes", s.len())));
+        return Err(Error::input("distance", format!("spacing has {} entries for {axes} spatial axes", s.len())));
     }
     let (lo, hi) = SPACING_RANGE;
     if let Some(v) = s.iter().find(|v| !(v.is_finite() && **v >= lo && **v <= hi)) {
-        return Err(Error::input(format!("spacing {v} must be a finite pixel size in [{lo:e}, {hi:e}]")));
+        return Err(Error::input("distance", format!("spacing {v} must be a finite pixel size in [{lo:e}, {hi:e}]")));
     }
     Ok(())
 }
@@ -238,7 +238,7 @@ pub(crate) fn record_signed_distance(
     let chunks = plan_chunks(geometry.masks() as u64, 1, ctx.binding_limit(), |a, b| {
         field_range(a, b).bytes().max(label_range(a, b).bytes()).max((b - a) * s * 4)
     })
-    .map_err(|e| Error::Limit(format!("one {s}-pixel distance map does not fit the device's bindings: {e}")))?;
+    .map_err(|e| Error::limit("distance", format!("one {s}-pixel distance map does not fit the device's bindings: {e}")))?;
     let largest = chunks.iter().map(|c| c.end - c.start).max().unwrap_or(1);
     let storage = wgpu::BufferUsages::STORAGE;
     let scratch = [
@@ -388,7 +388,7 @@ impl DistancePlan {
             SlotSpec { name: "target", shape: target_shape.to_vec(), dtype: DType::I32, written: false, required: true },
             SlotSpec { name: "distance", shape: output_shape.clone(), dtype: DType::F32, written: true, required: true },
         ];
-        Ok(DistancePlan { ctx: ctx.clone(), program: Program::new(slots, steps), output_shape, mode, _scratch: scratch })
+        Ok(DistancePlan { ctx: ctx.clone(), program: Program::new("distance", slots, steps), output_shape, mode, _scratch: scratch })
     }
 
     /// `[N, K, S…]`: the shape of the tensor [`DistancePlan::record`] writes.

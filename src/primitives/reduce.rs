@@ -42,10 +42,10 @@ pub(crate) fn record_segmented_sum(
     output: Binding,
 ) -> Result<Vec<PooledBuffer>> {
     if segments == 0 || len == 0 {
-        return Err(Error::input("a segmented sum needs at least one segment of one value"));
+        return Err(Error::input("segmented sum", "a segmented sum needs at least one segment of one value"));
     }
     if segments * len >= 1 << 32 {
-        return Err(Error::Limit(format!("{segments}×{len} values exceed the 2^32 a reduction indexes")));
+        return Err(Error::limit("segmented sum", format!("{segments}×{len} values exceed the 2^32 a reduction indexes")));
     }
     let kernel = ctx.kernel("reduce.wgsl", "segmented_sum", &[])?;
     let mut scratch = Vec::new();
@@ -131,7 +131,7 @@ impl SegmentedSum {
             SlotSpec { name: "input", shape: vec![segments * len], dtype: DType::F32, written: false, required: true },
             SlotSpec { name: "output", shape: vec![segments], dtype: DType::F32, written: true, required: true },
         ];
-        Ok(SegmentedSum { ctx: ctx.clone(), program: Program::new(slots, steps), _scratch: scratch })
+        Ok(SegmentedSum { ctx: ctx.clone(), program: Program::new("segmented sum", slots, steps), _scratch: scratch })
     }
 
     /// Records the sum of `input` (flattened) into `output` (`segments` values).
@@ -144,7 +144,7 @@ impl SegmentedSum {
     /// Uploads `values`, sums `segments` equal runs of them on the GPU and reads the sums back.
     pub fn sum_host(ctx: &GpuContext, values: &[f32], segments: usize) -> Result<Vec<f32>> {
         if segments == 0 || values.len() % segments != 0 {
-            return Err(Error::input(format!("{} values do not split into {segments} equal segments", values.len())));
+            return Err(Error::input("segmented sum", format!("{} values do not split into {segments} equal segments", values.len())));
         }
         let input = GpuTensor::from_host(ctx, &crate::gpu::tensor::HostTensor::f32(&[values.len()], values.to_vec())?)?;
         let output = GpuTensor::zeros(ctx, &[segments], DType::F32)?;

@@ -67,10 +67,10 @@ pub(crate) fn record_scan(
 ) -> Result<Vec<PooledBuffer>> {
     let (segments, len) = layout;
     if segments == 0 || len == 0 {
-        return Err(Error::input("a scan needs at least one segment of one value"));
+        return Err(Error::input("scan", "a scan needs at least one segment of one value"));
     }
     if segments * len * 4 > ctx.binding_limit() {
-        return Err(Error::Limit(format!(
+        return Err(Error::limit("scan", format!(
             "scanning {segments}×{len} values needs a {} MiB binding; the device binds at most {} MiB",
             (segments * len * 4).div_ceil(1 << 20),
             ctx.binding_limit() >> 20
@@ -79,7 +79,7 @@ pub(crate) fn record_scan(
     let tiles = len.div_ceil(SCAN_TILE);
     let groups = segments * tiles;
     if groups > u32::MAX as u64 {
-        return Err(Error::Limit(format!("{groups} scan workgroups exceed 2^32")));
+        return Err(Error::limit("scan", format!("{groups} scan workgroups exceed 2^32")));
     }
     let storage = wgpu::BufferUsages::STORAGE;
     let mut scratch = Vec::new();
@@ -174,7 +174,7 @@ impl SegmentedScan {
             SlotSpec { name: "output", shape: vec![n], dtype: DType::I32, written: true, required: true },
             SlotSpec { name: "totals", shape: vec![segments], dtype: DType::I32, written: true, required: true },
         ];
-        Ok(SegmentedScan { ctx: ctx.clone(), program: Program::new(slots, steps), _scratch: scratch })
+        Ok(SegmentedScan { ctx: ctx.clone(), program: Program::new("scan", slots, steps), _scratch: scratch })
     }
 
     /// Records the scan of `input` into `output` and `totals` (i32 tensors
@@ -188,7 +188,7 @@ impl SegmentedScan {
     /// reads back the prefixes and the segment totals.
     pub fn scan_host(ctx: &GpuContext, values: &[u32], segments: usize, operand: ScanOperand) -> Result<(Vec<u32>, Vec<u32>)> {
         if segments == 0 || !values.len().is_multiple_of(segments) {
-            return Err(Error::input(format!("{} values do not split into {segments} equal segments", values.len())));
+            return Err(Error::input("scan", format!("{} values do not split into {segments} equal segments", values.len())));
         }
         let plan = Self::new(ctx, segments, values.len() / segments, operand)?;
         let input = GpuTensor::from_host(ctx, &HostTensor::i32(&[values.len()], bytemuck::cast_slice(values).to_vec())?)?;

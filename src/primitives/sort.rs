@@ -88,13 +88,13 @@ pub(crate) fn record_sort(
 ) -> Result<()> {
     let total: u64 = lengths.iter().sum();
     if lengths.is_empty() || total == 0 {
-        return Err(Error::input("a sort needs at least one segment with one element"));
+        return Err(Error::input("sort", "a sort needs at least one segment with one element"));
     }
     if let Some(&long) = lengths.iter().find(|&&l| l > MAX_SEGMENT) {
-        return Err(Error::Limit(format!("a sort segment of {long} elements exceeds the {MAX_SEGMENT} supported")));
+        return Err(Error::limit("sort", format!("a sort segment of {long} elements exceeds the {MAX_SEGMENT} supported")));
     }
     if total * 4 > ctx.binding_limit() {
-        return Err(Error::Limit(format!(
+        return Err(Error::limit("sort", format!(
             "sorting {total} keys needs {} MiB bindings for keys and for values; the device binds at most {} MiB",
             (total * 4).div_ceil(1 << 20),
             ctx.binding_limit() >> 20
@@ -111,7 +111,7 @@ pub(crate) fn record_sort(
         }
     }
     if tiles > u32::MAX as u64 {
-        return Err(Error::Limit(format!("{tiles} sort workgroups exceed 2^32")));
+        return Err(Error::limit("sort", format!("{tiles} sort workgroups exceed 2^32")));
     }
     let max_log = lengths.iter().map(|&l| log_size(l)).max().unwrap_or(0);
     let storage = wgpu::BufferUsages::STORAGE;
@@ -187,7 +187,7 @@ impl SortPlan {
             SlotSpec { name: "keys", shape: vec![total as usize], dtype: DType::F32, written: true, required: true },
             SlotSpec { name: "values", shape: vec![total as usize], dtype: DType::I32, written: true, required: true },
         ];
-        Ok(SortPlan { ctx: ctx.clone(), program: Program::new(slots, steps), lengths })
+        Ok(SortPlan { ctx: ctx.clone(), program: Program::new("sort", slots, steps), lengths })
     }
 
     /// Elements sorted: the sum of the segment lengths.
@@ -216,7 +216,7 @@ impl SortPlan {
     /// GPU and reads both back.
     pub fn sort_host(ctx: &GpuContext, keys: &[f32], values: &[u32], lengths: &[usize]) -> Result<(Vec<f32>, Vec<u32>)> {
         if values.len() != keys.len() {
-            return Err(Error::input(format!("{} keys but {} values", keys.len(), values.len())));
+            return Err(Error::input("sort", format!("{} keys but {} values", keys.len(), values.len())));
         }
         Self::run_host(Self::new(ctx, lengths)?, ctx, keys, values)
     }
@@ -229,7 +229,7 @@ impl SortPlan {
 
     fn run_host(plan: SortPlan, ctx: &GpuContext, keys: &[f32], values: &[u32]) -> Result<(Vec<f32>, Vec<u32>)> {
         if keys.len() != plan.len() {
-            return Err(Error::input(format!("{} keys do not fill segments of {} elements in all", keys.len(), plan.len())));
+            return Err(Error::input("sort", format!("{} keys do not fill segments of {} elements in all", keys.len(), plan.len())));
         }
         let k = GpuTensor::from_host(ctx, &HostTensor::f32(&[keys.len()], keys.to_vec())?)?;
         let v = GpuTensor::from_host(ctx, &HostTensor::i32(&[values.len()], bytemuck::cast_slice(values).to_vec())?)?;

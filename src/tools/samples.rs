@@ -53,7 +53,7 @@ pub fn blobs(rng: &mut StdRng, shape: &[usize], classes: usize) -> Vec<i32> {
 /// `anchor_bench.py` ([`blobs`]) from a seed.
 pub fn blob_labels(shape: &[usize], classes: usize, seed: u64) -> Result<HostTensor> {
     if shape.len() < 2 || shape.contains(&0) {
-        return Err(Error::input(format!("blob label maps need a shape [N, S…] without empty axes; got {shape:?}")));
+        return Err(Error::input("samples", format!("blob label maps need a shape [N, S…] without empty axes; got {shape:?}")));
     }
     HostTensor::i32(shape, blobs(&mut rng(seed), shape, classes))
 }
@@ -62,7 +62,7 @@ pub fn blob_labels(shape: &[usize], classes: usize, seed: u64) -> Result<HostTen
 /// Class-index targets `[N, S…]` for logits `[N, C, S…]`.
 pub fn class_targets(rng: &mut StdRng, logits_shape: &[usize]) -> Result<HostTensor> {
     if logits_shape.len() < 2 {
-        return Err(Error::input(format!("class targets need logits [N, C, S…]; got {logits_shape:?}")));
+        return Err(Error::input("samples", format!("class targets need logits [N, C, S…]; got {logits_shape:?}")));
     }
     let shape: Vec<usize> = std::iter::once(logits_shape[0]).chain(logits_shape[2..].iter().copied()).collect();
     HostTensor::i32(&shape, blobs(rng, &shape, logits_shape[1].max(2)))
@@ -97,14 +97,14 @@ pub fn inputs(config: &LossConfig, shape: &[usize], rng: &mut StdRng) -> Result<
     Ok(match config.target_kind() {
         TargetKind::Classes => (logits(rng, shape, 3.0), class_targets(rng, shape)?),
         TargetKind::Dense => (logits(rng, shape, 3.0), dense_targets(rng, shape)?),
-        TargetKind::Masks if shape.len() != 3 => return Err(Error::input(format!("instance masks have shape [M, H, W]; got {shape:?}"))),
+        TargetKind::Masks if shape.len() != 3 => return Err(Error::input("samples", format!("instance masks have shape [M, H, W]; got {shape:?}"))),
         TargetKind::Masks => {
             let masks = blobs(rng, shape, 2).into_iter().map(|v| v as f32).collect();
             (logits(rng, shape, 3.0), HostTensor::f32(shape, masks)?)
         }
         TargetKind::Boxes => match shape {
             [m, 4] => (boxes(rng, *m)?, boxes(rng, *m)?),
-            _ => return Err(Error::input(format!("boxes have shape [M, 4]; got {shape:?}"))),
+            _ => return Err(Error::input("samples", format!("boxes have shape [M, 4]; got {shape:?}"))),
         },
     })
 }

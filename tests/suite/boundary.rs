@@ -147,7 +147,7 @@ fn precomputed_maps_skip_the_transform_and_give_the_same_result() {
             LossOutputs { value: &value, grad: Some(&grad) },
         )
         .unwrap_err();
-    assert!(matches!(err, Error::Input(ref m) if m.contains("distance")), "{err}");
+    assert!(matches!(err, Error::Shape { input: "distance", message: ref m, .. } if m.contains("distance")), "{err}");
 }
 
 #[test]
@@ -214,7 +214,7 @@ fn labels_outside_the_classes_are_reported() {
     let y = HostTensor::i32(&[1, 8, 8], labels).unwrap();
     let cfg = config(r#"{"loss": "boundary"}"#);
     // On the host before anything runs…
-    assert!(matches!(runner().compute(&cfg, inputs(&x, &y)), Err(Error::Input(ref m)) if m.contains("target[10] = 3")));
+    assert!(matches!(runner().compute(&cfg, inputs(&x, &y)), Err(Error::Input { message: ref m, .. }) if m.contains("target[10] = 3")));
     // …and on the GPU through the status buffer, for engines that skip the host check.
     let c = ctx();
     let plan = cfg.plan(c, &InputShapes::new(&shape, &[1, 8, 8]), PlanOptions::default()).unwrap();
@@ -256,7 +256,9 @@ fn validation_errors_name_the_problem() {
             shapes.weight = Some(logits.to_vec());
         }
         match config(json).check_shapes(&shapes) {
-            Err(Error::Input(m)) | Err(Error::Limit(m)) => assert!(m.contains(what), "{json} {logits:?}: {m}"),
+            Err(Error::Input { message: m, .. } | Error::Shape { message: m, .. } | Error::Limit { message: m, .. }) => {
+                assert!(m.contains(what), "{json} {logits:?}: {m}")
+            }
             other => panic!("{json} {logits:?}: {other:?}"),
         }
     };
@@ -281,7 +283,7 @@ fn validation_errors_name_the_problem() {
     let mut r = rng(29);
     let x = logits(&mut r, &[1, 2, 4, 4], 1.0);
     let y = HostTensor::f32(&[1, 4, 4], vec![0.0; 16]).unwrap();
-    assert!(matches!(runner().compute(&config(plain), inputs(&x, &y)), Err(Error::Input(_))));
+    assert!(matches!(runner().compute(&config(plain), inputs(&x, &y)), Err(Error::Input { .. })));
 }
 
 #[test]

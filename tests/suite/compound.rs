@@ -123,5 +123,5 @@ fn compound_configs_deserialize_and_validate() {
     }
     // A term whose inputs do not fit is reported by that term.
     let bce = CompoundConfig::new(vec![(1.0, config(r#"{"loss": "bce"}"#)), (1.0, config(r#"{"loss": "boundary"}"#))]).unwrap();
-    assert!(matches!(bce.check_shapes(&InputShapes::new(&[1, 2, 4, 4], &[1, 4, 4])), Err(Error::Input(_))));
+    assert!(matches!(bce.check_shapes(&InputShapes::new(&[1, 2, 4, 4], &[1, 4, 4])), Err(Error::Shape { scope: "bce", input: "target", .. })));
 }

@@ -173,7 +173,7 @@ fn an_exact_line_of_the_longest_accepted_length_is_not_cut_short() {
     let dense: Vec<i32> = (0..2 * n).map(|_| r.random_range(0..2)).collect();
     check_exact(ctx(), &HostTensor::i32(&[1, 2, n], dense).unwrap(), &[0, 1], Some(&[0.9, 1.1]));
     let too_long = DistancePlan::new(ctx(), &[1, 2, n + 1], &[1], None, DistanceMode::Exact);
-    assert!(matches!(too_long, Err(Error::Limit(_))), "{too_long:?}");
+    assert!(matches!(too_long, Err(Error::Limit { .. })), "{too_long:?}");
     // Jump flooding has no such bound.
     DistancePlan::new(ctx(), &[1, 2, n + 1], &[1], None, DistanceMode::JumpFlood).unwrap();
 }
@@ -193,7 +193,7 @@ fn chunked_bindings_give_the_same_maps() {
     }
     // A single map larger than a binding is a clear error.
     let big = DistancePlan::new(&small, &[1, 40, 40], &[0], None, DistanceMode::Exact);
-    assert!(matches!(big, Err(Error::Limit(_))), "{big:?}");
+    assert!(matches!(big, Err(Error::Limit { .. })), "{big:?}");
 }
 
 #[test]
@@ -237,7 +237,7 @@ fn jump_flood_is_close_to_the_reference_on_small_masks() {
 fn distance_plan_validation_errors() {
     let c = ctx();
     let input = |r: Result<DistancePlan, Error>, what: &str| match r {
-        Err(Error::Input(m)) => assert!(m.contains(what), "{m}"),
+        Err(Error::Input { message: m, .. } | Error::Shape { message: m, .. }) => assert!(m.contains(what), "{m}"),
         Err(e) => panic!("{what}: {e}"),
         Ok(_) => panic!("{what}: accepted"),
     };
@@ -251,9 +251,9 @@ fn distance_plan_validation_errors() {
     input(DistancePlan::new(c, &[1, 4, 4], &[0], Some(&[1.0, f64::NAN]), DistanceMode::JumpFlood), "spacing NaN");
     input(DistancePlan::new(c, &[1, 4, 4], &[0], Some(&[1.0, 1e9]), DistanceMode::Exact), "spacing");
     let huge = DistancePlan::new(c, &[1 << 12, 1 << 10, 1 << 10], &[0], None, DistanceMode::JumpFlood);
-    assert!(matches!(huge, Err(Error::Limit(_))), "{huge:?}");
+    assert!(matches!(huge, Err(Error::Limit { .. })), "{huge:?}");
     let unpackable = DistancePlan::new(c, &[1, 1 << 15, (1 << 15) + 1], &[0], None, DistanceMode::JumpFlood);
-    assert!(matches!(unpackable, Err(Error::Limit(ref m)) if m.contains("30 bits")), "{unpackable:?}");
+    assert!(matches!(unpackable, Err(Error::Limit { message: ref m, .. }) if m.contains("30 bits")), "{unpackable:?}");
 
     // Recording checks the tensors against the plan.
     let plan = DistancePlan::new(c, &[1, 4, 4], &[0, 1], None, DistanceMode::Exact).unwrap();
@@ -262,8 +262,8 @@ fn distance_plan_validation_errors() {
     let target = GpuTensor::zeros(c, &[1, 4, 4], DType::I32).unwrap();
     let out = GpuTensor::zeros(c, &[1, 2, 4, 4], DType::F32).unwrap();
     let wrong_out = GpuTensor::zeros(c, &[1, 1, 4, 4], DType::F32).unwrap();
-    assert!(matches!(plan.record(&mut encoder, &float_target, &out), Err(Error::Input(_))));
-    assert!(matches!(plan.record(&mut encoder, &target, &wrong_out), Err(Error::Input(_))));
-    assert!(matches!(plan.compute(&HostTensor::f32(&[1, 4, 4], vec![0.0; 16]).unwrap()), Err(Error::Input(_))));
+    assert!(matches!(plan.record(&mut encoder, &float_target, &out), Err(Error::Input { .. })));
+    assert!(matches!(plan.record(&mut encoder, &target, &wrong_out), Err(Error::Shape { input: "distance", .. })));
+    assert!(matches!(plan.compute(&HostTensor::f32(&[1, 4, 4], vec![0.0; 16]).unwrap()), Err(Error::Input { .. })));
     plan.record(&mut encoder, &target, &out).unwrap();
 }

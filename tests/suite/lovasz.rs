@@ -413,7 +413,7 @@ fn inputs_over_one_binding_are_a_clear_error() {
     let c = config(r#"{"loss": "lovasz_softmax", "params": {}}"#);
     let shapes = segloss::InputShapes::new(&[2, 19, 128, 128], &[2, 128, 128]);
     match c.plan(&small, &shapes, PlanOptions::default()) {
-        Err(Error::Limit(m)) => assert!(m.contains("lovasz_softmax") && m.contains("binding"), "{m}"),
+        Err(e @ Error::Limit { scope: "lovasz_softmax", .. }) => assert!(e.to_string().contains("binding"), "{e}"),
         Err(e) => panic!("{e}"),
         Ok(_) => panic!("planned 2.4 MiB of keys under a 1 MiB binding"),
     }

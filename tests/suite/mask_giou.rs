@@ -239,7 +239,7 @@ fn chunked_bindings_match_the_reference() {
     let zeros = target_from([100, 100, 4], |_, _, _| false);
     let e =
         small.compute(&mask_config("convex_hull", "mean", ""), HostInputs { logits: &quiet([100, 100, 4]), target: &zeros, weight: None });
-    assert!(matches!(e, Err(Error::Limit(ref m)) if m.contains("100 instances × 100 rows")), "{:?}", e.err());
+    assert!(matches!(e, Err(Error::Limit { message: ref m, .. }) if m.contains("100 instances × 100 rows")), "{:?}", e.err());
 }
 
 #[test]
@@ -401,9 +401,9 @@ fn bad_parameters_inputs_and_sizes_are_named() {
     // Sizes only the GPU path limits: errors at plan time, before any work.
     let plan = |c: &LossConfig, shape: [usize; 3]| c.plan(ctx(), &InputShapes::new(&shape, &shape), PlanOptions::default());
     let e = plan(&c, [1, 8193, 2]);
-    assert!(matches!(e, Err(Error::Limit(ref m)) if m.contains("at most 8192 rows") && m.contains("8193")), "{:?}", e.err());
+    assert!(matches!(e, Err(Error::Limit { message: ref m, .. }) if m.contains("at most 8192 rows") && m.contains("8193")), "{:?}", e.err());
     let e = plan(&c, [1, 2, 65_537]);
-    assert!(matches!(e, Err(Error::Limit(ref m)) if m.contains("at most 65536 columns")), "{:?}", e.err());
+    assert!(matches!(e, Err(Error::Limit { message: ref m, .. }) if m.contains("at most 65536 columns")), "{:?}", e.err());
     assert!(plan(&mask_config("bounding_box", "mean", ""), [1, 8193, 2]).is_ok(), "bounding_box has no row limit");
     assert!(plan(&c, [1, 8192, 2]).is_ok());
 }

@@ -466,7 +466,7 @@ fn bad_inputs_are_named() {
     let multilabel = json("jaccard", r#""mode": "multilabel""#);
 
     let e = input_error(&json("dice", r#""class_weights": [1.0, 2.0]"#), &x4, &labels, None, "class_weights has 2 entries for 4 classes");
-    assert!(matches!(e, Error::Input(_)), "{e}");
+    assert!(matches!(e, Error::Input { .. }), "{e}");
     input_error(&json("dice", r#""class_weights": [1.0, 0.0, 0.0, 0.0], "include_background": false"#), &x4, &labels, None, "sum to 0");
     // Without the background, the kept classes' C − 1 weights are also taken; C − 2 are not.
     input_error(&json("dice", r#""class_weights": [1.0, 2.0], "include_background": false"#), &x4, &labels, None, "class_weights has 2 entries for 4 classes");
@@ -491,11 +491,11 @@ fn bad_inputs_are_named() {
 
     let too_many = segloss::losses::overlap::MAX_CLASSES + 1;
     let shapes = InputShapes::new(&[1, too_many, 2, 2], &[1, 2, 2]);
-    assert!(matches!(multiclass.check_shapes(&shapes), Err(Error::Limit(m)) if m.contains("1024")));
+    assert!(matches!(multiclass.check_shapes(&shapes), Err(Error::Limit { message: m, .. }) if m.contains("1024")));
     let shapes = InputShapes::new(&[1, 5000, 2, 2], &[1, 2, 2]);
-    assert!(matches!(multiclass.check_shapes(&shapes), Err(Error::Limit(m)) if m.contains("1024")));
+    assert!(matches!(multiclass.check_shapes(&shapes), Err(Error::Limit { message: m, .. }) if m.contains("1024")));
     let shapes = InputShapes::new(&[1, too_many, 2, 2], &[1, 2, 2]);
-    assert!(matches!(multiclass.plan(ctx(), &shapes, PlanOptions::default()), Err(Error::Limit(_))));
+    assert!(matches!(multiclass.plan(ctx(), &shapes, PlanOptions::default()), Err(Error::Limit { .. })));
     let mut weighted = InputShapes::new(&[2, 4, 3, 3], &[2, 3, 3]);
     weighted.weight = Some(vec![2, 4, 3, 3]);
     assert!(multiclass.check_shapes(&weighted).unwrap_err().to_string().contains("no per-element weight"));

@@ -108,7 +108,7 @@ fn beyond_2_pow_22_keys() {
 fn keys_over_one_binding_are_a_clear_error() {
     let small = GpuContext::with_options(ContextOptions { max_binding_bytes: Some(1 << 20) }).unwrap();
     match SortPlan::argsort(&small, &[200_000, 100_000]) {
-        Err(Error::Limit(m)) => assert!(m.contains("300000 keys"), "{m}"),
+        Err(Error::Limit { message: m, .. }) => assert!(m.contains("300000 keys"), "{m}"),
         Err(e) => panic!("{e}"),
         Ok(_) => panic!("a 1.2 MB sort was planned under a 1 MiB binding"),
     }

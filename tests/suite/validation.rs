@@ -61,7 +61,7 @@ fn bad_inputs_are_named() {
 fn too_many_classes_is_a_limit_error() {
     let shapes = InputShapes::new(&[1, 5000, 2, 2], &[1, 2, 2]);
     let e = config(r#"{"loss": "cross_entropy", "params": {}}"#).plan(ctx(), &shapes, PlanOptions::default());
-    assert!(matches!(e, Err(Error::Limit(ref m)) if m.contains("5000 classes")), "{:?}", e.err());
+    assert!(matches!(e, Err(Error::Limit { message: ref m, .. }) if m.contains("5000 classes")), "{:?}", e.err());
 }
 
 #[test]
@@ -212,7 +212,7 @@ fn a_buffer_beyond_the_device_limit_is_an_error_not_a_panic() {
     let max = ctx().device().limits().max_buffer_size;
     let elements = (max / 4 + 1) as usize;
     let e = GpuTensor::zeros(ctx(), &[elements], DType::F32).unwrap_err();
-    assert!(matches!(e, Error::Limit(ref m) if m.contains("exceeds the device's largest")), "{e}");
+    assert!(matches!(e, Error::Limit { message: ref m, .. } if m.contains("exceeds the device's largest")), "{e}");
 }
 
 #[test]
