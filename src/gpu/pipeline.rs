@@ -15,6 +15,22 @@ pub(crate) struct Kernel {
     pub layout: wgpu::BindGroupLayout,
     pub label: String,
     pub bindings: Vec<KernelBinding>,
+    /// What it was compiled from, so that its other access variant can be made.
+    key: Key,
+    access: Access,
+}
+
+/// How a kernel declares its storage bindings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Access {
+    /// As the shader says: inputs `read`, outputs `read_write`.
+    Declared,
+    /// Every storage binding `read_write`. wgpu tracks usage per buffer, and
+    /// one dispatch may not bind a buffer read-only in one binding and
+    /// read-write in another; an engine's pool puts logits and gradient in
+    /// one buffer, so a recording on tensors that share a buffer uses this
+    /// variant (several read-write bindings of one buffer are accepted).
+    ReadWrite,
 }
 
 /// One `@group(0) @binding(n) var name` that an entry point uses.
@@ -64,12 +80,13 @@ pub(crate) fn reflect_bindings(file: &str, source: &str, entry: &str) -> Result<
     Ok(bindings)
 }
 
+/// Shader file, entry point, override constants (as bits).
 type Key = (&'static str, &'static str, Vec<(&'static str, u64)>);
 
 #[derive(Default)]
 pub(crate) struct PipelineCache {
-    kernels: Mutex<HashMap<Key, Arc<Kernel>>>,
-    modules: Mutex<HashMap<&'static str, (wgpu::ShaderModule, String)>>,
+    kernels: Mutex<HashMap<(Key, Access), Arc<Kernel>>>,
+    modules: Mutex<HashMap<(&'static str, Access), (wgpu::ShaderModule, String)>>,
 }
 
 impl GpuContext {
@@ -82,17 +99,34 @@ impl GpuContext {
         constants: &[(&'static str, f64)],
     ) -> Result<Arc<Kernel>> {
         let key: Key = (file, entry, constants.iter().map(|(k, v)| (*k, v.to_bits())).collect());
+        self.kernel_variant(key, Access::Declared)
+    }
+
+    /// `kernel` with its storage bindings declared as `access` says.
+    pub(crate) fn with_access(&self, kernel: &Arc<Kernel>, access: Access) -> Result<Arc<Kernel>> {
+        if kernel.access == access {
+            return Ok(kernel.clone());
+        }
+        self.kernel_variant(kernel.key.clone(), access)
+    }
+
+    fn kernel_variant(&self, key: Key, access: Access) -> Result<Arc<Kernel>> {
+        let (file, entry) = (key.0, key.1);
         let cache = &self.inner.pipelines;
-        if let Some(k) = cache.kernels.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        if let Some(k) = cache.kernels.lock().unwrap_or_else(|e| e.into_inner()).get(&(key.clone(), access)) {
             return Ok(k.clone());
         }
         let device = &self.inner.device;
         let (module, source) = {
             let mut modules = cache.modules.lock().unwrap_or_else(|e| e.into_inner());
-            match modules.get(file) {
+            match modules.get(&(file, access)) {
                 Some(m) => m.clone(),
                 None => {
                     let source = shaders::compose(file)?;
+                    let source = match access {
+                        Access::Declared => source,
+                        Access::ReadWrite => source.replace("var<storage, read>", "var<storage, read_write>"),
+                    };
                     let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
                     let m = device.create_shader_module(wgpu::ShaderModuleDescriptor {
                         label: Some(file),
@@ -101,13 +135,13 @@ impl GpuContext {
                     if let Some(e) = pollster::block_on(scope.pop()) {
                         return Err(Error::Device(format!("shader {file} does not compile: {e}")));
                     }
-                    modules.insert(file, (m.clone(), source.clone()));
+                    modules.insert((file, access), (m.clone(), source.clone()));
                     (m, source)
                 }
             }
         };
         let label = format!("{file}:{entry}");
-        let named: Vec<(&str, f64)> = constants.to_vec();
+        let named: Vec<(&str, f64)> = key.2.iter().map(|(k, bits)| (*k, f64::from_bits(*bits))).collect();
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(&label),
@@ -122,8 +156,8 @@ impl GpuContext {
         }
         let layout = pipeline.get_bind_group_layout(0);
         let bindings = reflect_bindings(file, &source, entry)?;
-        let kernel = Arc::new(Kernel { pipeline, layout, label, bindings });
-        cache.kernels.lock().unwrap_or_else(|e| e.into_inner()).insert(key, kernel.clone());
+        let kernel = Arc::new(Kernel { pipeline, layout, label, bindings, key: key.clone(), access });
+        cache.kernels.lock().unwrap_or_else(|e| e.into_inner()).insert((key, access), kernel.clone());
         Ok(kernel)
     }
 }

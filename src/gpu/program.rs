@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 use crate::gpu::chunks::{ElementRange, grid};
-use crate::gpu::pipeline::Kernel;
+use crate::gpu::pipeline::{Access, Kernel};
 use crate::gpu::context::GpuContext;
 use crate::gpu::tensor::{DType, GpuTensor};
 
@@ -84,10 +84,18 @@ pub(crate) struct Program {
     pub name: &'static str,
     pub slots: Vec<SlotSpec>,
     pub steps: Vec<Step>,
-    /// The bind groups of the last recording and the caller buffers they
-    /// name: a training loop that records on the same buffers every step
-    /// reuses them and creates no wgpu object after its first step.
-    bound: Mutex<Option<(Vec<Option<(wgpu::Buffer, u64)>>, Vec<wgpu::BindGroup>)>>,
+    /// The bind groups of the last recording, the caller buffers they name
+    /// and the kernels they were made for: a training loop that records on
+    /// the same buffers every step reuses them and creates no wgpu object
+    /// after its first step.
+    bound: Mutex<Option<Bound>>,
+}
+
+/// A recording's caller buffers (buffer and offset per slot), and what was made for them.
+struct Bound {
+    key: Vec<Option<(wgpu::Buffer, u64)>>,
+    kernels: Vec<Arc<Kernel>>,
+    groups: Vec<wgpu::BindGroup>,
 }
 
 impl Program {
@@ -97,16 +105,18 @@ impl Program {
 
     /// Checks the caller's tensors against the slots, then records every step.
     pub fn record(&self, ctx: &GpuContext, encoder: &mut wgpu::CommandEncoder, tensors: &[Option<&GpuTensor>]) -> Result<()> {
-        self.check(ctx, tensors)?;
+        let access = self.check(ctx, tensors)?;
         let key: Vec<Option<(wgpu::Buffer, u64)>> = tensors.iter().map(|t| t.map(|t| (t.buffer.clone(), t.offset))).collect();
         let mut bound = self.bound.lock().unwrap_or_else(|e| e.into_inner());
-        if bound.as_ref().is_none_or(|(k, _)| *k != key) {
-            *bound = Some((key, self.steps.iter().map(|s| bind(ctx, s, tensors)).collect()));
+        if bound.as_ref().is_none_or(|b| b.key != key) {
+            let kernels = self.steps.iter().map(|s| ctx.with_access(&s.kernel, access)).collect::<Result<Vec<_>>>()?;
+            let groups = self.steps.iter().zip(&kernels).map(|(s, k)| bind(ctx, s, k, tensors)).collect();
+            *bound = Some(Bound { key, kernels, groups });
         }
-        let groups = &bound.as_ref().expect("just bound").1;
+        let Bound { kernels, groups, .. } = bound.as_ref().expect("just bound");
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("segloss"), timestamp_writes: None });
-        for (step, group) in self.steps.iter().zip(groups) {
-            pass.set_pipeline(&step.kernel.pipeline);
+        for ((step, kernel), group) in self.steps.iter().zip(kernels).zip(groups) {
+            pass.set_pipeline(&kernel.pipeline);
             pass.set_bind_group(0, group, &[]);
             let (x, y) = grid(step.groups);
             pass.dispatch_workgroups(x, y, 1);
@@ -119,7 +129,11 @@ impl Program {
         self.steps.iter().flat_map(|s| &s.sources).any(|(_, source)| matches!(source, Binding::Slot(i, _) if *i == slot))
     }
 
-    fn check(&self, ctx: &GpuContext, tensors: &[Option<&GpuTensor>]) -> Result<()> {
+    /// Checks the caller's tensors against the slots, and says how the
+    /// kernels must declare their bindings for them: read-write throughout
+    /// when a written tensor shares its buffer with another.
+    fn check(&self, ctx: &GpuContext, tensors: &[Option<&GpuTensor>]) -> Result<Access> {
+        let mut access = Access::Declared;
         for (i, spec) in self.slots.iter().enumerate() {
             let Some(t) = tensors.get(i).copied().flatten() else {
                 if spec.required {
@@ -144,30 +158,37 @@ impl Program {
             if !t.buffer.usage().contains(wgpu::BufferUsages::STORAGE) {
                 return Err(Error::input(self.name, format!("{}'s buffer lacks STORAGE usage", spec.name)));
             }
-            // A buffer written by a dispatch may not be bound a second time in it.
-            for (j, other) in self.slots.iter().enumerate() {
-                if j != i && (spec.written || other.written) {
-                    if let Some(u) = tensors.get(j).copied().flatten() {
-                        if u.buffer == t.buffer {
-                            return Err(Error::input(
-                                self.name,
-                                format!(
-                                "{} and {} share one buffer, and {} is written: give it a buffer of its own",
-                                spec.name,
-                                other.name,
-                                if spec.written { spec.name } else { other.name }
-                            ),
-                            ));
-                        }
-                    }
+            // Tensors may share a buffer (an engine's pool sub-allocates), at
+            // disjoint ranges wherever one of them is written.
+            for (j, other) in self.slots.iter().enumerate().skip(i + 1) {
+                let Some(u) = tensors.get(j).copied().flatten() else { continue };
+                if u.buffer != t.buffer || !(spec.written || other.written) {
+                    continue;
                 }
+                let overlap = t.offset < u.offset + u.byte_len().max(4) && u.offset < t.offset + t.byte_len().max(4);
+                if overlap {
+                    let written = if spec.written { spec.name } else { other.name };
+                    return Err(Error::input(
+                        self.name,
+                        format!(
+                            "{} (bytes {}..{}) and {} (bytes {}..{}) overlap in one buffer, and {written} is written",
+                            spec.name,
+                            t.offset,
+                            t.offset + t.byte_len(),
+                            other.name,
+                            u.offset,
+                            u.offset + u.byte_len()
+                        ),
+                    ));
+                }
+                access = Access::ReadWrite;
             }
         }
-        Ok(())
+        Ok(access)
     }
 }
 
-fn bind(ctx: &GpuContext, step: &Step, tensors: &[Option<&GpuTensor>]) -> wgpu::BindGroup {
+fn bind(ctx: &GpuContext, step: &Step, kernel: &Kernel, tensors: &[Option<&GpuTensor>]) -> wgpu::BindGroup {
     let entries: Vec<wgpu::BindGroupEntry> = step
         .sources
         .iter()
@@ -190,5 +211,5 @@ fn bind(ctx: &GpuContext, step: &Step, tensors: &[Option<&GpuTensor>]) -> wgpu::
             wgpu::BindGroupEntry { binding: *binding, resource }
         })
         .collect();
-    ctx.device().create_bind_group(&wgpu::BindGroupDescriptor { label: Some(&step.kernel.label), layout: &step.kernel.layout, entries: &entries })
+    ctx.device().create_bind_group(&wgpu::BindGroupDescriptor { label: Some(&kernel.label), layout: &kernel.layout, entries: &entries })
 }

@@ -6,6 +6,7 @@
 
 mod common;
 
+mod arena;
 mod box_iou;
 mod boundary;
 mod compound;
