@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-vulkan.sh
-cargo build --release --bin segloss
+cargo build --release -p segloss-cli
 ./target/release/segloss info 2>&1 | grep -v 'XDG_RUNTIME_DIR is invalid'
 ./target/release/segloss selftest 2>&1 | grep -v 'XDG_RUNTIME_DIR is invalid'
 ./target/release/segloss check tests/golden 2>&1 | grep -v 'XDG_RUNTIME_DIR is invalid'

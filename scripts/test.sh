@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-vulkan.sh
-cargo test --lib --bins --tests --no-fail-fast 2>&1 | grep -v 'XDG_RUNTIME_DIR is invalid'
-cargo test --doc 2>&1 | grep -v 'XDG_RUNTIME_DIR is invalid'
+cargo test --workspace --all-features --lib --bins --tests --no-fail-fast 2>&1 | grep -v 'XDG_RUNTIME_DIR is invalid'
+cargo test --workspace --all-features --doc 2>&1 | grep -v 'XDG_RUNTIME_DIR is invalid'

@@ -29,6 +29,7 @@ pub mod losses;
 pub mod primitives;
 pub mod reference;
 pub mod runner;
+#[cfg(feature = "tools")]
 pub mod tools;
 
 // What an engine or a user needs, at the crate root.
