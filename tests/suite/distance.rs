@@ -161,7 +161,7 @@ fn labels_that_are_no_listed_class_lie_outside_every_mask() {
 
 #[test]
 fn an_exact_line_of_the_longest_accepted_length_is_not_cut_short() {
-    // 9 loop iterations per pixel at most: a truncated loop would leave the far end wrong.
+    // 6 loop iterations per pixel at most: a truncated loop would leave the far end wrong.
     let mut r = rng(4);
     let n = MAX_EXACT_LINE;
     let data: Vec<i32> = (0..2 * n).map(|i| if r.random::<f32>() < 0.002 || i == 2 * n - 3 { 1 } else { 0 }).collect();
