@@ -16,6 +16,9 @@ pub struct Args {
     /// Workloads to run (comma-separated names); all by default.
     #[arg(long, value_delimiter = ',')]
     workload: Vec<String>,
+    /// Losses to run on them (comma-separated names as printed); all by default.
+    #[arg(long, value_delimiter = ',')]
+    loss: Vec<String>,
     /// Scales each spatial extent (and the box count), as anchor_bench.py's --scale.
     #[arg(long, default_value_t = 1.0)]
     scale: f64,
@@ -248,6 +251,9 @@ pub fn run(args: &Args) -> Result<bool> {
             continue;
         }
         for (loss, json) in w.losses {
+            if !args.loss.is_empty() && !args.loss.iter().any(|n| n == loss) {
+                continue;
+            }
             let case = match *loss {
                 "sort" => sort_case(&ctx, w.shape[0])?,
                 "distance" | "distance_jump_flood" => distance_case(&ctx, loss, json, &w.shape)?,
