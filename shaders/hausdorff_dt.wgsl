@@ -92,21 +92,27 @@ struct ValueParams {
 @group(0) @binding(14) var<storage, read> sums: array<f32>;
 @group(0) @binding(15) var<storage, read_write> value: array<f32>;
 
+// The pixel (n·S + q) that invocation `lid` of a mask pass takes, or −1 past the chunk.
+fn mask_pixel(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> i32 {
+    let i = linear_workgroup(wid, nwg) * WG_SIZE + lid;
+    return select(-1, i32(mask_params.chunk.item0 + i), i < mask_params.chunk.count);
+}
+
 // The softmax prediction's mask labels: a pixel lies in the mask of the
 // class whose probability exceeds 0.5, if one does. Only the argmax can:
-// p_max = 1 / Σ_c e^{x_c − max} > 0.5 exactly when that sum is below 2.
+// p_max = 1 / Σ_c e^{x_c − max} > 0.5 exactly when log Σ_c e^{x_c − max} < ln 2.
 @compute @workgroup_size(256)
 fn class_masks(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let ch = mask_params.chunk;
-    let i = linear_workgroup(wid, nwg) * WG_SIZE + lid;
-    if (i >= ch.count) {
+    let at = mask_pixel(wid, nwg, lid);
+    if (at < 0) {
         return;
     }
-    let pixel = ch.item0 + i;
+    let ch = mask_params.chunk;
+    let pixel = u32(at);
     let base = (pixel / ch.spatial) * ch.classes * ch.spatial + pixel % ch.spatial - ch.first_elem;
     var best = 0u;
     var top = logits[base];
@@ -117,9 +123,11 @@ fn class_masks(
             best = c;
         }
     }
-    let exp_sum = exp(log_sum_exp_shifted(base, ch.spatial, ch.classes, top));
-    masks[pixel - mask_params.first_out] = select(-1, i32(best), exp_sum < 2.0);
+    let inside = log_sum_exp_shifted(base, ch.spatial, ch.classes, top) < LN_2;
+    masks[pixel - mask_params.first_out] = select(-1, i32(best), inside);
 }
+
+const LN_2: f32 = 0.6931471805599453;
 
 // Per-channel masks of a dense tensor [N, C, S]: 1 where source > threshold
 // (σ(x) > 0.5 is x > 0; a dense target's g > 0.5), for channels_out channels from `first`.
@@ -129,12 +137,12 @@ fn dense_masks(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let ch = mask_params.chunk;
-    let i = linear_workgroup(wid, nwg) * WG_SIZE + lid;
-    if (i >= ch.count) {
+    let at = mask_pixel(wid, nwg, lid);
+    if (at < 0) {
         return;
     }
-    let pixel = ch.item0 + i;
+    let ch = mask_params.chunk;
+    let pixel = u32(at);
     let n = pixel / ch.spatial;
     let q = pixel % ch.spatial;
     let out = mask_params.channels_out;

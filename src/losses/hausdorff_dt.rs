@@ -38,12 +38,12 @@ use crate::gpu::layout::{Chunk, LOSS_TILE, WG_SIZE};
 use crate::gpu::program::{Binding, Place, SlotSpec, Step};
 use crate::gpu::tensor::{DType, GpuTensor};
 use crate::losses::builder::PlanBuilder;
-use crate::losses::checks::{class_layout, same_shape};
+use crate::losses::checks::{check_spacing, class_layout, same_shape};
 use crate::losses::loss::{Checked, Loss};
 use crate::losses::overlap::{Aggregate, OverlapMode, check_targets, overlap_target};
 use crate::losses::plan::{LossPlan, OptionalInput, PlanOptions, slot};
 use crate::losses::{HostInputs, InputShapes, Reduction, TargetKind};
-use crate::primitives::distance::{DistanceField, DistanceMode, Geometry, SPACING_RANGE, record_distance_maps};
+use crate::primitives::distance::{DistanceField, DistanceMode, Geometry, record_distance_maps};
 
 /// Most classes the kernels take: `pixel_loss` loops about 28·C times per
 /// invocation (the softmax of its four pixels, a value pass per class with
@@ -171,12 +171,7 @@ impl Loss for HausdorffDtConfig {
         if !(self.alpha.is_finite() && self.alpha > 0.0 && self.alpha <= MAX_ALPHA) {
             return Err(Error::config("hausdorff_dt", format!("alpha = {} must be a number in (0, {MAX_ALPHA}]", self.alpha)));
         }
-        if let Some(spacing) = &self.spacing {
-            let (lo, hi) = SPACING_RANGE;
-            if let Some(v) = spacing.iter().find(|v| !(v.is_finite() && **v >= lo && **v <= hi)) {
-                return Err(Error::config("hausdorff_dt", format!("spacing {v} must be a finite pixel size in [{lo:e}, {hi:e}]")));
-            }
-        }
+        check_spacing("hausdorff_dt", self.spacing.as_deref())?;
         Ok(())
     }
 
