@@ -39,7 +39,7 @@ pub use gpu::pool::PooledBuffer;
 pub use gpu::tensor::{DType, GpuTensor, HostData, HostTensor};
 pub use losses::compound::{ALPHA_START, CompoundConfig, CompoundPlan, CompoundTerm, alpha_step, steal_weight};
 pub use losses::{HostInputs, InputShapes, LossConfig, LossInputs, LossOutputs, LossPlan, PlanOptions, Reduction, TargetKind};
-pub use primitives::distance::{DistanceMode, DistancePlan};
+pub use primitives::distance::{DistanceField, DistanceMode, DistancePlan};
 pub use reference::Reference;
 pub use runner::{LossResult, Runner};
 

@@ -18,6 +18,27 @@ pub(crate) enum Binding {
     Slot(usize, Option<ElementRange>),
     /// A buffer the plan owns, bound whole.
     Owned(wgpu::Buffer),
+    /// Elements `.1` of a buffer the plan owns (a tensor the plan computes
+    /// and processes in chunks, as it does a caller's).
+    OwnedRange(wgpu::Buffer, ElementRange),
+}
+
+/// Where a tensor that steps bind chunk by chunk lives: a caller's slot, or
+/// a buffer the plan owns (its intermediate masks and maps).
+#[derive(Clone, Debug)]
+pub(crate) enum Place {
+    Slot(usize),
+    Owned(wgpu::Buffer),
+}
+
+impl Place {
+    /// The binding of elements `range` of the tensor.
+    pub fn range(&self, range: &ElementRange) -> Binding {
+        match self {
+            Place::Slot(slot) => Binding::Slot(*slot, Some(range.clone())),
+            Place::Owned(buffer) => Binding::OwnedRange(buffer.clone(), range.clone()),
+        }
+    }
 }
 
 impl Binding {
@@ -195,6 +216,11 @@ fn bind(ctx: &GpuContext, step: &Step, kernel: &Kernel, tensors: &[Option<&GpuTe
         .map(|(binding, source)| {
             let resource = match source {
                 Binding::Owned(buffer) => buffer.as_entire_binding(),
+                Binding::OwnedRange(buffer, range) => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer,
+                    offset: range.first * 4,
+                    size: wgpu::BufferSize::new(range.bytes()),
+                }),
                 Binding::Slot(slot, range) => {
                     let t = tensors[*slot].expect("checked slot");
                     let (start, size) = match range {

@@ -31,6 +31,7 @@ const SOURCES: &[(&str, &str)] = sources![
     "mask_giou.wgsl",
     "distance.wgsl",
     "boundary.wgsl",
+    "hausdorff_dt.wgsl",
 ];
 
 /// The kernel files (everything outside `lib/`), each a complete module once composed.

@@ -17,14 +17,14 @@ use crate::error::{Error, Result};
 use crate::gpu::chunks::PixelLayout;
 use crate::gpu::layout::{Chunk, LOSS_TILE};
 use crate::gpu::context::GpuContext;
-use crate::gpu::program::{Binding, SlotSpec};
+use crate::gpu::program::{Binding, Place, SlotSpec};
 use crate::gpu::tensor::{DType, GpuTensor};
 use crate::losses::builder::PlanBuilder;
-use crate::losses::checks::{check_labels, class_layout};
+use crate::losses::checks::{check_labels, check_spacing, class_layout};
 use crate::losses::loss::{Checked, Loss};
 use crate::losses::plan::{LossPlan, OptionalInput, PlanOptions, slot};
 use crate::losses::{HostInputs, InputShapes, Reduction, TargetKind};
-use crate::primitives::distance::{DistanceMode, Geometry, SPACING_RANGE, record_signed_distance};
+use crate::primitives::distance::{DistanceMode, Geometry, record_distance_maps};
 
 /// Most classes the kernel handles: a pixel loops over them four times, and
 /// ITEMS = 4 pixels per invocation must stay under lavapipe's 65,535
@@ -140,12 +140,7 @@ impl Loss for BoundaryConfig {
                 return Err(Error::config("boundary", format!("class {} is listed twice in classes", w[0])));
             }
         }
-        if let Some(spacing) = &self.spacing {
-            let (lo, hi) = SPACING_RANGE;
-            if let Some(v) = spacing.iter().find(|v| !(v.is_finite() && **v >= lo && **v <= hi)) {
-                return Err(Error::config("boundary", format!("spacing {v} must be a finite pixel size in [{lo:e}, {hi:e}]")));
-            }
-        }
+        check_spacing("boundary", self.spacing.as_deref())?;
         Ok(())
     }
 
@@ -180,7 +175,7 @@ impl Loss for BoundaryConfig {
             )));
         }
         let mut transform = Vec::new();
-        let transform_scratch = record_signed_distance(ctx, &mut transform, &geometry, self.transform, slot::TARGET, slot::DISTANCE)?;
+        let transform_scratch = record_distance_maps(ctx, &mut transform, &geometry, self.transform, &Place::Slot(slot::TARGET), &Place::Slot(slot::DISTANCE))?;
         plan.keep(transform_scratch);
         let maps_shape = geometry.output_shape();
         let maps = plan.scratch_with("boundary distance maps", maps_bytes, wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC)?;

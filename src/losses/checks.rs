@@ -79,6 +79,16 @@ pub(crate) fn check_labels(loss: &'static str, target: &HostTensor, classes: usi
     Ok(())
 }
 
+/// Checks a `spacing` parameter: finite physical pixel sizes within the
+/// distance transform's [`SPACING_RANGE`](crate::primitives::distance::SPACING_RANGE).
+pub(crate) fn check_spacing(loss: &'static str, spacing: Option<&[f64]>) -> Result<()> {
+    let (lo, hi) = crate::primitives::distance::SPACING_RANGE;
+    if let Some(v) = spacing.into_iter().flatten().find(|v| !(v.is_finite() && **v >= lo && **v <= hi)) {
+        return Err(Error::config(loss, format!("spacing {v} must be a finite pixel size in [{lo:e}, {hi:e}]")));
+    }
+    Ok(())
+}
+
 /// Checks a finite number lies in `[lo, hi]`.
 pub(crate) fn check_range(loss: &'static str, name: &str, v: f64, lo: f64, hi: f64) -> Result<()> {
     if !(v.is_finite() && v >= lo && v <= hi) {

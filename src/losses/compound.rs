@@ -166,11 +166,20 @@ impl CompoundPlan {
     /// `scale·Σ w_i·L_i` and `outputs.grad` its gradient.
     ///
     /// Precomputed distance maps in `inputs.distance` go to the terms that
-    /// take them (`boundary`), and only to those: `dice + α·boundary` with
-    /// maps from the data loader, as the boundary loss paper trains.
+    /// take them (`boundary`, `hausdorff_dt`), and only to those: `dice +
+    /// α·boundary` with maps from the data loader, as the boundary loss paper
+    /// trains. Terms that take maps of different kinds cannot share them.
     pub fn record(&self, encoder: &mut wgpu::CommandEncoder, inputs: LossInputs<'_>, outputs: LossOutputs<'_>) -> Result<()> {
         if inputs.distance.is_some() && !self.terms.iter().any(LossPlan::takes_distance) {
             return Err(Error::input("compound", "distance maps were given, but no term of this compound loss takes them"));
+        }
+        // boundary's maps are signed, hausdorff_dt's two-sided: one tensor cannot serve both.
+        let takers: Vec<&str> = self.terms.iter().filter(|t| t.takes_distance()).map(|t| t.program.name).collect();
+        if inputs.distance.is_some() && takers.windows(2).any(|w| w[0] != w[1]) {
+            return Err(Error::input("compound", format!(
+                "distance maps were given, but the terms {takers:?} take maps of different kinds (boundary's signed, \
+                 hausdorff_dt's two-sided): plan and record those terms apart"
+            )));
         }
         for term in &self.terms {
             let term_inputs = if term.takes_distance() { inputs } else { LossInputs { distance: None, ..inputs } };

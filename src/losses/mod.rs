@@ -17,6 +17,7 @@ pub mod compound;
 pub mod cross_entropy;
 pub mod focal;
 pub mod generalized_dice;
+pub mod hausdorff_dt;
 pub(crate) mod loss;
 pub mod lovasz;
 pub mod mask_giou;
@@ -38,6 +39,7 @@ pub use compound::{CompoundConfig, CompoundPlan, CompoundTerm};
 pub use cross_entropy::CrossEntropyConfig;
 pub use focal::{FocalConfig, FocalMode};
 pub use generalized_dice::{GeneralizedDiceConfig, WeightType};
+pub use hausdorff_dt::HausdorffDtConfig;
 pub use lovasz::{LovaszClasses, LovaszHingeConfig, LovaszSoftmaxConfig};
 pub use mask_giou::{Enclosing, MaskGiouConfig};
 pub use overlap::{Aggregate, DiceConfig, Empty, JaccardConfig, OverlapConfig, OverlapMode, Score, TverskyConfig};
@@ -135,6 +137,8 @@ registry! {
     LovaszSoftmax(LovaszSoftmaxConfig) = "lovasz_softmax",
     /// Lovász hinge: the binary Jaccard loss's Lovász extension over hinge errors.
     LovaszHinge(LovaszHingeConfig) = "lovasz_hinge",
+    /// Hausdorff distance-transform loss: squared errors weighted by the prediction's and the target's distance fields.
+    HausdorffDt(HausdorffDtConfig) = "hausdorff_dt",
 }
 
 /// The shapes of a loss's inputs, which a plan is made for.

@@ -19,7 +19,8 @@ pub struct LossInputs<'a> {
     pub target: &'a GpuTensor,
     /// Optional per-element weights (`bce`).
     pub weight: Option<&'a GpuTensor>,
-    /// Optional precomputed signed distance maps (`boundary`).
+    /// Optional precomputed distance maps of the target, `[N, C, S…]`, every
+    /// class: `boundary`'s signed maps, or `hausdorff_dt`'s two-sided ones.
     pub distance: Option<&'a GpuTensor>,
 }
 
@@ -34,7 +35,7 @@ impl<'a> LossInputs<'a> {
         LossInputs { weight: Some(weight), ..self }
     }
 
-    /// With precomputed signed distance maps (`boundary`, alone or as a compound term).
+    /// With precomputed distance maps of the target (`boundary`, `hausdorff_dt`, alone or as compound terms).
     pub fn with_distance(self, distance: &'a GpuTensor) -> Self {
         LossInputs { distance: Some(distance), ..self }
     }
@@ -123,7 +124,7 @@ pub struct LossPlan {
     /// Named results beside value and gradient (`mask_giou`'s `enclosing_count`),
     /// in plan-owned tensors that each recording overwrites.
     pub(crate) extras: Vec<(&'static str, GpuTensor)>,
-    /// An optional input the plan otherwise computes itself (`boundary`'s distance maps).
+    /// An optional input the plan otherwise computes itself (the target's distance maps).
     pub(crate) optional: Option<OptionalInput>,
     /// Whether the last recording was given the optional input: its extra
     /// (the plan's own tensor) was then not written, so it is not reported.
@@ -155,9 +156,10 @@ pub(crate) mod slot {
 impl LossPlan {
     /// Records the loss into `encoder`. The value lands in `outputs.value`,
     /// the gradient in `outputs.grad`, written or accumulated as the plan's
-    /// options say. Nothing else the caller passed is written. `boundary`
-    /// computes its distance maps in the same encoder unless
-    /// `inputs.distance` brings them (`[N, C, S…]`, every class's map).
+    /// options say. Nothing else the caller passed is written. `boundary` and
+    /// `hausdorff_dt` compute the target's distance maps in the same encoder
+    /// unless `inputs.distance` brings them (`[N, C, S…]`, every class's map).
+    /// (`hausdorff_dt` computes the prediction's maps in every recording.)
     pub fn record(&self, encoder: &mut wgpu::CommandEncoder, inputs: LossInputs<'_>, outputs: LossOutputs<'_>) -> Result<()> {
         if inputs.distance.is_some() && self.optional.is_none() {
             return Err(Error::input("plan", "distance maps were given, but this loss takes none"));
@@ -180,7 +182,7 @@ impl LossPlan {
         program.record(&self.ctx, encoder, &tensors)
     }
 
-    /// Whether the plan takes precomputed distance maps in [`LossInputs::distance`] (`boundary`).
+    /// Whether the plan takes precomputed distance maps in [`LossInputs::distance`] (`boundary`, `hausdorff_dt`).
     pub fn takes_distance(&self) -> bool {
         self.optional.as_ref().is_some_and(|o| o.slot == slot::DISTANCE)
     }
@@ -217,7 +219,7 @@ impl LossPlan {
     /// enclosing region). Copy it inside the same encoder (or read it before
     /// recording the plan again) to keep it.
     ///
-    /// `boundary`'s `"distance"` (its maps, `[N, C, S…]`) is reported only
+    /// `boundary`'s and `hausdorff_dt`'s `"distance"` (the target's maps, `[N, C, S…]`) is reported only
     /// when the last recording computed them: when the caller brought them
     /// in [`LossInputs::distance`], they are the caller's, and the plan's
     /// tensor was not written.

@@ -1,25 +1,31 @@
-//! Signed distance maps of class-index label maps on the GPU: every
-//! (image, class) mask of a batch in one set of dispatches, 2D or 3D, with
-//! anisotropic spacing. Kernels in `shaders/distance.wgsl`; the float64 twin
-//! is [`crate::reference::boundary::signed_distance`].
+//! Distance maps of class-index label maps on the GPU: every (image, class)
+//! mask of a batch in one set of dispatches, 2D or 3D, with anisotropic
+//! spacing. Kernels in `shaders/distance.wgsl`; the float64 twins are
+//! [`crate::reference::boundary::signed_distance`] and
+//! [`crate::reference::hausdorff_dt::two_sided_distance`].
 //!
-//! The map of class `c` in image `n` follows SPEC.md's `boundary`: with
-//! `G = [target = c]` and `d` the Euclidean distance between pixel centres in
-//! physical units,
+//! The map of class `c` in image `n`, with `G = [target = c]` and `d` the
+//! Euclidean distance between pixel centres in physical units, is one of two
+//! fields ([`DistanceField`]):
 //!
 //! ```text
-//! q outside G:  φ(q) = d(q, G)
-//! q inside G:   φ(q) = 1 − d(q, outside G)      (0 on the inner boundary at unit spacing)
-//! G empty or the whole image: φ = 0
+//!                 signed (SPEC.md boundary, the default)   two-sided (SPEC.md hausdorff_dt)
+//! q outside G:    φ(q) = d(q, G)                           d(q, G)
+//! q inside G:     φ(q) = 1 − d(q, outside G)               d(q, outside G)
+//! G empty or the whole image: 0 everywhere
 //! ```
 //!
 //! Two transforms ([`DistanceMode`]):
 //! - **`exact`** (the default): the separable transform of Felzenszwalb &
-//!   Huttenlocher, a pass along each axis, one invocation per line. It
-//!   equals `scipy.ndimage.distance_transform_edt` up to f32 rounding. A line
-//!   costs at most 9 loop iterations per pixel, so lines are limited to
-//!   [`MAX_EXACT_LINE`] pixels (lavapipe cuts an invocation's loops after
-//!   65,535 iterations); longer ones are an [`Error::Limit`].
+//!   Huttenlocher, a pass along each axis, one invocation per line, both
+//!   sides of a mask in the same sweeps. It equals
+//!   `scipy.ndimage.distance_transform_edt` up to f32 rounding. The first
+//!   pass reads the labels once and needs no envelope (a forward and a
+//!   backward sweep, 2 loop iterations per pixel); each later pass builds
+//!   both sides' lower envelopes in one sweep and queries them in another (at
+//!   most 6 per pixel). Lines are limited to [`MAX_EXACT_LINE`] pixels
+//!   (lavapipe cuts an invocation's loops after 65,535 iterations); longer
+//!   ones are an [`Error::Limit`].
 //! - **`jump_flood`**: Rong & Tan's jump flooding, run twice (JFA²: steps
 //!   `2^⌈log2 max dim⌉/2, …, 2, 1`, then the same again), one invocation per
 //!   pixel and step, no loop beyond 27 neighbours. Approximate:
@@ -32,18 +38,19 @@
 //!   same way, left 0.045 % and 0.018 %, and one pixel 4.8 px off, which is
 //!   why the second full round was chosen (1.6× the dispatches at 256²).
 //!
-//! "Faster" is not a given: on lavapipe (a CPU) `exact` took 0.44 s for
-//! 8 × 19 maps of 256² and `jump_flood` 9.1 s (BENCHMARKS.md), as the exact transform
-//! touches each pixel about 9 times in all where JFA² runs 16 steps of up to
-//! 9 neighbours each. On a GPU the exact passes have one invocation per line
-//! only (38,912 for that batch), so `segloss bench` has the final word.
+//! "Faster" is not a given: on lavapipe (a CPU) `exact` is 20–40 times
+//! faster than `jump_flood` on 8 × 19 maps of 256² (BENCHMARKS.md), as the
+//! exact transform touches each pixel a few times in all where JFA² runs 16
+//! steps of up to 9 neighbours each. On a GPU the exact passes have one
+//! invocation per line only (38,912 for that batch), so `segloss bench` has
+//! the final word.
 
 use bytemuck::{Pod, Zeroable};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::gpu::chunks::{ElementRange, plan_chunks};
-use crate::gpu::program::{Binding, Program, SlotSpec, Step};
+use crate::gpu::program::{Binding, Place, Program, SlotSpec, Step};
 use crate::gpu::tensor::tensor_usage;
 use crate::gpu::context::GpuContext;
 use crate::gpu::pool::PooledBuffer;
@@ -61,9 +68,25 @@ pub enum DistanceMode {
     JumpFlood,
 }
 
+/// What a map holds, for a mask G of one image (d: the Euclidean distance
+/// between pixel centres in physical units). Both are 0 everywhere when G is
+/// empty or the whole image.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum DistanceField {
+    /// `boundary`'s signed map: `d(q, G)` outside G, `1 − d(q, outside G)` inside.
+    #[default]
+    Signed,
+    /// `hausdorff_dt`'s two-sided map: the distance to the nearest pixel of
+    /// the other side, `d(q, G)` outside G and `d(q, outside G)` inside
+    /// (SciPy's `edt(G) + edt(~G)`).
+    TwoSided,
+}
+
 /// Longest line (pixels along any axis) the `exact` transform accepts: an
-/// invocation runs at most 9 loop iterations per pixel of its line, and
+/// invocation runs at most 6 loop iterations per pixel of its line, and
 /// lavapipe silently ends an invocation's loops after 65,535 iterations.
+/// (The bound was 9 per pixel before both sides shared their sweeps; the
+/// limit was kept, so the accepted shapes did not change.)
 pub const MAX_EXACT_LINE: usize = 7168;
 
 /// Bits jump flooding packs a pixel's coordinates into (beside a membership
@@ -90,8 +113,8 @@ struct PassParams {
     first_label: u32,
     classes: u32,
     spacing: f32,
-    first: u32,
     last: u32,
+    field_kind: u32,
     _pad: u32,
 }
 
@@ -123,6 +146,8 @@ pub(crate) struct Geometry {
     pub dims: [usize; 3],
     pub spacing: [f32; 3],
     pub class_ids: Vec<i32>,
+    /// What the maps hold.
+    pub field: DistanceField,
 }
 
 impl Geometry {
@@ -167,7 +192,7 @@ impl Geometry {
         {
             return Err(Error::limit("distance", format!(
                 "the exact distance transform handles lines of at most {MAX_EXACT_LINE} pixels (one invocation \
-                 runs up to 9 loop iterations per pixel, and lavapipe cuts an invocation at 65,535); the target \
+                 runs up to 6 loop iterations per pixel, and lavapipe cuts an invocation at 65,535); the target \
                  {target_shape:?} has an axis of {n}: use jump_flood, or split the image"
             )));
         }
@@ -184,7 +209,13 @@ impl Geometry {
             dims,
             spacing: sp,
             class_ids: classes.iter().map(|&c| c as i32).collect(),
+            field: DistanceField::Signed,
         })
+    }
+
+    /// The same maps holding `field` instead of boundary's signed distance.
+    pub fn with_field(self, field: DistanceField) -> Self {
+        Geometry { field, ..self }
     }
 
     pub fn spatial(&self) -> usize {
@@ -216,35 +247,39 @@ pub(crate) fn check_spacing(spacing: Option<&[f64]>, axes: usize) -> Result<()> 
     Ok(())
 }
 
-/// Appends the dispatches that write the signed distance maps of `geometry`
-/// from the labels in slot `target` (i32 `[N, S…]`) into slot `output`
-/// (f32 `[N, K, S…]`). Returns the scratch buffers the plan must keep.
+/// Appends the dispatches that write the distance maps of `geometry` (its
+/// [`DistanceField`]) from the labels at `target` (i32 `[N, S…]`) into
+/// `output` (f32 `[N, K, S…]`). Returns the scratch buffers the plan must keep.
 ///
 /// Masks are processed in chunks whose bindings fit the device; each chunk
 /// runs all its passes before the next reuses the scratch.
-pub(crate) fn record_signed_distance(
+pub(crate) fn record_distance_maps(
     ctx: &GpuContext,
     steps: &mut Vec<Step>,
     geometry: &Geometry,
     mode: DistanceMode,
-    target: usize,
-    output: usize,
+    target: &Place,
+    output: &Place,
 ) -> Result<Vec<PooledBuffer>> {
     let s = geometry.spatial() as u64;
     let k = geometry.class_ids.len() as u64;
     let align = ctx.inner.offset_alignment;
     let field_range = |a: u64, b: u64| ElementRange::new(a * s, b * s, align);
     let label_range = |a: u64, b: u64| ElementRange::new(a / k * s, ((b - 1) / k + 1) * s, align);
+    // Every scratch binding holds one word per pixel of the chunk's masks.
     let chunks = plan_chunks(geometry.masks() as u64, 1, ctx.binding_limit(), |a, b| {
         field_range(a, b).bytes().max(label_range(a, b).bytes()).max((b - a) * s * 4)
     })
     .map_err(|e| Error::limit("distance", format!("one {s}-pixel distance map does not fit the device's bindings: {e}")))?;
     let largest = chunks.iter().map(|c| c.end - c.start).max().unwrap_or(1);
     let storage = wgpu::BufferUsages::STORAGE;
-    let scratch = [
-        ctx.scratch("distance scratch a", largest * s * 4, storage)?,
-        ctx.scratch("distance scratch b", largest * s * 4, storage)?,
-    ];
+    // The exact transform's envelopes (sites and values, per side), or jump flooding's two feature buffers.
+    let names: &[&str] = match mode {
+        DistanceMode::Exact => &["outside_sites", "outside_values", "inside_sites", "inside_values"],
+        DistanceMode::JumpFlood => &["features a", "features b"],
+    };
+    let scratch = names.iter().map(|name| ctx.scratch(name, largest * s * 4, storage)).collect::<Result<Vec<_>>>()?;
+    let two_sided = geometry.field == DistanceField::TwoSided;
     let class_ids = ctx.create_buffer_with("distance classes", bytemuck::cast_slice(&geometry.class_ids), storage);
     let uniform = |bytes: &[u8]| Binding::Owned(ctx.create_buffer_with("distance params", bytes, wgpu::BufferUsages::UNIFORM));
     let [d, h, w] = geometry.dims;
@@ -253,14 +288,16 @@ pub(crate) fn record_signed_distance(
         let (fr, lr) = (field_range(chunk.start, chunk.end), label_range(chunk.start, chunk.end));
         let masks = chunk.end - chunk.start;
         let shared = |bindings: &mut Vec<(&str, Binding)>| {
-            bindings.push(("labels", Binding::range(target, &lr)));
+            bindings.push(("labels", target.range(&lr)));
             bindings.push(("class_ids", Binding::owned(&class_ids)));
-            bindings.push(("field", Binding::range(output, &fr)));
+            bindings.push(("field", output.range(&fr)));
         };
         match mode {
             DistanceMode::Exact => {
-                let kernel = ctx.kernel("distance.wgsl", "edt_pass", &[])?;
-                // Axes of one pixel need no pass, but some pass must write φ.
+                // The first pass reads the labels; the later ones the words it left, and the envelopes.
+                let first = ctx.kernel("distance.wgsl", "edt_first", &[])?;
+                let later = ctx.kernel("distance.wgsl", "edt_later", &[])?;
+                // Axes of one pixel need no pass, but some pass must write the map.
                 let mut axes: Vec<usize> = (0..3).filter(|&a| geometry.dims[a] > 1).collect();
                 if axes.is_empty() {
                     axes.push(2);
@@ -278,22 +315,29 @@ pub(crate) fn record_signed_distance(
                         first_label: lr.first as u32,
                         classes: k as u32,
                         spacing: geometry.spacing[axis],
-                        first: (i == 0) as u32,
                         last: (i + 1 == axes.len()) as u32,
+                        field_kind: two_sided as u32,
                         _pad: 0,
                     };
                     let mut bindings = vec![("pass_params", uniform(bytemuck::bytes_of(&params)))];
-                    shared(&mut bindings);
-                    bindings.push(("env_sites", Binding::owned(scratch[0].buffer())));
-                    bindings.push(("env_values", Binding::owned(scratch[1].buffer())));
-                    steps.push(Step::new(&kernel, lines.div_ceil(WG) as u32, bindings)?);
+                    let kernel = if i == 0 {
+                        shared(&mut bindings);
+                        &first
+                    } else {
+                        bindings.push(("field", output.range(&fr)));
+                        for (name, buffer) in names.iter().zip(&scratch) {
+                            bindings.push((name, Binding::owned(buffer.buffer())));
+                        }
+                        &later
+                    };
+                    steps.push(Step::new(kernel, lines.div_ceil(WG) as u32, bindings)?);
                 }
             }
             DistanceMode::JumpFlood => {
                 let kernel = ctx.kernel("distance.wgsl", "jump_flood_step", &[])?;
                 let jumps = jump_steps(d.max(h).max(w));
                 for (i, &step) in jumps.iter().enumerate() {
-                    let flags = (i == 0) as u32 | (((i + 1 == jumps.len()) as u32) << 1);
+                    let flags = (i == 0) as u32 | (((i + 1 == jumps.len()) as u32) << 1) | ((two_sided as u32) << 2);
                     let params = JumpParams {
                         pixels: (masks * s) as u32,
                         spatial: s as u32,
@@ -316,7 +360,7 @@ pub(crate) fn record_signed_distance(
             }
         }
     }
-    Ok(scratch.into())
+    Ok(scratch)
 }
 
 /// Bits that hold a coordinate in `[0, n)`.
@@ -380,9 +424,23 @@ impl DistancePlan {
     /// `[N, D, H, W]`), with `spacing` one physical size per spatial axis
     /// (1 when `None`). Labels that are none of the classes are simply outside every mask.
     pub fn new(ctx: &GpuContext, target_shape: &[usize], classes: &[usize], spacing: Option<&[f64]>, mode: DistanceMode) -> Result<Self> {
-        let geometry = Geometry::new(target_shape, classes, spacing, mode)?;
+        Self::with_field(ctx, target_shape, classes, spacing, mode, DistanceField::Signed)
+    }
+
+    /// [`DistancePlan::new`] for maps that hold `field`: `hausdorff_dt`'s
+    /// two-sided maps of every class ([`DistanceField::TwoSided`], classes
+    /// `0..C`) are what its plan takes precomputed in `LossInputs::distance`.
+    pub fn with_field(
+        ctx: &GpuContext,
+        target_shape: &[usize],
+        classes: &[usize],
+        spacing: Option<&[f64]>,
+        mode: DistanceMode,
+        field: DistanceField,
+    ) -> Result<Self> {
+        let geometry = Geometry::new(target_shape, classes, spacing, mode)?.with_field(field);
         let mut steps = Vec::new();
-        let scratch = record_signed_distance(ctx, &mut steps, &geometry, mode, 0, 1)?;
+        let scratch = record_distance_maps(ctx, &mut steps, &geometry, mode, &Place::Slot(0), &Place::Slot(1))?;
         let output_shape = geometry.output_shape();
         let slots = vec![
             SlotSpec { name: "target", shape: target_shape.to_vec(), dtype: DType::I32, written: false, required: true },
@@ -454,6 +512,6 @@ mod tests {
         assert_eq!(jump_steps(1), vec![1, 1]);
     }
 
-    // 9 iterations per pixel, plus a few outside the line loops, stay under lavapipe's cut-off.
-    const _: () = assert!(9 * MAX_EXACT_LINE + 16 < 65_535);
+    // 6 iterations per pixel, plus a few outside the line loops, stay under lavapipe's cut-off.
+    const _: () = assert!(6 * MAX_EXACT_LINE + 16 < 65_535);
 }

@@ -71,6 +71,8 @@ pub(crate) fn record_segmented_sum(
         let caller_slot = match &source {
             Binding::Slot(s, _) => Some(*s),
             Binding::Owned(_) => None,
+            // The levels index their input from its start: a partial binding would shift them.
+            Binding::OwnedRange(..) => return Err(Error::Device("the segmented sum reads a caller's slot or a whole buffer".into())),
         };
         let chunks = match caller_slot {
             Some(_) => plan_chunks(total, 1, ctx.binding_limit(), |a, b| span_of(a, b).bytes())?,

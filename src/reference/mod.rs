@@ -12,6 +12,7 @@ pub mod compound;
 pub mod cross_entropy;
 pub mod focal;
 pub mod generalized_dice;
+pub mod hausdorff_dt;
 pub mod lovasz;
 pub mod mask_giou;
 pub mod overlap;
@@ -40,6 +41,7 @@ impl LossConfig {
             LossConfig::Boundary(c) => boundary::evaluate(c, inputs),
             LossConfig::LovaszSoftmax(c) => lovasz::evaluate_softmax(c, inputs),
             LossConfig::LovaszHinge(c) => lovasz::evaluate_hinge(c, inputs),
+            LossConfig::HausdorffDt(c) => hausdorff_dt::evaluate(c, inputs),
         }
     }
 }

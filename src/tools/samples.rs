@@ -7,7 +7,7 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
 
 use crate::error::{Error, Result};
-use crate::gpu::tensor::HostTensor;
+use crate::gpu::tensor::{HostData, HostTensor};
 use crate::losses::{LossConfig, TargetKind};
 
 /// A seeded generator.
@@ -91,9 +91,50 @@ pub fn boxes(rng: &mut StdRng, m: usize) -> Result<HostTensor> {
     HostTensor::f32(&[m, 4], data)
 }
 
+/// What `anchor_bench.py` gives `hausdorff_dt`: logits that lean towards the
+/// target, standard normal plus `lean` on each pixel's target class (class
+/// targets `[N, S…]`), or plus `±lean` by each channel's target (dense
+/// targets of the logits' shape). The predicted masks (p > 0.5) are then
+/// blobs like the target's, as a trained network's are, not the specks that
+/// plain noise over many classes gives.
+pub fn leaning_logits(rng: &mut StdRng, logits_shape: &[usize], target: &HostTensor, lean: f32) -> Result<HostTensor> {
+    if logits_shape.len() < 2 {
+        return Err(Error::input("samples", format!("leaning logits need a shape [N, C, S…]; got {logits_shape:?}")));
+    }
+    let mut x = logits(rng, logits_shape, 1.0);
+    let (n, c) = (logits_shape[0], logits_shape[1]);
+    let s: usize = logits_shape[2..].iter().product();
+    let HostData::F32(data) = &mut x.data else { unreachable!("logits are f32") };
+    match &target.data {
+        HostData::I32(labels) if labels.len() == n * s => {
+            for (pixel, &y) in labels.iter().enumerate() {
+                if (0..c as i32).contains(&y) {
+                    data[(pixel / s * c + y as usize) * s + pixel % s] += lean;
+                }
+            }
+        }
+        HostData::F32(dense) if dense.len() == data.len() => {
+            for (v, &g) in data.iter_mut().zip(dense) {
+                *v += if g > 0.5 { lean } else { -lean };
+            }
+        }
+        _ => return Err(Error::input("samples", format!("no targets of shape {:?} for logits {logits_shape:?}", target.shape))),
+    }
+    Ok(x)
+}
+
 /// Inputs for `config` whose logits (or predicted boxes) have `shape`:
-/// the logits-slot tensor and the target.
+/// the logits-slot tensor and the target. Logits are 3 × standard normal,
+/// except for `hausdorff_dt`, whose predicted masks need to look like the
+/// target's: [`leaning_logits`] with a lean of 4, as `anchor_bench.py`.
 pub fn inputs(config: &LossConfig, shape: &[usize], rng: &mut StdRng) -> Result<(HostTensor, HostTensor)> {
+    if let LossConfig::HausdorffDt(_) = config {
+        let target = match config.target_kind() {
+            TargetKind::Classes => class_targets(rng, shape)?,
+            _ => dense_targets(rng, shape)?,
+        };
+        return Ok((leaning_logits(rng, shape, &target, 4.0)?, target));
+    }
     Ok(match config.target_kind() {
         TargetKind::Classes => (logits(rng, shape, 3.0), class_targets(rng, shape)?),
         TargetKind::Dense => (logits(rng, shape, 3.0), dense_targets(rng, shape)?),

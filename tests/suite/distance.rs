@@ -5,8 +5,9 @@
 
 use rand::Rng;
 use rand::rngs::StdRng;
-use segloss::primitives::distance::{DistanceMode, DistancePlan, MAX_EXACT_LINE, signed_distance};
+use segloss::primitives::distance::{DistanceField, DistanceMode, DistancePlan, MAX_EXACT_LINE, signed_distance};
 use segloss::reference::boundary::{euclidean_distance, signed_distance as reference_maps};
+use segloss::reference::hausdorff_dt::two_sided_distance;
 use segloss::tools::jump_flood::{measure_jump_flood, measure_jump_flood_on_blobs};
 use segloss::tools::samples::blob_labels;
 use segloss::{ContextOptions, DType, Error, GpuContext, GpuTensor, HostTensor};
@@ -161,7 +162,7 @@ fn labels_that_are_no_listed_class_lie_outside_every_mask() {
 
 #[test]
 fn an_exact_line_of_the_longest_accepted_length_is_not_cut_short() {
-    // 9 loop iterations per pixel at most: a truncated loop would leave the far end wrong.
+    // 6 loop iterations per pixel at most: a truncated loop would leave the far end wrong.
     let mut r = rng(4);
     let n = MAX_EXACT_LINE;
     let data: Vec<i32> = (0..2 * n).map(|i| if r.random::<f32>() < 0.002 || i == 2 * n - 3 { 1 } else { 0 }).collect();
@@ -266,4 +267,35 @@ fn distance_plan_validation_errors() {
     assert!(matches!(plan.record(&mut encoder, &target, &wrong_out), Err(Error::Shape { input: "distance", .. })));
     assert!(matches!(plan.compute(&HostTensor::f32(&[1, 4, 4], vec![0.0; 16]).unwrap()), Err(Error::Input { .. })));
     plan.record(&mut encoder, &target, &out).unwrap();
+}
+
+#[test]
+fn two_sided_maps_equal_the_reference_and_the_signed_maps_turned_inside_out() {
+    let mut r = rng(12);
+    for shape in [vec![2usize, 17, 23], vec![1, 5, 129], vec![3, 1, 40], vec![1, 9, 17, 13], vec![2, 6, 11, 20]] {
+        let classes = r.random_range(2..5);
+        let target = noisy_labels(&mut r, &shape, classes);
+        let all: Vec<usize> = (0..classes).collect();
+        let dims = &shape[1..];
+        let spacing = random_spacing(&mut r, dims.len());
+        let expected = two_sided_distance(target.as_i32("t").unwrap(), dims, &all, &spacing);
+        let plan = |mode, field| DistancePlan::with_field(ctx(), &shape, &all, Some(&spacing), mode, field).unwrap().compute(&target).unwrap();
+        let got = plan(DistanceMode::Exact, DistanceField::TwoSided);
+        for (i, (&g, &e)) in got.as_f32("maps").unwrap().iter().zip(&expected).enumerate() {
+            assert!((g as f64 - e).abs() <= 1e-5 * (1.0 + e), "{shape:?} spacing {spacing:?}: element {i} is {g}, the reference {e}");
+        }
+        // Both transforms: the two-sided field is the signed one outside each mask and 1 − it inside.
+        let labels = target.as_i32("t").unwrap();
+        let s: usize = dims.iter().product();
+        for mode in [DistanceMode::Exact, DistanceMode::JumpFlood] {
+            let (two, signed) = (plan(mode, DistanceField::TwoSided), plan(mode, DistanceField::Signed));
+            for (i, (&t, &f)) in two.as_f32("two").unwrap().iter().zip(signed.as_f32("signed").unwrap()).enumerate() {
+                let (img, k, q) = (i / (classes * s), i / s % classes, i % s);
+                let inside = labels[img * s + q] == all[k] as i32;
+                // An empty or full mask is 0 in both; f32's 1 − φ rounds.
+                let want = if inside && (t != 0.0 || f != 0.0) { 1.0 - f } else { f };
+                assert!((t - want).abs() <= 1e-6 * (1.0 + want.abs()), "{mode:?} {shape:?} element {i} (inside: {inside}): {t} vs {want}");
+            }
+        }
+    }
 }

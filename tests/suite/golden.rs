@@ -93,6 +93,11 @@ fn boundary_cases_pass() {
     check_loss("boundary");
 }
 
+#[test]
+fn hausdorff_dt_cases_pass() {
+    check_loss("hausdorff_dt");
+}
+
 /// The first golden case of `loss`.
 fn first_case(loss: &str) -> GoldenCase {
     case_files(&golden_dir())

@@ -13,6 +13,7 @@ mod compound;
 mod distance;
 mod engine;
 mod golden;
+mod hausdorff_dt;
 mod lovasz;
 mod overlap;
 mod mask_giou;

@@ -16,6 +16,9 @@ pub struct Args {
     /// Workloads to run (comma-separated names); all by default.
     #[arg(long, value_delimiter = ',')]
     workload: Vec<String>,
+    /// Losses to run on them (comma-separated names as printed); all by default.
+    #[arg(long, value_delimiter = ',')]
+    loss: Vec<String>,
     /// Scales each spatial extent (and the box count), as anchor_bench.py's --scale.
     #[arg(long, default_value_t = 1.0)]
     scale: f64,
@@ -47,6 +50,9 @@ const MULTICLASS: &[(&str, &str)] = &[
     ("boundary_jump_flood", r#"{"loss": "boundary", "params": {"transform": "jump_flood"}}"#),
     ("distance", "exact"),
     ("distance_jump_flood", "jump_flood"),
+    // Both distance fields of the prediction every step, the target's too (as MONAI) or given.
+    ("hausdorff_dt", r#"{"loss": "hausdorff_dt", "params": {}}"#),
+    ("hausdorff_dt_maps_given", r#"{"loss": "hausdorff_dt", "params": {}}"#),
 ];
 
 /// 2D multiclass adds the Lovász softmax (anchor_bench.py runs it on 2D only).
@@ -60,6 +66,8 @@ const SEMANTIC: &[(&str, &str)] = &[
     MULTICLASS[5],
     MULTICLASS[6],
     MULTICLASS[7],
+    MULTICLASS[8],
+    MULTICLASS[9],
 ];
 
 fn workloads(scale: f64) -> Vec<Workload> {
@@ -180,7 +188,9 @@ struct Case<'a> {
 }
 
 /// A loss on its workload's inputs, planned once, inputs resident on the GPU.
-fn loss_case<'a>(ctx: &'a GpuContext, loss: &'static str, json: &str, shape: &[usize]) -> Result<Case<'a>> {
+/// With `maps_given`, the target's distance maps are the plan's own from a
+/// first recording, passed back in as a data loader would keep them.
+fn loss_case<'a>(ctx: &'a GpuContext, loss: &'static str, json: &str, shape: &[usize], maps_given: bool) -> Result<Case<'a>> {
     let config = LossConfig::from_json(json)?;
     let (logits, target) = samples::inputs(&config, shape, &mut samples::rng(0))?;
     let (x, y) = (GpuTensor::from_host(ctx, &logits)?, GpuTensor::from_host(ctx, &target)?);
@@ -188,6 +198,18 @@ fn loss_case<'a>(ctx: &'a GpuContext, loss: &'static str, json: &str, shape: &[u
     let plan = config.plan(ctx, &shapes, PlanOptions::default())?;
     let value = GpuTensor::zeros(ctx, plan.value_shape(), DType::F32)?;
     let grad = GpuTensor::zeros(ctx, shape, DType::F32)?;
+    let maps = match maps_given {
+        false => None,
+        true => {
+            let mut encoder = ctx.device().create_command_encoder(&Default::default());
+            plan.record(&mut encoder, LossInputs::new(&x, &y), LossOutputs::new(&value, &grad))?;
+            let own = plan.extra("distance").ok_or_else(|| segloss::Error::Input { scope: "bench", message: format!("{loss} takes no distance maps") })?;
+            let maps = GpuTensor::zeros(ctx, own.shape(), DType::F32)?;
+            encoder.copy_buffer_to_buffer(own.buffer(), own.offset(), maps.buffer(), maps.offset(), own.byte_len());
+            ctx.queue().submit([encoder.finish()]);
+            Some(maps)
+        }
+    };
     Ok(Case {
         loss,
         note: None,
@@ -195,7 +217,7 @@ fn loss_case<'a>(ctx: &'a GpuContext, loss: &'static str, json: &str, shape: &[u
         record: Box::new(move |encoder| {
             plan.record(
                 encoder,
-                LossInputs { logits: &x, target: &y, weight: None, distance: None },
+                LossInputs { logits: &x, target: &y, weight: None, distance: maps.as_ref() },
                 LossOutputs { value: &value, grad: Some(&grad) },
             )
         }),
@@ -248,10 +270,13 @@ pub fn run(args: &Args) -> Result<bool> {
             continue;
         }
         for (loss, json) in w.losses {
+            if !args.loss.is_empty() && !args.loss.iter().any(|n| n == loss) {
+                continue;
+            }
             let case = match *loss {
                 "sort" => sort_case(&ctx, w.shape[0])?,
                 "distance" | "distance_jump_flood" => distance_case(&ctx, loss, json, &w.shape)?,
-                _ => loss_case(&ctx, loss, json, &w.shape)?,
+                _ => loss_case(&ctx, loss, json, &w.shape, loss.ends_with("_maps_given"))?,
             };
             let (ms, timing) = time_gpu(&ctx, args.iters, &*case.record)?;
             let copy = copy_ms(&ctx, case.bytes, args.iters)?;

@@ -38,6 +38,9 @@ const CASES: &[(&str, &[usize])] = &[
     (r#"{"loss": "lovasz_hinge", "params": {"per_image": true}}"#, &[4, 1, 97, 131]),
     (r#"{"loss": "boundary", "params": {}}"#, &[2, 4, 48, 40]),
     (r#"{"loss": "boundary", "params": {"classes": [1, 2], "spacing": [0.7, 1.3, 1.0], "reduction": "sum"}}"#, &[1, 3, 12, 20, 18]),
+    (r#"{"loss": "hausdorff_dt", "params": {}}"#, &[2, 4, 48, 40]),
+    (r#"{"loss": "hausdorff_dt", "params": {"mode": "multilabel", "spacing": [0.7, 1.3, 1.0], "log": true, "alpha": 1.5}}"#, &[1, 3, 12, 20, 18]),
+    (r#"{"loss": "hausdorff_dt", "params": {"mode": "binary", "aggregate": "batch", "reduction": "none"}}"#, &[3, 1, 50, 61]),
 ];
 
 #[derive(Default)]
