@@ -13,7 +13,7 @@
 var<private> lane: u32;
 var<private> subgroup: u32;
 var<private> subgroups: u32;
-var<private> subgroups_size: u32;
+var<private> lanes: u32;
 var<private> whole_subgroups: bool;
 var<workgroup> subgroup_total: array<u32, 256>;   // [subgroup][word], up to WG / 4 subgroups
 
@@ -23,7 +23,7 @@ fn scan_counts(c: Counters, me: u32) -> Scanned {
     }
     let before = Counters(subgroupExclusiveAdd(c.lo), subgroupExclusiveAdd(c.hi));
     // The subgroup's total: the last lane's inclusive sum.
-    let last = subgroups_size - 1u;
+    let last = lanes - 1u;
     let sum = Counters(subgroupShuffle(before.lo + c.lo, last), subgroupShuffle(before.hi + c.hi, last));
     if (lane == 0u) {
         for (var w = 0u; w < WORDS; w++) {
@@ -70,7 +70,7 @@ fn downsweep(
     lane = sg_lane;
     subgroup = sg_id;
     subgroups = sg_count;
-    subgroups_size = sg_size;
+    lanes = sg_size;
     whole_subgroups = sg_count * sg_size == WG && sg_size >= 4u;
     downsweep_tile(w, lid, select(lid, sg_id * sg_size + sg_lane, whole_subgroups));
 }

@@ -16,8 +16,9 @@
 // The local ranking sorts the tile's (digit, position) pairs in workgroup
 // memory by two stable 4-bit splits: each invocation counts the sub-digits
 // of its ITEMS consecutive elements into sixteen 16-bit fields packed in
-// eight words (struct Counters), one exclusive scan of those words across the invocations
-// (scan_counts, in the including file) gives every element its new place.
+// eight words (struct Counters), and one exclusive scan of those words
+// across the invocations (scan_counts, defined by the including file)
+// gives every element its new place.
 // Nothing waits on another workgroup; every loop is bounded by a constant
 // or by the number of subgroups.
 
