@@ -5,8 +5,9 @@
 //
 //   errors_*         per pixel: the segment keys (errors; IGNORED for ignored
 //                    pixels, which sort last) and values (j << 1 | fg, j the
-//                    pixel within its group: ties sort by pixel index)
-//   [sort.wgsl]      each segment by error descending
+//                    pixel within its group: the sort is stable, so ties
+//                    keep pixel order)
+//   [sort]           each segment by error descending (primitives::sort)
 //   [scan.wgsl]      cs = inclusive count of fg along each sorted segment,
 //                    totals = the segment's fg count
 //   contributions    Σ e·lovasz_grad per tile        [reduce.wgsl] per segment
@@ -14,6 +15,16 @@
 //                    and the value
 //   scatter          ∂loss/∂e back to each pixel through the permutation
 //   backward_*       through |fg − p| and the softmax (or the hinge) to the logits
+//
+// The hinge sorts only what needs an order. An error e ≤ 0 has relu(e) = 0
+// and a zero gradient, and every positive error sorts before it, so their
+// ranks, and the foreground counts before them, do not depend on how the
+// rest is ordered: hinge_flags marks the pixels with e > 0 (or NaN),
+// [scan.wgsl] counts them, errors_hinge_partitioned writes those first (in
+// pixel order) and the rest after, and the sort orders the first
+// `positives[segment]` of each segment only. Every positive error lands
+// where the full sort puts it, so value and gradient are bit for bit those
+// of the full sort.
 //
 // lovasz_grad needs no neighbour: with U_k = G + (k + 1) − cs_k,
 // J_k = (k + 1)/U_k, and its increment is 1/U_k for a foreground element,
@@ -62,6 +73,9 @@ struct Params {
 @group(0) @binding(14) var<storage, read_write> grad_e: array<f32>;
 @group(0) @binding(15) var<storage, read_write> grad: array<f32>;
 @group(0) @binding(16) var<storage, read_write> status: atomic<u32>;
+@group(0) @binding(17) var<storage, read_write> flags: array<u32>;
+@group(0) @binding(18) var<storage, read> ranks: array<u32>;
+@group(0) @binding(19) var<storage, read> positives: array<u32>;
 
 // The label of pixel p, or −1 when it does not count. A label outside
 // [0, label_classes) that is not ignored counts as ignored and sets bit 0
@@ -126,6 +140,27 @@ fn errors_softmax(
     }
 }
 
+// The hinge's key of pixel p (its error's bits, or IGNORED) and value.
+struct HingeError {
+    key: u32,
+    value: u32,
+}
+
+fn hinge_error(p: u32) -> HingeError {
+    let y = label_of(p);
+    var key = IGNORED;
+    if (y >= 0) {
+        key = bitcast<u32>(1.0 - logits[p] * f32(2 * y - 1));
+    }
+    return HingeError(key, ((p % params.seg_len) << 1u) | u32(max(y, 0)));
+}
+
+// e > 0 or NaN, from the bits: what the hinge must sort.
+fn needs_order(key: u32) -> bool {
+    let positive = (key & 0x80000000u) == 0u && key != 0u;
+    return positive || (key & 0x7FFFFFFFu) > 0x7F800000u;
+}
+
 @compute @workgroup_size(256)
 fn errors_hinge(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -136,13 +171,45 @@ fn errors_hinge(
     if (p >= params.pixels) {
         return;
     }
-    let y = label_of(p);
-    var key = IGNORED;
-    if (y >= 0) {
-        key = bitcast<u32>(1.0 - logits[p] * f32(2 * y - 1));
+    let e = hinge_error(p);
+    keys[p] = e.key;
+    values[p] = e.value;
+}
+
+@compute @workgroup_size(256)
+fn hinge_flags(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let p = pixel_index(wid, nwg, lid);
+    if (p >= params.pixels) {
+        return;
     }
-    keys[p] = key;
-    values[p] = ((p % params.seg_len) << 1u) | u32(max(y, 0));
+    flags[p] = u32(needs_order(hinge_error(p).key));
+}
+
+// ranks: the inclusive scan of hinge_flags in each segment; positives: its totals.
+@compute @workgroup_size(256)
+fn errors_hinge_partitioned(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let p = pixel_index(wid, nwg, lid);
+    if (p >= params.pixels) {
+        return;
+    }
+    let e = hinge_error(p);
+    let g = p / params.seg_len;
+    let j = p % params.seg_len;
+    let before = ranks[p];          // sorted pixels up to and including j
+    var at = positives[g] + j - before;
+    if (needs_order(e.key)) {
+        at = before - 1u;
+    }
+    keys[g * params.seg_len + at] = e.key;
+    values[g * params.seg_len + at] = e.value;
 }
 
 @compute @workgroup_size(256)

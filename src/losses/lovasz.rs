@@ -22,7 +22,7 @@ use crate::losses::loss::{Checked, Loss};
 use crate::losses::plan::{LossPlan, PlanOptions, slot};
 use crate::losses::{HostInputs, InputShapes, TargetKind};
 use crate::primitives::scan::{ScanOperand, record_scan};
-use crate::primitives::sort::record_sort;
+use crate::primitives::sort::{SortJob, SortOptions, record_sort};
 
 /// Which classes `lovasz_softmax` averages over.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -145,6 +145,7 @@ impl Loss for LovaszSoftmaxConfig {
             ignore_index: self.ignore_index,
             present: self.classes == LovaszClasses::Present,
             hinge: false,
+            sort_positive_only: false,
         }
         .plan(ctx, options)
     }
@@ -196,6 +197,7 @@ impl Loss for LovaszHingeConfig {
             ignore_index: self.ignore_index,
             present: false,
             hinge: true,
+            sort_positive_only: true,
         }
         .plan(ctx, options)
     }
@@ -235,6 +237,9 @@ struct Lovasz<'a> {
     ignore_index: Option<i64>,
     present: bool,
     hinge: bool,
+    /// The hinge's shortcut: sort only the errors > 0 (see `lovasz.wgsl`);
+    /// off only to test it against the full sort.
+    sort_positive_only: bool,
 }
 
 impl Lovasz<'_> {
@@ -311,9 +316,41 @@ impl Lovasz<'_> {
         if !self.hinge {
             errors.push(("slot_class", slot_class.clone()));
         }
-        plan.dispatch(&kernel(if self.hinge { "errors_hinge" } else { "errors_softmax" })?, pixel_groups as u32, errors)?;
         let lengths = vec![seg_len; segments as usize];
-        record_sort(ctx, plan.steps_mut(), own(&keys), own(&values), &lengths, false)?;
+        let mut job = SortJob { lengths: &lengths, index_values: false, options: SortOptions::default(), dynamic: None };
+        if self.sort_positive_only {
+            // cum_fg holds the flags until the foreground scan below needs it.
+            let ranks = plan.scratch("lovasz sorted ranks", segments * seg_len * 4)?;
+            let positives = plan.scratch("lovasz sorted counts", segments * 4)?;
+            plan.dispatch(
+                &kernel("hinge_flags")?,
+                pixel_groups as u32,
+                vec![
+                    ("params", params.clone()),
+                    ("logits", Binding::slot(slot::LOGITS)),
+                    ("labels", Binding::slot(slot::TARGET)),
+                    ("flags", own(&cum_fg)),
+                    ("status", status.clone()),
+                ],
+            )?;
+            let scratch = record_scan(
+                ctx,
+                plan.steps_mut(),
+                own(&cum_fg),
+                own(&ranks),
+                Some(own(&positives)),
+                (segments, seg_len),
+                ScanOperand::Value,
+            )?;
+            plan.keep(scratch);
+            errors.extend([("ranks", own(&ranks)), ("positives", own(&positives))]);
+            plan.dispatch(&kernel("errors_hinge_partitioned")?, pixel_groups as u32, errors)?;
+            job.dynamic = Some(own(&positives));
+        } else {
+            plan.dispatch(&kernel(if self.hinge { "errors_hinge" } else { "errors_softmax" })?, pixel_groups as u32, errors)?;
+        }
+        let sorted = record_sort(ctx, plan.steps_mut(), own(&keys), own(&values), job)?;
+        plan.keep(sorted.scratch);
         let scan_scratch = record_scan(
             ctx,
             plan.steps_mut(),
@@ -378,5 +415,64 @@ impl Lovasz<'_> {
             plan.dispatch(&kernel(if self.hinge { "backward_hinge" } else { "backward_softmax" })?, pixel_groups as u32, backward)?;
         }
         Ok(plan.finish(vec![1]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::tensor::{GpuTensor, HostTensor};
+    use crate::losses::{InputShapes, LossInputs, LossOutputs};
+    use rand::{Rng, SeedableRng};
+
+    /// Value and gradient bits of the hinge on `logits` and `labels` (`[N, S]`).
+    fn hinge_bits(ctx: &GpuContext, config: &LovaszHingeConfig, sort_positive_only: bool, logits: &HostTensor, labels: &HostTensor) -> (u32, Vec<u32>) {
+        let shapes = InputShapes::new(&logits.shape, &labels.shape);
+        let checked = config.check_shapes(&shapes).unwrap();
+        let lovasz = Lovasz {
+            loss: "lovasz_hinge",
+            shapes: &shapes,
+            layout: checked.layout,
+            slot_classes: vec![0],
+            per_image: config.per_image,
+            ignore_index: config.ignore_index,
+            present: false,
+            hinge: true,
+            sort_positive_only,
+        };
+        let plan = lovasz.plan(ctx, PlanOptions::default()).unwrap();
+        let (x, y) = (GpuTensor::from_host(ctx, logits).unwrap(), GpuTensor::from_host(ctx, labels).unwrap());
+        let value = GpuTensor::zeros(ctx, &[1], DType::F32).unwrap();
+        let grad = GpuTensor::zeros(ctx, &logits.shape, DType::F32).unwrap();
+        let mut encoder = ctx.device().create_command_encoder(&Default::default());
+        plan.record(&mut encoder, LossInputs::new(&x, &y), LossOutputs::new(&value, &grad)).unwrap();
+        ctx.queue().submit([encoder.finish()]);
+        let bits = |t: &GpuTensor| t.read_f32(ctx).unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        (bits(&value)[0], bits(&grad))
+    }
+
+    #[test]
+    fn the_hinge_sorting_only_positive_errors_matches_the_full_sort_bit_for_bit() {
+        let ctx = GpuContext::new().expect("GPU tests need an adapter");
+        let mut r = rand::rngs::StdRng::seed_from_u64(300);
+        // Logits on a coarse grid: errors tie, and many are exactly 0 (x = ±1).
+        let shape = [3, 70, 71];
+        let n: usize = shape.iter().product();
+        let grid = [-2.0f32, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0, 3.0];
+        let mut coarse: Vec<f32> = (0..n).map(|_| grid[r.random_range(0..grid.len())]).collect();
+        let fine: Vec<f32> = (0..n).map(|_| r.random::<f32>() * 6.0 - 3.0).collect();
+        coarse[17] = -0.0;
+        for (i, logits) in [coarse, fine].into_iter().enumerate() {
+            let x = HostTensor::f32(&shape, logits).unwrap();
+            let y = HostTensor::i32(&shape, (0..n).map(|_| if r.random::<f32>() < 0.1 { 255 } else { r.random_range(0..2) }).collect()).unwrap();
+            for per_image in [false, true] {
+                let config = LovaszHingeConfig { per_image, ignore_index: Some(255) };
+                let full = hinge_bits(&ctx, &config, false, &x, &y);
+                let shortcut = hinge_bits(&ctx, &config, true, &x, &y);
+                assert_eq!(full.0, shortcut.0, "inputs {i}, per_image {per_image}: value");
+                assert!(full.1 == shortcut.1, "inputs {i}, per_image {per_image}: gradient bits differ");
+                assert!(full.1.iter().any(|&g| g != 0), "inputs {i}: an all-zero gradient proves nothing");
+            }
+        }
     }
 }

@@ -86,8 +86,8 @@ fn shapes_that_are_not_multiples_of_the_workgroup() {
 }
 
 #[test]
-fn segments_longer_than_a_tile_take_the_merge_passes() {
-    // 4×64×64 = 16,384 pixels per class: merges of 2^12 … 2^14 positions.
+fn segments_longer_than_a_tile_take_the_radix_sort() {
+    // 4×64×64 = 16,384 pixels per class: eight radix tiles per segment.
     check_softmax(&[4, 3, 64, 64], 150, 3.0);
     check_hinge(&[3, 100, 71], 160, 3.0);
 }
