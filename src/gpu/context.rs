@@ -51,6 +51,7 @@ pub(crate) struct Inner {
     pub pipelines: PipelineCache,
     pub pool: BufferPool,
     pub buffers_created: AtomicU64,
+    pub bind_groups_created: AtomicU64,
 }
 
 /// A wgpu device and queue with everything segloss keeps per device.
@@ -140,6 +141,7 @@ impl GpuContext {
                 pipelines: PipelineCache::default(),
                 pool: BufferPool::new(binding_limit, limits.max_buffer_size),
                 buffers_created: AtomicU64::new(0),
+                bind_groups_created: AtomicU64::new(0),
             }),
         }
     }
@@ -201,6 +203,18 @@ impl GpuContext {
     /// training loop that reuses plans sees it stop growing after its first step.
     pub fn buffers_created(&self) -> u64 {
         self.inner.buffers_created.load(Ordering::Relaxed)
+    }
+
+    /// How many bind groups segloss has created on this context so far.
+    /// Recording a plan again on tensors at placements it saw in its last
+    /// few recordings creates none, so in an engine's steady state it stops
+    /// growing too.
+    pub fn bind_groups_created(&self) -> u64 {
+        self.inner.bind_groups_created.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_bind_group(&self) {
+        self.inner.bind_groups_created.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Whether timestamp queries are available for timing.

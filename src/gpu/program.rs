@@ -105,12 +105,18 @@ pub(crate) struct Program {
     pub name: &'static str,
     pub slots: Vec<SlotSpec>,
     pub steps: Vec<Step>,
-    /// The bind groups of the last recording, the caller buffers they name
-    /// and the kernels they were made for: a training loop that records on
-    /// the same buffers every step reuses them and creates no wgpu object
-    /// after its first step.
-    bound: Mutex<Option<Bound>>,
+    /// The bind groups of the last few recordings, the caller buffers they
+    /// name and the kernels they were made for, most recent first: a
+    /// training loop whose engine hands it the same few buffer placements
+    /// step after step (a pool cycling through its pages) reuses them and
+    /// creates no wgpu object after its first steps.
+    bound: Mutex<Vec<Bound>>,
 }
+
+/// How many recordings' bind groups a program keeps. An engine's pool
+/// alternates between a handful of placements of the same tensors; each
+/// entry costs a few bind groups, which also keep their buffers alive.
+const BOUND_KEPT: usize = 8;
 
 /// A recording's caller buffers (buffer and offset per slot), and what was made for them.
 struct Bound {
@@ -121,7 +127,7 @@ struct Bound {
 
 impl Program {
     pub fn new(name: &'static str, slots: Vec<SlotSpec>, steps: Vec<Step>) -> Self {
-        Program { name, slots, steps, bound: Mutex::new(None) }
+        Program { name, slots, steps, bound: Mutex::new(Vec::new()) }
     }
 
     /// Checks the caller's tensors against the slots, then records every step.
@@ -129,12 +135,16 @@ impl Program {
         let access = self.check(ctx, tensors)?;
         let key: Vec<Option<(wgpu::Buffer, u64)>> = tensors.iter().map(|t| t.map(|t| (t.buffer.clone(), t.offset))).collect();
         let mut bound = self.bound.lock().unwrap_or_else(|e| e.into_inner());
-        if bound.as_ref().is_none_or(|b| b.key != key) {
-            let kernels = self.steps.iter().map(|s| ctx.with_access(&s.kernel, access)).collect::<Result<Vec<_>>>()?;
-            let groups = self.steps.iter().zip(&kernels).map(|(s, k)| bind(ctx, s, k, tensors)).collect();
-            *bound = Some(Bound { key, kernels, groups });
+        match bound.iter().position(|b| b.key == key) {
+            Some(i) => bound[..=i].rotate_right(1),
+            None => {
+                let kernels = self.steps.iter().map(|s| ctx.with_access(&s.kernel, access)).collect::<Result<Vec<_>>>()?;
+                let groups = self.steps.iter().zip(&kernels).map(|(s, k)| bind(ctx, s, k, tensors)).collect();
+                bound.truncate(BOUND_KEPT - 1);
+                bound.insert(0, Bound { key, kernels, groups });
+            }
         }
-        let Bound { kernels, groups, .. } = bound.as_ref().expect("just bound");
+        let Bound { kernels, groups, .. } = &bound[0];
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("segloss"), timestamp_writes: None });
         for ((step, kernel), group) in self.steps.iter().zip(kernels).zip(groups) {
             pass.set_pipeline(&kernel.pipeline);
@@ -237,5 +247,6 @@ fn bind(ctx: &GpuContext, step: &Step, kernel: &Kernel, tensors: &[Option<&GpuTe
             wgpu::BindGroupEntry { binding: *binding, resource }
         })
         .collect();
+    ctx.count_bind_group();
     ctx.device().create_bind_group(&wgpu::BindGroupDescriptor { label: Some(&kernel.label), layout: &kernel.layout, entries: &entries })
 }

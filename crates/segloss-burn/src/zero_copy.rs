@@ -1,0 +1,142 @@
+//! segloss's kernels on burn's tensors where they lie: each tensor's buffer
+//! and byte offset through cubecl's `get_resource`, the value and the
+//! gradient allocated from burn's pool, one submission on burn's queue.
+
+use burn::backend::ops::FloatTensorOps;
+use burn::backend::wgpu::CubeTensor;
+use burn::backend::Cube;
+use burn::cubecl::wgpu::{AutoCompiler, WgpuServer};
+use burn::tensor::{DType, FloatDType, Shape};
+use segloss::{GpuTensor, LossInputs, LossOutputs};
+
+use crate::engine::SeglossBurn;
+use crate::error::{Error, Result};
+use crate::loss::Planned;
+
+/// The server both of burn's wgpu initializations register.
+type Server = WgpuServer<AutoCompiler>;
+
+/// One input tensor: its name for errors, the primitive, the shape segloss
+/// sees (burn's tensor may be a flat view of it) and the dtype segloss reads.
+pub(crate) struct Input {
+    pub name: &'static str,
+    pub tensor: CubeTensor,
+    pub dims: Vec<usize>,
+    pub dtype: segloss::DType,
+}
+
+/// The inputs of one evaluation, in segloss's roles.
+pub(crate) struct Inputs {
+    pub logits: Input,
+    pub target: Input,
+    pub weight: Option<Input>,
+    pub distance: Option<Input>,
+}
+
+/// The value `[1]`, and the gradient (flat, as many elements as the logits)
+/// when it was asked for, both in burn's pool.
+pub(crate) struct Outputs {
+    pub value: CubeTensor,
+    pub grad: Option<CubeTensor>,
+}
+
+/// Checks that `input` is a tensor segloss can bind where it lies: on this
+/// engine's wgpu device, of the dtype the loss reads, dense and in order.
+fn check(engine: &SeglossBurn, input: &Input) -> Result<()> {
+    let t = &input.tensor;
+    match &t.device {
+        burn::cubecl::Device::Wgpu(d) if d == engine.wgpu_device() => {}
+        burn::cubecl::Device::Wgpu(d) => {
+            return Err(Error::Device { input: input.name, found: format!("{d:?}"), expected: format!("{:?}", engine.wgpu_device()) });
+        }
+        other => return Err(Error::Runtime { input: input.name, found: format!("{other:?} (runtime {:?})", other.runtime()) }),
+    }
+    let expected = match input.dtype {
+        segloss::DType::F32 => DType::F32,
+        segloss::DType::I32 => DType::I32,
+    };
+    if t.dtype != expected {
+        return Err(Error::DType { input: input.name, found: format!("{:?}", t.dtype), expected: dtype_name(input.dtype) });
+    }
+    // The callers hand flat views made by burn's reshape, which copies a
+    // strided tensor into order: this holds unless burn changes that.
+    if t.meta.is_tiled() || !is_dense(t.meta.shape(), t.meta.strides()) {
+        return Err(Error::Server { input: input.name, message: "the tensor is not dense and in order after reshaping".into() });
+    }
+    Ok(())
+}
+
+fn dtype_name(dtype: segloss::DType) -> &'static str {
+    match dtype {
+        segloss::DType::F32 => "F32 (float logits, dense targets, weights, maps)",
+        segloss::DType::I32 => "I32 (class indices)",
+    }
+}
+
+fn is_dense(shape: &[usize], strides: &[usize]) -> bool {
+    let mut expected = 1;
+    for (&d, &s) in shape.iter().zip(strides).rev() {
+        if d != 1 && s != expected {
+            return false;
+        }
+        expected *= d;
+    }
+    true
+}
+
+/// Records `planned` on the inputs where burn placed them and submits it on
+/// burn's queue, after burn's pending work and before its later work.
+pub(crate) fn evaluate(engine: &SeglossBurn, planned: &Planned, inputs: Inputs, grad: bool) -> Result<Outputs> {
+    let ordered: Vec<&Input> = [Some(&inputs.logits), Some(&inputs.target), inputs.weight.as_ref(), inputs.distance.as_ref()].into_iter().flatten().collect();
+    for input in &ordered {
+        check(engine, input)?;
+    }
+    let logits = &inputs.logits.tensor;
+    let device = logits.device.clone();
+    let value = Cube::float_empty(Shape::new([1]), &device, FloatDType::F32);
+    let grad = grad.then(|| Cube::float_empty(Shape::new([inputs.logits.dims.iter().product::<usize>()]), &device, FloatDType::F32));
+
+    // Pin every allocation (cubecl neither frees nor moves a pinned one) and
+    // see it as a segloss tensor at its buffer and offset.
+    let ctx = engine.context();
+    let client = logits.client.clone();
+    let pin = |name: &'static str, t: &CubeTensor, dims: &[usize], dtype: segloss::DType| {
+        let pinned = client.get_resource::<Server>(t.handle.clone()).map_err(|e| Error::Server { input: name, message: e.to_string() })?;
+        let r = pinned.resource();
+        let tensor = GpuTensor::new(ctx, r.buffer.clone(), r.offset, dims, dtype)?;
+        Ok::<_, Error>((pinned, tensor))
+    };
+    let mut pins = Vec::with_capacity(6);
+    let mut seen = Vec::with_capacity(6);
+    for input in &ordered {
+        let (p, t) = pin(input.name, &input.tensor, &input.dims, input.dtype)?;
+        pins.push(p);
+        seen.push(t);
+    }
+    let (p, value_t) = pin("value", &value, &[1], segloss::DType::F32)?;
+    pins.push(p);
+    let grad_t = match &grad {
+        Some(g) => {
+            let (p, t) = pin("grad", g, &inputs.logits.dims, segloss::DType::F32)?;
+            pins.push(p);
+            Some(t)
+        }
+        None => None,
+    };
+    let mut it = seen.iter();
+    let (logits_t, target_t) = (it.next().expect("logits"), it.next().expect("target"));
+    let weight_t = inputs.weight.as_ref().map(|_| it.next().expect("weight"));
+    let distance_t = inputs.distance.as_ref().map(|_| it.next().expect("distance"));
+    let loss_inputs = LossInputs { logits: logits_t, target: target_t, weight: weight_t, distance: distance_t };
+    let outputs = LossOutputs { value: &value_t, grad: grad_t.as_ref() };
+
+    let mut encoder = ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("segloss-burn") });
+    planned.record(&mut encoder, loss_inputs, outputs)?;
+    // burn's pending work (the logits' producers, its uploads) goes first.
+    client.flush().map_err(|e| Error::Server { input: "logits", message: e.to_string() })?;
+    ctx.queue().submit([encoder.finish()]);
+    // Unpinned only now: whatever burn does next with these allocations is
+    // submitted after this, on the same queue.
+    drop(pins);
+    Ok(Outputs { value, grad })
+}
