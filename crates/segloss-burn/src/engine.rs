@@ -21,6 +21,7 @@ pub struct SeglossBurn {
     device: Device,
     wgpu_device: WgpuDevice,
     ctx: GpuContext,
+    adapter: wgpu::AdapterInfo,
 }
 
 impl SeglossBurn {
@@ -48,7 +49,7 @@ impl SeglossBurn {
     fn share(device: Device, setup: &WgpuSetup) -> Result<Self> {
         let wgpu_device = wgpu_device_of(&device).ok_or_else(|| Error::Init(format!("{device:?} is not a wgpu device")))?;
         let ctx = GpuContext::from_device(setup.device.clone(), setup.queue.clone(), ContextOptions::default());
-        Ok(SeglossBurn { device, wgpu_device, ctx })
+        Ok(SeglossBurn { device, wgpu_device, ctx, adapter: setup.adapter.get_info() })
     }
 
     /// burn's device (without autodiff; call `.autodiff()` on a clone to train).
@@ -60,6 +61,11 @@ impl SeglossBurn {
     /// read [`GpuContext::buffers_created`]).
     pub fn context(&self) -> &GpuContext {
         &self.ctx
+    }
+
+    /// The adapter burn's device runs on.
+    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
+        &self.adapter
     }
 
     /// The cubecl device the tensors of this engine live on.

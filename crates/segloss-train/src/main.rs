@@ -26,22 +26,22 @@ use segloss_train::{runs, tensors};
 #[command(version, about)]
 struct Args {
     /// Image side, in pixels.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 32)]
     size: usize,
     /// Epochs per run.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 10)]
     epochs: usize,
     /// Training steps per epoch.
     #[arg(long, default_value_t = 20)]
     steps: usize,
     /// Images per training step.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 4)]
     batch: usize,
     /// Held-out images, scored after every epoch.
     #[arg(long, default_value_t = 16)]
     held_out: usize,
     /// Channels of the network's hidden layers.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 8)]
     width: usize,
     /// Adam's learning rate.
     #[arg(long, default_value_t = 5e-3)]
@@ -111,7 +111,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn adapter_name(engine: &SeglossBurn) -> String {
-    engine.context().adapter_info().map(|i| format!("{} ({:?})", i.name, i.backend)).unwrap_or_else(|| "burn's wgpu device".into())
+    format!("{} ({:?})", engine.adapter_info().name, engine.adapter_info().backend)
 }
 
 fn train_problem(args: &Args, engine: &SeglossBurn, problem: Problem, bars: &MultiProgress) -> Result<ProblemResult, Box<dyn std::error::Error>> {

@@ -17,7 +17,13 @@ impl Net {
     /// `[N, 3, H, W]` images to `[N, outputs, H, W]` logits.
     pub fn new(width: usize, outputs: usize, device: &Device) -> Self {
         let conv = |from: usize, to: usize, kernel: usize, dilation: usize| {
-            Conv2dConfig::new([from, to], [kernel, kernel]).with_dilation([dilation, dilation]).with_padding(PaddingConfig2d::Same).init(device)
+            // Padding of half the dilated kernel keeps the resolution (burn's
+            // `Same` sizes it for an undilated kernel).
+            let pad = dilation * (kernel / 2);
+            Conv2dConfig::new([from, to], [kernel, kernel])
+                .with_dilation([dilation, dilation])
+                .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
+                .init(device)
         };
         let layers = vec![conv(3, width, 3, 1), conv(width, width, 3, 2), conv(width, width, 3, 4), conv(width, width, 3, 8), conv(width, outputs, 1, 1)];
         Net { layers }

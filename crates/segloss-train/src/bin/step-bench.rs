@@ -57,7 +57,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         },
         Case { name: "dice", problem: Problem::Wires, outputs: 4, segloss: engine.loss_json(r#"{"loss": "dice", "params": {}}"#)?, dense_target: false, burn: |x, _, t| burn_ops::dice(x, t.clone()) },
     ];
-    let adapter = engine.context().adapter_info().map(|i| format!("{} ({:?})", i.name, i.backend)).unwrap_or_default();
+    let adapter = format!("{} ({:?})", engine.adapter_info().name, engine.adapter_info().backend);
     println!("{adapter}: {} images of {} × {} px a step, {} hidden channels, {} timed steps per side, interleaved\n", args.batch, args.size, args.size, args.width, args.iters);
     println!("| loss | what is timed | segloss-burn ms | burn tensor ops ms | burn / segloss |");
     println!("|---|---|---:|---:|---:|");
