@@ -87,8 +87,7 @@ fn is_dense(shape: &[usize], strides: &[usize]) -> bool {
 /// Records `planned` on the inputs where burn placed them and submits it on
 /// burn's queue, after burn's pending work and before its later work.
 pub(crate) fn evaluate(engine: &SeglossBurn, planned: &Planned, inputs: Inputs, grad: bool) -> Result<Outputs> {
-    let ordered: Vec<&Input> = [Some(&inputs.logits), Some(&inputs.target), inputs.weight.as_ref(), inputs.distance.as_ref()].into_iter().flatten().collect();
-    for input in &ordered {
+    for input in [Some(&inputs.logits), Some(&inputs.target), inputs.weight.as_ref(), inputs.distance.as_ref()].into_iter().flatten() {
         check(engine, input)?;
     }
     let logits = &inputs.logits.tensor;
@@ -106,13 +105,17 @@ pub(crate) fn evaluate(engine: &SeglossBurn, planned: &Planned, inputs: Inputs, 
         let tensor = GpuTensor::new(ctx, r.buffer.clone(), r.offset, dims, dtype)?;
         Ok::<_, Error>((pinned, tensor))
     };
+    // Each role pinned in turn; the pins are kept together until the submit.
     let mut pins = Vec::with_capacity(6);
-    let mut seen = Vec::with_capacity(6);
-    for input in &ordered {
+    let mut pin_input = |input: &Input| -> Result<GpuTensor> {
         let (p, t) = pin(input.name, &input.tensor, &input.dims, input.dtype)?;
         pins.push(p);
-        seen.push(t);
-    }
+        Ok(t)
+    };
+    let logits_t = pin_input(&inputs.logits)?;
+    let target_t = pin_input(&inputs.target)?;
+    let weight_t = inputs.weight.as_ref().map(&mut pin_input).transpose()?;
+    let distance_t = inputs.distance.as_ref().map(&mut pin_input).transpose()?;
     let (p, value_t) = pin("value", &value, &[1], segloss::DType::F32)?;
     pins.push(p);
     let grad_t = match &grad {
@@ -123,11 +126,7 @@ pub(crate) fn evaluate(engine: &SeglossBurn, planned: &Planned, inputs: Inputs, 
         }
         None => None,
     };
-    let mut it = seen.iter();
-    let (logits_t, target_t) = (it.next().expect("logits"), it.next().expect("target"));
-    let weight_t = inputs.weight.as_ref().map(|_| it.next().expect("weight"));
-    let distance_t = inputs.distance.as_ref().map(|_| it.next().expect("distance"));
-    let loss_inputs = LossInputs { logits: logits_t, target: target_t, weight: weight_t, distance: distance_t };
+    let loss_inputs = LossInputs { logits: &logits_t, target: &target_t, weight: weight_t.as_ref(), distance: distance_t.as_ref() };
     let outputs = LossOutputs { value: &value_t, grad: grad_t.as_ref() };
 
     let mut encoder = ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("segloss-burn") });
