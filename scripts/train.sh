@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup-vulkan.sh
 bash scripts/setup-fonts.sh
 # Built as the test command builds it (same profile, same features), so the
-# two commands share one build of burn, its longest part (about 40 minutes on
-# 2 cores from a fresh clone; seconds after that).
+# two commands share one build of burn, its longest part (about 25 minutes on
+# 2 cores from a fresh clone, BENCHMARKS.md "Build time"; seconds after that).
 cargo test --workspace --all-features --lib --bins --tests --no-run
 ./target/debug/segloss-train "$@" 2>&1 | grep -v 'XDG_RUNTIME_DIR is invalid'

@@ -29,10 +29,10 @@ struct Args {
     #[arg(long, default_value_t = 32)]
     size: usize,
     /// Epochs per run.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 8)]
     epochs: usize,
     /// Training steps per epoch.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 15)]
     steps: usize,
     /// Images per training step.
     #[arg(long, default_value_t = 4)]
