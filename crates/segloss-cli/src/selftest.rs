@@ -9,8 +9,8 @@ use std::time::Instant;
 
 use segloss::golden::compare;
 use segloss::tools::samples;
-use segloss::tools::engine::record_once;
-use segloss::{GpuContext, HostData, HostInputs, HostTensor, LossConfig, Result, Runner, STATUS_NON_FINITE};
+use segloss::tools::engine::{EngineRun, record_compound_once, record_once};
+use segloss::{CompoundConfig, Error, GpuContext, HostData, HostInputs, HostTensor, LossConfig, Result, Runner, STATUS_NON_FINITE};
 
 /// (loss configuration, logits shape): each mode on a 2D and a 3D or odd shape.
 const CASES: &[(&str, &[usize])] = &[
@@ -99,9 +99,9 @@ pub fn run(seed: u64) -> Result<bool> {
     Ok(non_finite_round(&runner, seed)? && ok)
 }
 
-/// For the first case of every loss: NaN, +Inf and −Inf at one logit. The
-/// host path must refuse each, naming it; the engine path must set
-/// STATUS_NON_FINITE and write a NaN value (some element of it for "none").
+/// For the first case of every loss, and a compound: NaN, +Inf and −Inf at
+/// one logit. The host path must refuse each, naming it; the engine path must
+/// set STATUS_NON_FINITE and write a NaN value (some element of it for "none").
 fn non_finite_round(runner: &Runner, seed: u64) -> Result<bool> {
     println!("\nnon-finite round: NaN, +Inf, -Inf at one logit");
     println!("{:<16} {:>14} {:>22}  result", "loss", "host refused", "engine flagged, NaN");
@@ -114,25 +114,48 @@ fn non_finite_round(runner: &Runner, seed: u64) -> Result<bool> {
         }
         seen.push(config.name());
         let (logits, target) = samples::inputs(&config, shape, &mut samples::rng(seed + i as u64))?;
-        let (mut refused, mut flagged) = (0, 0);
         let name = config.input_names()[0];
-        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
-            let HostData::F32(data) = &logits.data else { unreachable!("logits are f32") };
-            let k = data.len() / 2;
-            let mut data = data.clone();
-            data[k] = bad;
-            let x = HostTensor::f32(&logits.shape, data)?;
-            let inputs = HostInputs::new(&x, &target);
-            let needle = format!("{name}[{k}] = {bad} ");
-            let host = runner.compute(&config, inputs).err().is_some_and(|e| e.to_string().contains(&needle));
-            let reference = config.reference(&inputs).err().is_some_and(|e| e.to_string().contains(&needle));
-            refused += (host && reference) as usize;
-            let run = record_once(runner.context(), &config, &inputs)?;
-            flagged += (run.status & STATUS_NON_FINITE != 0 && run.value.iter().any(|v| v.is_nan())) as usize;
-        }
-        let pass = refused == 3 && flagged == 3;
-        ok &= pass;
-        println!("{:<16} {:>12}/3 {:>20}/3  {}", config.name(), refused, flagged, if pass { "PASS" } else { "FAIL" });
+        ok &= poisoned_logits(config.name(), name, &logits, &target, |inputs, needle| {
+            let names = |e: Error| e.to_string().contains(needle);
+            let refused = runner.compute(&config, *inputs).err().is_some_and(names) && config.reference(inputs).err().is_some_and(names);
+            Ok((refused, record_once(runner.context(), &config, inputs)?))
+        })?;
     }
+    // A compound loss, dice + 0.01·boundary, refuses and flags like its terms.
+    let dice = LossConfig::from_json(r#"{"loss": "dice", "params": {}}"#)?;
+    let boundary = LossConfig::from_json(r#"{"loss": "boundary", "params": {}}"#)?;
+    let compound = CompoundConfig::new(vec![(1.0, dice), (0.01, boundary.clone())])?;
+    let (logits, target) = samples::inputs(&boundary, &[2, 4, 48, 40], &mut samples::rng(seed))?;
+    ok &= poisoned_logits("compound", "logits", &logits, &target, |inputs, needle| {
+        let names = |e: Error| e.to_string().contains(needle);
+        let refused = runner.compute_compound(&compound, *inputs).err().is_some_and(names) && compound.reference(inputs).err().is_some_and(names);
+        Ok((refused, record_compound_once(runner.context(), &compound, inputs)?))
+    })?;
     Ok(ok)
+}
+
+/// One row of the non-finite round: `logits` with NaN, +Inf and −Inf in turn
+/// at its middle element, through `check` (whether the host path refused it
+/// with an error holding the needle, and the engine's run). Prints the row.
+fn poisoned_logits(
+    loss: &str,
+    name: &str,
+    logits: &HostTensor,
+    target: &HostTensor,
+    check: impl Fn(&HostInputs<'_>, &str) -> Result<(bool, EngineRun)>,
+) -> Result<bool> {
+    let (mut refused, mut flagged) = (0, 0);
+    for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+        let HostData::F32(data) = &logits.data else { unreachable!("logits are f32") };
+        let k = data.len() / 2;
+        let mut data = data.clone();
+        data[k] = bad;
+        let x = HostTensor::f32(&logits.shape, data)?;
+        let (host, run) = check(&HostInputs::new(&x, target), &format!("{name}[{k}] = {bad} "))?;
+        refused += host as usize;
+        flagged += (run.status & STATUS_NON_FINITE != 0 && run.value.iter().any(|v| v.is_nan())) as usize;
+    }
+    let pass = refused == 3 && flagged == 3;
+    println!("{loss:<16} {refused:>12}/3 {flagged:>20}/3  {}", if pass { "PASS" } else { "FAIL" });
+    Ok(pass)
 }
