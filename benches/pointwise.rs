@@ -39,7 +39,7 @@ fn bench(c: &mut Criterion) {
                 })
             });
             group.bench_function(BenchmarkId::new("cpu_f64", &id), |b| {
-                b.iter(|| config.reference(&HostInputs { logits: &logits, target: &target, weight: None }).unwrap())
+                b.iter(|| config.reference(&HostInputs { logits: &logits, target: &target, weight: None, distance: None }).unwrap())
             });
         }
     }

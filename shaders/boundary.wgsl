@@ -7,7 +7,9 @@
 // The maps come either from this plan's own distance transform ([N, K, S],
 // channel k) or from the caller ([N, C, S], channel c_k): `table` says, for
 // every class j, its slot k among the selected classes (−1 if not selected)
-// and the channel of its map. A label outside [0, C) sets bit 0 of `status`.
+// and the channel of its map. A label outside [0, C) sets bit 0 of `status`;
+// a non-finite logit or map value sets NON_FINITE and makes the values it
+// enters NaN (lib/finite.wgsl). Only the selected classes' maps are read.
 // Loop iterations per invocation: ITEMS · (4C) plus the workgroup sum; the
 // host keeps C small enough for lavapipe's 65,535 cut-off.
 
@@ -64,18 +66,21 @@ fn main(
             _ = checked_label(labels[pixel - ch.first_item], classes, 0u, 0);
             let base = n * classes * ch.spatial + q - ch.first_elem;
             let map_base = n * params.map_channels * ch.spatial + q - params.first_map;
-            let m = class_max(base, ch.spatial, classes);
+            let checked = checked_class_max(base, ch.spatial, classes);
+            let m = checked.m;
             let log_s = log_sum_exp_shifted(base, ch.spatial, classes, m);
             var l = 0.0;
             for (var c = 0u; c < classes; c++) {
                 let t = table[c];
                 if (t.x >= 0) {
-                    let v = exp(logits[base + c * ch.spatial] - m - log_s) * maps[map_base + u32(t.y) * ch.spatial];
+                    // The maps a caller passes in are checked where they are read.
+                    let phi = maps[map_base + u32(t.y) * ch.spatial];
+                    let bad = flag_non_finite(phi) | checked.non_finite;
+                    let v = exp(logits[base + c * ch.spatial] - m - log_s) * phi;
                     l += v;
                     if (params.write_elements != 0u) {
                         let at = (n * params.selected + u32(t.x)) * ch.spatial + q - params.first_value;
-                        let scaled = io.scale * v;
-                        if (io.accumulate_value != 0u) { value[at] += scaled; } else { value[at] = scaled; }
+                        store_value(at, io.scale * v, bad);
                     }
                 }
             }

@@ -12,7 +12,8 @@
 // on valid boxes this is torchvision's formula; on degenerate boxes (the
 // `degenerate = "clamp"` opt-in) it keeps union ≥ 0, the enclosing area ≥ 0
 // and every quotient finite. In the default mode a degenerate box also sets
-// bit 0 of `status`; a coordinate that is not finite or beyond ±1e15, or a
+// bit 0 of `status`; a coordinate that is not finite sets NON_FINITE
+// (lib/finite.wgsl) and makes its box's value NaN; one beyond ±1e15, or a
 // side in (0, 1e-30), sets bit 1. Within those bounds and eps ≥ 1e-20 every
 // term stays finite: each reciprocal is at most 1e20 (of a sum with eps) or
 // 1e30 (of a side), and multiplies lengths of at most 2e15 or ratios ≤ 1;
@@ -20,6 +21,7 @@
 
 //#include "lib/workgroup.wgsl"
 //#include "lib/loss_io.wgsl"
+//#include "lib/finite.wgsl"
 
 struct Params {
     chunk: Chunk,           // items are boxes; first_elem counts f32s (4 per box)
@@ -191,7 +193,15 @@ fn main(
             let e = b - ch.first_elem / 4u;
             let p = pred[e];
             let t = target_boxes[e];
-            if (!(in_range(p) && in_range(t))) {
+            // A NaN or ±Inf coordinate: the shared non-finite bit (lib/finite.wgsl), and a NaN value.
+            var bits = 0u;
+            for (var j = 0u; j < 4u; j++) {
+                bits |= select(0u, 1u, is_non_finite(p[j]) || is_non_finite(t[j]));
+            }
+            let bad = bits != 0u;
+            if (bad) {
+                atomicOr(&status, NON_FINITE);
+            } else if (!(in_range(p) && in_range(t))) {
                 atomicOr(&status, 2u);
             } else if (params.flag_degenerate != 0u && !(proper(p) && proper(t))) {
                 atomicOr(&status, 1u);
@@ -199,9 +209,7 @@ fn main(
             let r = box_loss(p, t);
             acc += r.value;
             if (params.write_elements != 0u) {
-                let v = io.scale * r.value;
-                let o = b - ch.first_item;
-                if (io.accumulate_value != 0u) { value[o] += v; } else { value[o] = v; }
+                store_value(b - ch.first_item, io.scale * r.value, bad);
             }
             if (params.write_grad != 0u) {
                 let gv = out_scale * r.grad;

@@ -23,6 +23,11 @@
 //     the gradient once `finish_value` has the factors f'(v) = 1/(1 + v).
 //  4. The segmented sum (reduce.wgsl), then `finish_value`.
 //
+// `pixel_loss` reads every input the value depends on, so it flags the
+// non-finite ones (lib/finite.wgsl): every logit (softmax), the kept
+// channels' logits and dense targets (sigmoid), and the target's fields
+// (the caller's, when given). `finish_value` then writes NaN.
+//
 // Loop budget (lavapipe cuts an invocation after 65,535 loop iterations):
 // `pixel_loss` makes at most 8·C (softmax of its 4 pixels) + 12·K (the
 // per-channel sums of "none") + 8·C (the gradient) ≤ 28·C; the host caps C at
@@ -223,7 +228,7 @@ fn pixel_loss(
             pred_base[k] = n * kept * spatial + q - params.first_pred;
             if (SOFTMAX) {
                 label[k] = checked_label(bitcast<i32>(targets[n * spatial + q - ch.first_item]), classes, 0u, 0);
-                top[k] = class_max(base[k], spatial, classes);
+                top[k] = checked_class_max(base[k], spatial, classes).m;
                 lse[k] = log_sum_exp_shifted(base[k], spatial, classes, top[k]);
             }
         }
@@ -245,10 +250,14 @@ fn pixel_loss(
                     p = exp(logits[at] - top[k] - lse[k]);
                     g = select(0.0, 1.0, label[k] == i32(c));
                 } else {
-                    p = sigmoid(logits[at]);
+                    let x = logits[at];
                     g = bitcast<f32>(targets[at]);
+                    _ = flag_non_finite(x) | flag_non_finite(g);
+                    p = sigmoid(x);
                 }
-                let w = distance_weight(pred_maps[pred_base[k] + j * spatial]) + distance_weight(target_maps[at]);
+                let d_g = target_maps[at];
+                _ = flag_non_finite(d_g);
+                let w = distance_weight(pred_maps[pred_base[k] + j * spatial]) + distance_weight(d_g);
                 acc += (p - g) * (p - g) * w * params.inv_size;
             }
             let tile_sum = workgroup_sum(lid, acc);
@@ -281,8 +290,11 @@ fn pixel_loss(
                 } else {
                     p = sigmoid(x);
                     g = bitcast<f32>(targets[at]);
+                    _ = flag_non_finite(x) | flag_non_finite(g);
                 }
-                let w = distance_weight(pred_maps[pred_base[k] + j * spatial]) + distance_weight(target_maps[at]);
+                let d_g = target_maps[at];
+                _ = flag_non_finite(d_g);
+                let w = distance_weight(pred_maps[pred_base[k] + j * spatial]) + distance_weight(d_g);
                 let diff = p - g;
                 total += diff * diff * w * params.inv_size;
                 if (GRAD) {
@@ -341,11 +353,6 @@ fn finish_value(
     if (LOG) {
         out = log1p_pos(v);
     }
-    let scaled = io.scale * out;
-    if (io.accumulate_value != 0u) {
-        value[i] += scaled;
-    } else {
-        value[i] = scaled;
-    }
+    store_value(i, io.scale * out, flagged());
     factors[i] = 1.0 / (1.0 + v);
 }

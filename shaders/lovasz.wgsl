@@ -26,6 +26,9 @@
 // where the full sort puts it, so value and gradient are bit for bit those
 // of the full sort.
 //
+// The first pass over the logits (errors_*, hinge_flags) flags non-finite
+// ones (lib/finite.wgsl), and finalize then writes NaN.
+//
 // lovasz_grad needs no neighbour: with U_k = G + (k + 1) − cs_k,
 // J_k = (k + 1)/U_k, and its increment is 1/U_k for a foreground element,
 // (G − cs_k)/(U_k·(U_k − 1)) for a background one, 1/U_0 at k = 0: exact
@@ -120,6 +123,8 @@ fn errors_softmax(
     let g = p / params.seg_len;
     let j = p % params.seg_len;
     let y = label_of(p);
+    // Every pixel's logits are checked, counted or not (lib/finite.wgsl).
+    let m = checked_class_max(base, s, params.classes).m;
     if (y < 0) {
         for (var k = 0u; k < params.slots; k++) {
             let at = (g * params.slots + k) * params.seg_len + j;
@@ -128,7 +133,6 @@ fn errors_softmax(
         }
         return;
     }
-    let m = class_max(base, s, params.classes);
     let lse = log_sum_exp_shifted(base, s, params.classes, m);
     for (var k = 0u; k < params.slots; k++) {
         let c = slot_class[k];
@@ -146,11 +150,15 @@ struct HingeError {
     value: u32,
 }
 
+// Every pass that calls it flags a non-finite logit (ignored pixels' too):
+// the first is the pass that reads the logits.
 fn hinge_error(p: u32) -> HingeError {
     let y = label_of(p);
+    let x = logits[p];
+    _ = flag_non_finite(x);
     var key = IGNORED;
     if (y >= 0) {
-        key = bitcast<u32>(1.0 - logits[p] * f32(2 * y - 1));
+        key = bitcast<u32>(1.0 - x * f32(2 * y - 1));
     }
     return HingeError(key, ((p % params.seg_len) << 1u) | u32(max(y, 0)));
 }
@@ -270,8 +278,7 @@ fn finalize(@builtin(local_invocation_index) lid: u32) {
     }
     let sum = workgroup_sum(lid, acc);
     if (lid == 0u) {
-        let v = io.scale * sum;
-        if (io.accumulate_value != 0u) { value[0] += v; } else { value[0] = v; }
+        store_value(0u, io.scale * sum, flagged());
     }
 }
 

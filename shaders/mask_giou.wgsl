@@ -3,6 +3,8 @@
 // of the support S = {σ(x) ≥ τ} ∪ {g = 1}. The passes, in one compute pass:
 //
 //   clear_extents  zero the per-row extents
+//   (extents also flags non-finite logits and targets in `status`, and the
+//   value is then NaN: lib/finite.wgsl)
 //   extents        per tile of 1,024 pixels of one instance: the leftmost and
 //                  rightmost support pixel of each row, by integer atomic max
 //                  (order-free, so deterministic) in workgroup memory, then
@@ -36,6 +38,7 @@
 //#include "lib/numerics.wgsl"
 //#include "lib/workgroup.wgsl"
 //#include "lib/loss_io.wgsl"
+//#include "lib/finite.wgsl"
 
 struct Params {
     instances: u32,      // M
@@ -72,6 +75,7 @@ struct Params {
 @group(0) @binding(10) var<storage, read_write> value: array<f32>;
 @group(0) @binding(11) var<storage, read_write> losses: array<f32>;
 @group(0) @binding(12) var<storage, read_write> grad: array<f32>;
+@group(0) @binding(13) var<storage, read_write> status: atomic<u32>;
 
 const TILE: u32 = WG_SIZE * ITEMS;
 const EMPTY: u32 = 0xffffffffu;
@@ -121,7 +125,12 @@ fn extents_pass(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
         let i = begin + k * WG_SIZE + lid;
         if (i < end) {
             let e = m * params.pixels + i - params.first_elem;
-            if (in_support(logits[e], targets[e])) {
+            // The first pass over the inputs flags non-finite ones (lib/finite.wgsl).
+            let x = logits[e];
+            let y = targets[e];
+            _ = flag_non_finite(x);
+            _ = flag_non_finite(y);
+            if (in_support(x, y)) {
                 let c = i % w;
                 let r = i / w - row0;
                 atomicMax(&tile_left[r], w - c);
@@ -352,8 +361,7 @@ fn instance(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     let c = enclosing + params.eps;
     let l = 1.0 - inter / a + (enclosing - uni) / c;
     if (params.write_elements != 0u) {
-        let v = io.scale * l;
-        if (io.accumulate_value != 0u) { value[m] += v; } else { value[m] = v; }
+        store_value(m, io.scale * l, flagged());
     } else {
         losses[m] = l;
     }

@@ -11,6 +11,8 @@
 //  2. `overlap_groups` (one invocation per group) or `generalized_groups`
 //     (one per image, or one for the batch): each group's loss, its share of
 //     the value, and the coefficients (a, b) = io.scale·(∂value/∂I, ∂value/∂P).
+//     `pixel_stats` also flags non-finite logits and targets (lib/finite.wgsl),
+//     and every value written after it is then NaN.
 //  3. `pixel_grad`, a second pass over the logits:
 //         d_c = ∂value/∂p_c = m·(a·g + b·(1, or 2p squared))   (G holds no p)
 //     then through the softmax, ∂/∂x_j = p_j·(d_j − Σ_c p_c·d_c), or the
@@ -138,8 +140,9 @@ fn pixel_stats(
             if (SOFTMAX) {
                 let y = label_of(n * spatial + s);
                 label[k] = y;
+                // Every pixel's logits are checked, counted or not (lib/finite.wgsl).
+                top[k] = checked_class_max(base[k], spatial, classes).m;
                 if (y >= 0) {
-                    top[k] = class_max(base[k], spatial, classes);
                     lse[k] = log_sum_exp_shifted(base[k], spatial, classes, top[k]);
                 }
             } else {
@@ -170,10 +173,13 @@ fn pixel_stats(
                     g = select(0.0, 1.0, u32(label[k]) == c);
                 } else {
                     g = bitcast<f32>(targets[at]);
+                    let x = logits[at];
+                    _ = flag_non_finite(x);
+                    _ = flag_non_finite(g);
                     if (ignored(g)) {
                         continue;
                     }
-                    p = sigmoid(logits[at]);
+                    p = sigmoid(x);
                 }
                 if (SQUARED) {
                     acc += vec3<f32>(p * g, p * p, g * g);
@@ -286,13 +292,10 @@ fn pixel_grad(
     }
 }
 
+// The groups run after `pixel_stats` has flagged every input: NaN for all
+// of them when any input held NaN or ±Inf.
 fn write_value(at: u32, l: f32) {
-    let v = io.scale * l;
-    if (io.accumulate_value != 0u) {
-        value[at] += v;
-    } else {
-        value[at] = v;
-    }
+    store_value(at, io.scale * l, flagged());
 }
 
 // dice, jaccard, tversky: score = num / max(raw, eps), l = 1 − score or

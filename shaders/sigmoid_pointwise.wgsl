@@ -10,10 +10,13 @@
 //
 // p(1−p)/q is computed without dividing by q (it is p when y = 1, 1−p when
 // y = 0), so the gradient stays finite for γ < 1 as q → 0.
+// A NaN or ±Inf logit, target or weight sets NON_FINITE in `status`
+// (lib/finite.wgsl) and makes its element's value NaN.
 
 //#include "lib/numerics.wgsl"
 //#include "lib/workgroup.wgsl"
 //#include "lib/loss_io.wgsl"
+//#include "lib/finite.wgsl"
 
 struct Params {
     chunk: Chunk,
@@ -36,6 +39,7 @@ struct Params {
 @group(0) @binding(6) var<storage, read_write> grad: array<f32>;
 @group(0) @binding(7) var<storage, read_write> value: array<f32>;
 @group(0) @binding(8) var<storage, read_write> partials: array<f32>;
+@group(0) @binding(9) var<storage, read_write> status: atomic<u32>;
 
 @compute @workgroup_size(256)
 fn main(
@@ -56,6 +60,8 @@ fn main(
             let e = ch.item0 + i - ch.first_elem;
             let x = logits[e];
             let y = targets[e];
+            // Non-finite inputs are flagged here, the one pass that reads them (lib/finite.wgsl).
+            var bad = flag_non_finite(x) | flag_non_finite(y);
             let parts = sigmoid_parts(x);
             let p = parts.p;
             let one_minus_p = parts.q;
@@ -66,6 +72,7 @@ fn main(
             var w = 1.0;
             if (params.has_weight != 0u) {
                 w = weights[e];
+                bad = flag_non_finite(w) | bad;
             }
             if (params.has_alpha != 0u) {
                 w = w * (params.alpha * y + (1.0 - params.alpha) * (1.0 - y));
@@ -94,8 +101,7 @@ fn main(
             l = w * l;
             acc += l;
             if (params.write_elements != 0u) {
-                let v = io.scale * l;
-                if (io.accumulate_value != 0u) { value[e] += v; } else { value[e] = v; }
+                store_value(e, io.scale * l, bad);
             }
             if (params.write_grad != 0u) {
                 let g = out_scale * w * dl;

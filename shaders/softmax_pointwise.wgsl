@@ -10,7 +10,8 @@
 //
 // lp_y/q tends to −1 as q → 0, so F stays finite for γ < 1.
 // A label outside [0, C) that is not ignored contributes nothing and sets
-// bit 0 of `status`, which the host reads back.
+// bit 0 of `status`, which the host reads back; a non-finite logit sets
+// NON_FINITE (lib/finite.wgsl) and makes the pixel's value NaN.
 
 //#include "lib/numerics.wgsl"
 //#include "lib/workgroup.wgsl"
@@ -69,11 +70,13 @@ fn main(
             let n = pixel / ch.spatial;
             let base = n * classes * ch.spatial + pixel % ch.spatial - ch.first_elem;
             let y = class_of(i);
+            // Every pixel's logits are checked, counted or not (lib/finite.wgsl).
+            let checked = checked_class_max(base, ch.spatial, classes);
             var l = 0.0;
             if (y >= 0) {
                 // One pass for the normaliser, q = Σ_{c≠y} p_c (accurate where 1 − p_y
                 // would cancel) and Σ_c w_c·(m − x_c), which with W·log s gives Σ_c w_c·(−lp_c).
-                let m = class_max(base, ch.spatial, classes);
+                let m = checked.m;
                 var s = 0.0;
                 var q_raw = 0.0;
                 var weighted_gap = 0.0;
@@ -120,8 +123,7 @@ fn main(
             acc += l;
             if (params.write_elements != 0u) {
                 let at = ch.item0 + i - ch.first_item;
-                let v = io.scale * l;
-                if (io.accumulate_value != 0u) { value[at] += v; } else { value[at] = v; }
+                store_value(at, io.scale * l, checked.non_finite);
             }
         }
     }

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::gpu::tensor::HostTensor;
+use crate::gpu::tensor::{HostTensor, integer_labels};
 use crate::losses::{HostInputs, LossConfig};
 use crate::runner::Runner;
 
@@ -87,7 +87,7 @@ impl GoldenCase {
     /// Reads one case file.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| golden_err(path, e.to_string()))?;
-        let mut case: GoldenCase = serde_json::from_str(&text).map_err(|e| golden_err(path, e.to_string()))?;
+        let mut case: GoldenCase = serde_json::from_str(&text).map_err(|e| golden_err(path, crate::losses::params::json_error(&text, &e)))?;
         case.file = Some(path.to_path_buf());
         Ok(case)
     }
@@ -101,18 +101,19 @@ impl GoldenCase {
         Error::Golden { file, message: message.into() }
     }
 
-    /// Input `name` as a host tensor: f32 stays f32, i64 becomes i32 class indices.
+    /// Input `name` as a host tensor: f32 stays f32, i64 becomes i32 class
+    /// indices (an element that is not an integer within i32 is an error).
     pub fn input(&self, name: &str) -> Result<Option<HostTensor>> {
         let Some(t) = self.inputs.get(name) else { return Ok(None) };
         let bad = |m: String| self.error(m);
         match t.dtype.as_str() {
             "f32" | "f64" => Ok(Some(HostTensor::f32(&t.shape, t.data.iter().map(|&v| v as f32).collect())?)),
             "i64" | "i32" => {
-                let ints = t
-                    .data
-                    .iter()
-                    .map(|&v| i32::try_from(v as i64).map_err(|_| bad(format!("{name} holds {v}, outside i32"))))
-                    .collect::<Result<Vec<i32>>>()?;
+                // Never truncated: 1.5 is an error, not class 1.
+                let ints = integer_labels(name, t.data.iter().copied()).map_err(|e| match e {
+                    Error::Input { message, .. } => bad(message),
+                    other => other,
+                })?;
                 Ok(Some(HostTensor::i32(&t.shape, ints)?))
             }
             other => Err(bad(format!("{name} has unknown dtype {other}"))),
@@ -217,6 +218,14 @@ pub fn check_case(case: &GoldenCase, runner: Option<&Runner>) -> Result<Outcome>
     }
     let config = LossConfig::from_parts(&case.loss, case.params.clone())?;
     let [logits_name, target_name] = config.input_names();
+    // A misspelt or unsupported input must not be run without being read.
+    let mut known = vec![logits_name, target_name, "weight"];
+    if config.takes_distance() {
+        known.push("distance");
+    }
+    if let Some(unknown) = case.inputs.keys().find(|k| !known.contains(&k.as_str())) {
+        return Err(case.error(format!("unknown input {unknown:?}: {} takes {known:?}", case.loss)));
+    }
     let (logits, target) = match (case.input(logits_name)?, case.input(target_name)?) {
         (Some(l), Some(t)) => (l, t),
         _ => {
@@ -224,10 +233,13 @@ pub fn check_case(case: &GoldenCase, runner: Option<&Runner>) -> Result<Outcome>
         }
     };
     let weight = case.input("weight")?;
-    let inputs = HostInputs { logits: &logits, target: &target, weight: weight.as_ref() };
+    let distance = case.input("distance")?;
+    let inputs = HostInputs { logits: &logits, target: &target, weight: weight.as_ref(), distance: distance.as_ref() };
     let exp_loss = case.expected_loss()?;
     let exp_grad = case.expected_grad()?;
-    let exp_extras = case.expected_extras()?;
+    // An extra the case gives as an input (its distance maps) is the
+    // caller's: neither the reference nor the plan computes it then.
+    let exp_extras: Vec<_> = case.expected_extras()?.into_iter().filter(|(name, _)| !case.inputs.contains_key(name)).collect();
 
     let reference = config.reference(&inputs)?;
     let mut checks = vec![

@@ -17,7 +17,7 @@
 //! let logits = HostTensor::f32(&[1, 1, 2, 2], vec![2.0, -1.0, 0.5, 0.0])?;
 //! let target = HostTensor::f32(&[1, 1, 2, 2], vec![1.0, 0.0, 1.0, 0.0])?;
 //! let bce = LossConfig::from_json(r#"{"loss": "bce", "params": {"pos_weight": 3.0}}"#)?;
-//! let out = runner.compute(&bce, HostInputs { logits: &logits, target: &target, weight: None })?;
+//! let out = runner.compute(&bce, HostInputs { logits: &logits, target: &target, weight: None, distance: None })?;
 //! assert_eq!(out.grad.len(), 4);
 //! # Ok::<(), segloss::Error>(())
 //! ```
@@ -38,7 +38,7 @@ pub use gpu::context::{AdapterSummary, ContextOptions, GpuContext};
 pub use gpu::pool::PooledBuffer;
 pub use gpu::tensor::{DType, GpuTensor, HostData, HostTensor};
 pub use losses::compound::{ALPHA_START, CompoundConfig, CompoundPlan, CompoundTerm, alpha_step, steal_weight};
-pub use losses::{HostInputs, InputShapes, LossConfig, LossInputs, LossOutputs, LossPlan, PlanOptions, Reduction, TargetKind};
+pub use losses::{HostInputs, InputShapes, LossConfig, LossInputs, LossOutputs, LossPlan, PlanOptions, Reduction, STATUS_NON_FINITE, TargetKind};
 pub use primitives::distance::{DistanceField, DistanceMode, DistancePlan};
 pub use reference::Reference;
 pub use runner::{LossResult, Runner};

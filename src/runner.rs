@@ -36,7 +36,7 @@ pub struct LossResult {
 /// let logits = HostTensor::f32(&[1, 2, 2, 2], vec![0.5, -1.0, 2.0, 0.0, -0.5, 1.0, -2.0, 0.3])?;
 /// let target = HostTensor::i32(&[1, 2, 2], vec![0, 1, 1, 0])?;
 /// let config = LossConfig::from_json(r#"{"loss": "cross_entropy", "params": {}}"#)?;
-/// let out = runner.compute(&config, HostInputs { logits: &logits, target: &target, weight: None })?;
+/// let out = runner.compute(&config, HostInputs { logits: &logits, target: &target, weight: None, distance: None })?;
 /// println!("loss {} grad {:?}", out.value[0], out.grad);
 /// # Ok::<(), segloss::Error>(())
 /// ```
@@ -86,9 +86,7 @@ impl Runner {
     pub async fn compute_compound_async(&self, config: &CompoundConfig, inputs: HostInputs<'_>) -> Result<LossResult> {
         inputs.check()?;
         config.check_shapes(&inputs.shapes())?;
-        for term in &config.terms {
-            term.loss.check_values(&inputs)?;
-        }
+        config.check_values(&inputs)?;
         let plan = config.plan(&self.ctx, &inputs.shapes(), PlanOptions::default())?;
         let terms: Vec<(&LossConfig, &LossPlan)> = config.terms.iter().map(|t| &t.loss).zip(plan.terms()).collect();
         let record = |e: &mut wgpu::CommandEncoder, i: LossInputs<'_>, o: LossOutputs<'_>| plan.record(e, i, o);
@@ -115,6 +113,7 @@ impl Runner {
         let (logits, _l) = upload(inputs.logits)?;
         let (target, _t) = upload(inputs.target)?;
         let weight = inputs.weight.map(upload).transpose()?;
+        let distance = inputs.distance.map(upload).transpose()?;
         let output = |shape: &[usize]| -> Result<(GpuTensor, crate::gpu::pool::PooledBuffer)> {
             let bytes = shape.iter().product::<usize>() as u64 * 4;
             let b = ctx.scratch("segloss output", bytes, tensor_usage())?;
@@ -127,7 +126,12 @@ impl Runner {
         let mut encoder = ctx.device().create_command_encoder(&Default::default());
         record(
             &mut encoder,
-            LossInputs { logits: &logits, target: &target, weight: weight.as_ref().map(|w| &w.0), distance: None },
+            LossInputs {
+                logits: &logits,
+                target: &target,
+                weight: weight.as_ref().map(|w| &w.0),
+                distance: distance.as_ref().map(|d| &d.0),
+            },
             LossOutputs { value: &value, grad: Some(&grad) },
         )?;
         // The status word and the extras live in the plan, which other threads
@@ -153,8 +157,9 @@ impl Runner {
         }
         for (config, status) in statuses {
             let flags = read_bytes(ctx, &status, 0, 4).await?;
-            if flags != [0, 0, 0, 0] {
-                return Err(Error::input(config.name(), config.status_rule()));
+            let word = u32::from_le_bytes([flags[0], flags[1], flags[2], flags[3]]);
+            if word != 0 {
+                return Err(config.status_error(word));
             }
         }
         let mut extra_values = Vec::new();

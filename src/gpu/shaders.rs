@@ -15,6 +15,7 @@ const SOURCES: &[(&str, &str)] = sources![
     "lib/grid.wgsl",
     "lib/numerics.wgsl",
     "lib/workgroup.wgsl",
+    "lib/finite.wgsl",
     "lib/softmax.wgsl",
     "lib/loss_io.wgsl",
     "lib/labels.wgsl",

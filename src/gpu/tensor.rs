@@ -229,6 +229,40 @@ impl HostTensor {
         Self::checked(shape, HostData::I32(data))
     }
 
+    /// An i32 class-index tensor from floating data (a file, an array
+    /// library): refused, naming the index and the value, unless every
+    /// element is an integer within i32. Nothing is rounded or truncated.
+    ///
+    /// ```
+    /// let t = segloss::HostTensor::classes_from_f64(&[3], &[0.0, 2.0, 255.0])?;
+    /// assert_eq!(t.as_i32("target")?, &[0, 2, 255]);
+    /// let err = segloss::HostTensor::classes_from_f64(&[2], &[1.0, 1.5]).unwrap_err();
+    /// assert!(err.to_string().contains("[1] = 1.5"));
+    /// # Ok::<(), segloss::Error>(())
+    /// ```
+    pub fn classes_from_f64(shape: &[usize], data: &[f64]) -> Result<Self> {
+        Self::i32(shape, integer_labels("class indices", data.iter().copied())?)
+    }
+
+    /// [`HostTensor::classes_from_f64`] for f32 data.
+    pub fn classes_from_f32(shape: &[usize], data: &[f32]) -> Result<Self> {
+        Self::i32(shape, integer_labels("class indices", data.iter().map(|&v| v as f64))?)
+    }
+
+    /// Refuses the first NaN or ±Inf of an f32 tensor, naming `what` (the
+    /// input), its index (flat, and per axis) and its value; `scope` is the
+    /// loss that refuses it. Integer tensors always pass. The one host-side
+    /// check of [`crate::losses::STATUS_NON_FINITE`]'s rule.
+    pub fn check_finite(&self, scope: &'static str, what: &str) -> Result<()> {
+        let HostData::F32(v) = &self.data else { return Ok(()) };
+        let Some((i, x)) = v.iter().enumerate().find(|(_, x)| !x.is_finite()) else { return Ok(()) };
+        Err(Error::input(scope, format!(
+            "{what}[{i}] = {x} (at {:?} of shape {:?}) is not finite; inputs must hold no NaN or ±Inf",
+            unravel(i, &self.shape),
+            self.shape
+        )))
+    }
+
     fn checked(shape: &[usize], data: HostData) -> Result<Self> {
         let t = HostTensor { shape: shape.to_vec(), data };
         t.check("a tensor")?;
@@ -306,4 +340,29 @@ impl HostTensor {
             HostData::F32(_) => Err(Error::input("tensor", format!("{what} must hold integer class indices, not floats"))),
         }
     }
+}
+
+/// The i32 labels of floating `data`, or an error naming (as `what`) the
+/// first element that is not an integer within i32, its index and value.
+pub(crate) fn integer_labels(what: &str, data: impl Iterator<Item = f64>) -> Result<Vec<i32>> {
+    data.enumerate()
+        .map(|(i, v)| {
+            if v.fract() != 0.0 || !v.is_finite() {
+                return Err(Error::input("tensor", format!("{what}[{i}] = {v} is not an integer; class indices are whole numbers")));
+            }
+            i32::try_from(v as i64).map_err(|_| Error::input("tensor", format!("{what}[{i}] = {v} is outside i32")))
+        })
+        .collect()
+}
+
+/// The per-axis index of flat element `i` of `shape` (row-major).
+fn unravel(mut i: usize, shape: &[usize]) -> Vec<usize> {
+    let mut index = vec![0; shape.len()];
+    for (axis, &n) in shape.iter().enumerate().rev() {
+        if n > 0 {
+            index[axis] = i % n;
+            i /= n;
+        }
+    }
+    index
 }

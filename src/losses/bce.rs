@@ -59,6 +59,10 @@ impl Loss for BceConfig {
 
     const NAME: &'static str = "bce";
 
+    fn status_rule(&self) -> &'static str {
+        "no rule of its own (only bit 31, STATUS_NON_FINITE)"
+    }
+
     fn target_kind(&self) -> TargetKind {
         TargetKind::Dense
     }

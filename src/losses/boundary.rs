@@ -129,6 +129,10 @@ impl Loss for BoundaryConfig {
         TargetKind::Classes
     }
 
+    fn takes_distance(&self) -> bool {
+        true
+    }
+
     fn validate(&self) -> Result<()> {
         if let Some(classes) = &self.classes {
             if classes.is_empty() {

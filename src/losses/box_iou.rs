@@ -18,7 +18,9 @@
 //! enclosing box's area is clamped the same way; a box's aspect angle
 //! `atan(w/h)` is π/2 when `h = 0 < w` and 0 when both are 0. On valid boxes
 //! both modes are torchvision's formulas. Either way a coordinate that is not
-//! finite or lies beyond ±1e15, or a positive side shorter than 1e-30, is an
+//! finite is an error (the status word's
+//! [`STATUS_NON_FINITE`](crate::losses::plan::STATUS_NON_FINITE), and a NaN
+//! value), and one beyond ±1e15, or a positive side shorter than 1e-30, is an
 //! error (bit 1 of the status word): within those bounds, and with
 //! `eps ≥ 1e-20`, every value and gradient is finite in f32.
 
@@ -170,7 +172,7 @@ impl Loss for BoxIouConfig {
 
     /// What the plan's status word means when non-zero.
     fn status_rule(&self) -> &'static str {
-        "a degenerate box (x2 ≤ x1 or y2 ≤ y1; bit 0), or a coordinate not finite or beyond ±1e15 or a side in (0, 1e-30) (bit 1)"
+        "a degenerate box (x2 ≤ x1 or y2 ≤ y1; bit 0), or a coordinate beyond ±1e15 or a side in (0, 1e-30) (bit 1)"
     }
 
     fn plan(&self, ctx: &GpuContext, shapes: &InputShapes, checked: Checked<PixelLayout>, options: PlanOptions) -> Result<LossPlan> {

@@ -156,16 +156,24 @@ impl<'a> PlanBuilder<'a> {
 
     /// The tail every reduced loss shares: the value slot gets
     /// `scale · Σ partials[0..len] / denominator[0]` (0 when the denominator
-    /// is 0), written or accumulated as the options say.
+    /// is 0), written or accumulated as the options say; NaN when an earlier
+    /// step set [`STATUS_NON_FINITE`](crate::losses::plan::STATUS_NON_FINITE).
     pub fn sum_to_value(&mut self, partials: &wgpu::Buffer, len: u64, denominator: &wgpu::Buffer) -> Result<()> {
         let sums = self.scratch("loss sum", 4)?;
         self.segmented_sum(Binding::owned(partials), 1, len, Binding::owned(&sums))?;
         let finalize = self.kernel("finalize.wgsl", "finalize", &[("COUNT", 1.0)])?;
         let io = self.io();
+        let status = self.status();
         self.dispatch(
             &finalize,
             1,
-            vec![("io", io), ("denom", Binding::owned(denominator)), ("sums", Binding::owned(&sums)), ("value", Binding::slot(slot::VALUE))],
+            vec![
+                ("io", io),
+                ("denom", Binding::owned(denominator)),
+                ("sums", Binding::owned(&sums)),
+                ("value", Binding::slot(slot::VALUE)),
+                ("status", status),
+            ],
         )
     }
 

@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
-use crate::losses::{InputShapes, LossConfig};
+use crate::losses::{HostInputs, InputShapes, LossConfig};
 use crate::losses::plan::{LossInputs, LossOutputs, LossPlan, PlanOptions};
 
 /// The boundary loss paper's starting weight α of the boundary term.
@@ -94,6 +94,21 @@ fn check_weight(i: usize, w: f64) -> Result<()> {
 }
 
 impl CompoundConfig {
+    /// Host inputs as term `term` takes them: precomputed distance maps go
+    /// only to the terms that take them (as [`CompoundPlan::record`] does),
+    /// and are an error when no term does.
+    pub fn term_inputs<'a>(&self, term: &CompoundTerm, inputs: &HostInputs<'a>) -> Result<HostInputs<'a>> {
+        if inputs.distance.is_some() && !self.terms.iter().any(|t| t.loss.takes_distance()) {
+            return Err(Error::input("compound", "distance maps were given, but no term of this compound loss takes them"));
+        }
+        Ok(if term.loss.takes_distance() { *inputs } else { HostInputs { distance: None, ..*inputs } })
+    }
+
+    /// Checks every term's values on the host ([`LossConfig::check_values`]).
+    pub fn check_values(&self, inputs: &HostInputs<'_>) -> Result<()> {
+        self.terms.iter().try_for_each(|t| t.loss.check_values(&self.term_inputs(t, inputs)?))
+    }
+
     /// A compound of `(weight, loss)` terms, validated.
     pub fn new(terms: Vec<(f64, LossConfig)>) -> Result<Self> {
         let config = CompoundConfig { terms: terms.into_iter().map(|(weight, loss)| CompoundTerm { weight, loss }).collect() };

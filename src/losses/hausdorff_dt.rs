@@ -163,6 +163,10 @@ impl Loss for HausdorffDtConfig {
         overlap_target(self.mode)
     }
 
+    fn takes_distance(&self) -> bool {
+        true
+    }
+
     fn status_rule(&self) -> &'static str {
         "a class index outside [0, C) (hausdorff_dt has no ignore value)"
     }
@@ -434,7 +438,8 @@ impl HausdorffPlanner<'_> {
         let sums = plan.scratch("hausdorff_dt sums", groups as u64 * 4)?;
         // 1/(1 + v) per value entry, for the gradient under `log`.
         let factors = plan.scratch("hausdorff_dt gradient factors", groups as u64 * 4)?;
-        let status = if self.softmax() { plan.status() } else { plan.unused_output("unused status") };
+        // Labels out of range (softmax), and non-finite logits, targets or fields: pixel_loss flags them.
+        let status = plan.status();
         let fused = !config.log;
         let constants = |value: bool, grad: bool| {
             [
@@ -488,6 +493,7 @@ impl HausdorffPlanner<'_> {
                 ("sums", Binding::owned(&sums)),
                 ("value", Binding::slot(slot::VALUE)),
                 ("factors", Binding::owned(&factors)),
+                ("status", status.clone()),
             ],
         )?);
         if config.log && options.grad {

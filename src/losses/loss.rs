@@ -42,9 +42,15 @@ pub(crate) trait Loss {
         ["logits", "target"]
     }
 
-    /// What a non-zero status word means.
+    /// What a non-zero status word's low bits mean (bit 31 is
+    /// [`STATUS_NON_FINITE`](crate::losses::plan::STATUS_NON_FINITE) for every loss).
     fn status_rule(&self) -> &'static str {
-        "a class index outside [0, C) that is not the ignore value"
+        "a class index outside [0, C) that is not the ignore value (bit 0)"
+    }
+
+    /// Whether the loss takes precomputed distance maps of the target.
+    fn takes_distance(&self) -> bool {
+        false
     }
 }
 
@@ -58,6 +64,7 @@ pub(crate) trait AnyLoss {
     fn target_kind(&self) -> TargetKind;
     fn input_names(&self) -> [&'static str; 2];
     fn status_rule(&self) -> &'static str;
+    fn takes_distance(&self) -> bool;
 }
 
 impl<T: Loss> AnyLoss for T {
@@ -93,5 +100,9 @@ impl<T: Loss> AnyLoss for T {
 
     fn status_rule(&self) -> &'static str {
         Loss::status_rule(self)
+    }
+
+    fn takes_distance(&self) -> bool {
+        Loss::takes_distance(self)
     }
 }

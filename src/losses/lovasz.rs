@@ -384,6 +384,7 @@ impl Lovasz<'_> {
                 ("seg_loss", own(&seg_loss)),
                 ("weights", own(&weights)),
                 ("value", Binding::slot(slot::VALUE)),
+                ("status", status.clone()),
             ],
         )?;
         if options.grad {

@@ -161,6 +161,10 @@ impl Loss for MaskGiouConfig {
 
     const NAME: &'static str = "mask_giou";
 
+    fn status_rule(&self) -> &'static str {
+        "no rule of its own (only bit 31, STATUS_NON_FINITE)"
+    }
+
     fn target_kind(&self) -> TargetKind {
         TargetKind::Masks
     }
@@ -244,6 +248,8 @@ impl Loss for MaskGiouConfig {
         let losses = plan.scratch("mask_giou losses", 4 * m64)?;
         let counts = GpuTensor::zeros(ctx, &[m], DType::I32)?;
         let io = plan.io();
+        // Non-finite logits and targets, flagged by extents_pass.
+        let status = plan.status();
 
         let kernel = |entry| ctx.kernel("mask_giou.wgsl", entry, &[]);
         let own = Binding::owned;
@@ -282,7 +288,7 @@ impl Loss for MaskGiouConfig {
             (2 * m64 * h64).div_ceil(WG_SIZE) as u32,
             vec![("params", global_params.clone()), ("extents", own(&extents))],
         )?;
-        plan.steps_mut().extend(per_chunk("extents_pass", &|_| vec![("extents", own(&extents))])?);
+        plan.steps_mut().extend(per_chunk("extents_pass", &|_| vec![("extents", own(&extents)), ("status", status.clone())])?);
         plan.dispatch(
             &kernel("enclose")?,
             m as u32,
@@ -302,6 +308,7 @@ impl Loss for MaskGiouConfig {
                 ("coef", own(&coef)),
                 ("value", value),
                 ("losses", own(&losses)),
+                ("status", status.clone()),
             ],
         )?;
         if !write_elements {

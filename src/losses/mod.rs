@@ -23,6 +23,7 @@ pub mod lovasz;
 pub mod mask_giou;
 pub mod overlap;
 pub mod plan;
+pub(crate) mod params;
 pub(crate) mod pointwise;
 
 use serde::{Deserialize, Serialize};
@@ -43,7 +44,7 @@ pub use hausdorff_dt::HausdorffDtConfig;
 pub use lovasz::{LovaszClasses, LovaszHingeConfig, LovaszSoftmaxConfig};
 pub use mask_giou::{Enclosing, MaskGiouConfig};
 pub use overlap::{Aggregate, DiceConfig, Empty, JaccardConfig, OverlapConfig, OverlapMode, Score, TverskyConfig};
-pub use plan::{LossInputs, LossOutputs, LossPlan, PlanOptions};
+pub use plan::{LossInputs, LossOutputs, LossPlan, PlanOptions, STATUS_NON_FINITE};
 
 /// How per-element (or per-group) losses become the returned value.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -108,6 +109,15 @@ macro_rules! registry {
                     $(LossConfig::$variant(c) => c,)*
                 }
             }
+
+            /// `params` read as the configuration of loss `name` (one this
+            /// build implements), errors naming the parameter.
+            fn parse_params(name: &str, params: &serde_json::Value) -> Option<std::result::Result<Self, String>> {
+                match name {
+                    $($name => Some(params::from_params::<$config>(params).map(LossConfig::$variant)),)*
+                    _ => None,
+                }
+            }
         }
     };
 }
@@ -160,6 +170,10 @@ impl InputShapes {
 }
 
 /// Host tensors for one evaluation (the convenience layer and the references).
+///
+/// Every f32 tensor must be finite: [`LossConfig::check_values`] (which
+/// [`crate::Runner`] and [`LossConfig::reference`] call) refuses NaN and ±Inf,
+/// naming the tensor, the first bad index and its value.
 #[derive(Clone, Copy, Debug)]
 pub struct HostInputs<'a> {
     /// Logits, f32.
@@ -168,19 +182,37 @@ pub struct HostInputs<'a> {
     pub target: &'a HostTensor,
     /// Optional per-element weights.
     pub weight: Option<&'a HostTensor>,
+    /// Optional precomputed distance maps of the target, `[N, C, S…]` f32
+    /// (`boundary`'s signed maps, `hausdorff_dt`'s two-sided target fields),
+    /// used instead of the ones the loss computes: [`LossInputs::distance`]'s twin.
+    pub distance: Option<&'a HostTensor>,
 }
 
 impl<'a> HostInputs<'a> {
     /// Logits and targets, without weights.
     pub fn new(logits: &'a HostTensor, target: &'a HostTensor) -> Self {
-        HostInputs { logits, target, weight: None }
+        HostInputs { logits, target, weight: None, distance: None }
+    }
+
+    /// With precomputed distance maps of the target (`boundary`, `hausdorff_dt`).
+    pub fn with_distance(self, distance: &'a HostTensor) -> Self {
+        HostInputs { distance: Some(distance), ..self }
     }
 
     /// Checks that each tensor's data fills its shape.
     pub fn check(&self) -> Result<()> {
         self.logits.check("logits")?;
         self.target.check("target")?;
-        self.weight.map_or(Ok(()), |w| w.check("weight"))
+        self.weight.map_or(Ok(()), |w| w.check("weight"))?;
+        self.distance.map_or(Ok(()), |d| d.check("distance"))
+    }
+
+    /// The tensors by the names errors give them (`names`: the loss's logits
+    /// and target names), the optional ones when present.
+    fn named(&self, [logits, target]: [&'static str; 2]) -> impl Iterator<Item = (&'static str, &'a HostTensor)> {
+        [(logits, Some(self.logits)), (target, Some(self.target)), ("weight", self.weight), ("distance", self.distance)]
+            .into_iter()
+            .filter_map(|(name, t)| t.map(|t| (name, t)))
     }
 
     /// The inputs' shapes.
@@ -196,8 +228,7 @@ impl<'a> HostInputs<'a> {
 impl LossConfig {
     /// Parses `{"loss": NAME, "params": {…}}`; unknown parameters are errors.
     pub fn from_json(text: &str) -> Result<Self> {
-        let v: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| Error::config("loss", format!("not JSON: {e}")))?;
+        let v: serde_json::Value = serde_json::from_str(text).map_err(|e| Error::config("loss", params::json_error(text, &e)))?;
         let loss = v.get("loss").and_then(|l| l.as_str()).unwrap_or_default().to_string();
         Self::from_parts(&loss, v.get("params").cloned().unwrap_or(serde_json::json!({})))
     }
@@ -210,8 +241,9 @@ impl LossConfig {
         if !Self::implemented(loss) {
             return Err(Error::config("loss", format!("{loss} is not implemented yet")));
         }
-        let config: LossConfig = serde_json::from_value(serde_json::json!({ "loss": loss, "params": params }))
-            .map_err(|e| Error::Config { loss: static_name(loss), message: e.to_string() })?;
+        let config = Self::parse_params(loss, &params)
+            .unwrap_or_else(|| Err(format!("{loss} is not implemented yet")))
+            .map_err(|message| Error::Config { loss: static_name(loss), message })?;
         config.validate()?;
         Ok(config)
     }
@@ -233,9 +265,27 @@ impl LossConfig {
         self.loss().input_names()
     }
 
-    /// What a non-zero [`LossPlan::status_buffer`] word means for this loss.
-    pub fn status_rule(&self) -> &'static str {
-        self.loss().status_rule()
+    /// What a non-zero [`LossPlan::status_buffer`] word means for this loss:
+    /// its own rule in the low bits, and [`STATUS_NON_FINITE`].
+    pub fn status_rule(&self) -> String {
+        format!("{}; bit 31 (STATUS_NON_FINITE): an input held NaN or ±Inf", self.loss().status_rule())
+    }
+
+    /// The error a non-zero status word `word` reports, naming what its bits mean.
+    pub fn status_error(&self, word: u32) -> Error {
+        if word & STATUS_NON_FINITE != 0 {
+            return Error::input(self.name(), format!(
+                "an input held NaN or ±Inf (status bit 31, STATUS_NON_FINITE); the value is NaN{}",
+                if word & !STATUS_NON_FINITE != 0 { format!(", and the low bits {:#x} say: {}", word & !STATUS_NON_FINITE, self.loss().status_rule()) } else { String::new() }
+            ));
+        }
+        Error::input(self.name(), self.loss().status_rule())
+    }
+
+    /// Whether the loss takes precomputed distance maps
+    /// ([`HostInputs::distance`], [`LossInputs::distance`]).
+    pub fn takes_distance(&self) -> bool {
+        self.loss().takes_distance()
     }
 
     /// Checks the parameters on their own (ranges, exclusive options).
@@ -248,8 +298,22 @@ impl LossConfig {
         self.loss().value_shape(shapes)
     }
 
-    /// Checks what only the data shows (label ranges, target ranges), on the host.
+    /// Checks what only the data shows, on the host: every f32 input finite
+    /// (the first NaN or ±Inf is refused, naming the tensor, its index and
+    /// value), distance maps only for a loss that takes them and of the
+    /// logits' shape, then the loss's own rules (label ranges, target ranges).
     pub fn check_values(&self, inputs: &HostInputs<'_>) -> Result<()> {
+        let loss = self.name();
+        if let Some(d) = inputs.distance {
+            if !self.takes_distance() {
+                return Err(Error::input(loss, "distance maps were given, but this loss takes none"));
+            }
+            d.as_f32("distance")?;
+            checks::same_shape(loss, "distance", &d.shape, &inputs.logits.shape)?;
+        }
+        for (name, t) in inputs.named(self.input_names()) {
+            t.check_finite(loss, name)?;
+        }
         self.loss().check_values(inputs)
     }
 

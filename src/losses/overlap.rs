@@ -136,19 +136,30 @@ impl Default for TverskyConfig {
     }
 }
 
-// By hand, because serde's flatten cannot reject unknown keys: α and β are
-// taken out, and the rest must be an `OverlapConfig`.
+/// tversky's own two parameters, apart from the ones it shares with dice.
+#[derive(Deserialize)]
+struct TverskyWeights {
+    #[serde(default = "half")]
+    alpha: f64,
+    #[serde(default = "half")]
+    beta: f64,
+}
+
+fn half() -> f64 {
+    0.5
+}
+
+// In two parts, because serde's flatten cannot reject unknown keys: α and β
+// are taken out, and the rest must be an `OverlapConfig`. Both parts go
+// through `params::from_params`, so their errors name the parameter as every
+// loss's do.
 impl<'de> Deserialize<'de> for TverskyConfig {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error as _;
         let mut map = serde_json::Map::<String, serde_json::Value>::deserialize(d)?;
-        let mut number = |key: &str, default: f64| match map.remove(key) {
-            None => Ok(default),
-            Some(v) => v.as_f64().ok_or_else(|| D::Error::custom(format!("{key} must be a number, not {v}"))),
-        };
-        let alpha = number("alpha", 0.5)?;
-        let beta = number("beta", 0.5)?;
-        let overlap = OverlapConfig::deserialize(serde_json::Value::Object(map)).map_err(D::Error::custom)?;
+        let weights: serde_json::Map<_, _> = ["alpha", "beta"].into_iter().filter_map(|k| map.remove_entry(k)).collect();
+        let TverskyWeights { alpha, beta } = crate::losses::params::from_params(&serde_json::Value::Object(weights)).map_err(D::Error::custom)?;
+        let overlap = crate::losses::params::from_params(&serde_json::Value::Object(map)).map_err(D::Error::custom)?;
         Ok(TverskyConfig { overlap, alpha, beta })
     }
 }
@@ -530,8 +541,9 @@ impl OverlapPlan<'_> {
         }
         let target_dtype = if softmax { DType::I32 } else { DType::F32 };
         let mut plan = PlanBuilder::new(self.loss, ctx, options, self.shapes, target_dtype);
-        // Only class labels can break a rule the host cannot see; dense targets' status goes nowhere.
-        let status = if softmax { plan.status() } else { plan.unused_output("unused status") };
+        // Labels out of range, and non-finite logits or targets (pixel_stats flags
+        // them; the groups' values are then NaN).
+        let status = plan.status();
         let partials = plan.scratch("overlap partials", 3 * groups * seg_len * 4)?;
         let stats = plan.scratch("overlap stats", 3 * groups * 4)?;
         let coef = plan.scratch("overlap coefficients", groups * 8)?;
@@ -581,6 +593,7 @@ impl OverlapPlan<'_> {
             ("gp", plan.uniform("overlap group params", &self.params)),
             ("contrib", Binding::owned(&contrib)),
             ("value", if write_elements { Binding::slot(slot::VALUE) } else { plan.unused_output("unused value") }),
+            ("status", status.clone()),
         ];
         if let Some(w) = &self.class_weights {
             bindings.push(("class_weights", Binding::Owned(plan.storage("class weights", bytemuck::cast_slice(w)))));

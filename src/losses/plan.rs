@@ -10,6 +10,23 @@ use crate::gpu::pool::PooledBuffer;
 use crate::gpu::program::Program;
 use crate::gpu::tensor::GpuTensor;
 
+/// The bit of [`LossPlan::status_buffer`] that every loss sets when an
+/// input it read held NaN or ±Inf: a logit (or predicted box coordinate), a
+/// dense target (or target box coordinate), a weight, or a distance map the
+/// caller passed in. The same bit for every loss (`NON_FINITE` in
+/// `shaders/lib/finite.wgsl`); the low bits are each loss's own rules
+/// ([`crate::LossConfig::status_rule`]).
+///
+/// The pass that reads each input anyway sets it, at no extra pass over
+/// memory, and the value the plan writes is then NaN: a reduced value
+/// always, and with reduction `"none"` every element computed after the
+/// inputs were read (per-group values) or from the bad input (per-element,
+/// per-pixel, per-box values), so that an engine's NaN check on the loss
+/// sees it. The gradient is then unspecified: it may hold NaN, ±Inf or
+/// finite numbers, written or accumulated into the caller's gradient as the
+/// plan's options say; a step whose status has this bit should be skipped.
+pub const STATUS_NON_FINITE: u32 = 1 << 31;
+
 /// The caller's input tensors for one loss evaluation.
 #[derive(Clone, Copy, Debug)]
 pub struct LossInputs<'a> {
@@ -207,8 +224,9 @@ impl LossPlan {
     /// A `u32` the kernels set non-zero when an input broke a rule they can
     /// only see on the GPU ([`crate::losses::LossConfig::status_rule`] says which: a
     /// class index outside `[0, C)` that is not the ignore value, a
-    /// degenerate box); cleared at the start of each recording. `None` for
-    /// losses that have no such rule.
+    /// degenerate box, and for every loss [`STATUS_NON_FINITE`]: an input
+    /// held NaN or ±Inf); cleared at the start of each recording. Every
+    /// loss's plan has one (the `Option` stays for plans that may not).
     pub fn status_buffer(&self) -> Option<&wgpu::Buffer> {
         self.status.as_ref()
     }

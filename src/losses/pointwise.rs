@@ -117,7 +117,8 @@ impl Pointwise<'_> {
             Kernel::Sigmoid { has_weight: false } => Some(plan.unused_input()),
             Kernel::Softmax { class_weights } => Some(Binding::Owned(plan.storage("class weights", bytemuck::cast_slice(class_weights)))),
         };
-        let status = matches!(self.kernel, Kernel::Softmax { .. } | Kernel::Boxes).then(|| plan.status());
+        // Every kernel flags non-finite inputs; the softmax's also labels out of range, the boxes' degenerate boxes.
+        let status = plan.status();
         let write_elements = self.reduction == Reduction::None;
         let main = plan.kernel(file, "main", &[])?;
         let weight_sum = match &self.denominator {
@@ -151,7 +152,7 @@ impl Pointwise<'_> {
                         (target_name, Binding::range(slot::TARGET, target_range)),
                         (weights_name.expect("class weights"), label_weights.clone()),
                         ("partials", Binding::owned(&partials)),
-                        ("status", status.clone().expect("status")),
+                        ("status", status.clone()),
                     ],
                 )?;
             }
@@ -173,7 +174,7 @@ impl Pointwise<'_> {
                 ("partials", Binding::owned(&partials)),
             ];
             bindings.extend(weights_name.map(|name| (name, weights)));
-            bindings.extend(status.clone().map(|s| ("status", s)));
+            bindings.push(("status", status.clone()));
             main_steps.push(Step::new(&main, groups, bindings)?);
         }
         if weight_sum.is_some() {

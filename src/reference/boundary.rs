@@ -69,15 +69,21 @@ pub fn spacing_or_ones(config: &BoundaryConfig, axes: usize) -> Vec<f64> {
 /// Value and gradient of `boundary`. With p = softmax(x) and φ_k the map of
 /// the k-th selected class, a pixel contributes `l = Σ_k p_{c_k}·φ_k`, and
 /// `∂l/∂x_j = p_j·(ψ_j − l)` where ψ_j is φ_k for j = c_k and 0 for classes not selected.
+/// φ is `inputs.distance` when given, else computed from the target.
 pub fn evaluate(config: &BoundaryConfig, inputs: &HostInputs<'_>) -> Result<Reference> {
     let shape = &inputs.logits.shape;
     let (n, c, dims) = (shape[0], shape[1], &shape[2..]);
     let s: usize = dims.iter().product();
     let classes = config.selected_classes(c);
     let k = classes.len();
-    // Every class's map, [N, C, S…], as golden cases carry it under expected.distance.
+    // Every class's map, [N, C, S…], as golden cases carry it under expected.distance,
+    // or the caller's (then not reported, as the plan does not report them).
     let all: Vec<usize> = (0..c).collect();
-    let phi = signed_distance(inputs.target.as_i32("target")?, dims, &all, &spacing_or_ones(config, dims.len()));
+    let labels = inputs.target.as_i32("target")?;
+    let phi = match inputs.distance {
+        Some(d) => d.to_f64(),
+        None => signed_distance(labels, dims, &all, &spacing_or_ones(config, dims.len())),
+    };
     let x = inputs.logits.to_f64();
     let mut losses = vec![0.0; n * k * s];
     let mut grad = vec![0.0; x.len()];
@@ -101,6 +107,8 @@ pub fn evaluate(config: &BoundaryConfig, inputs: &HostInputs<'_>) -> Result<Refe
     let mut value_shape = vec![n, k];
     value_shape.extend(dims);
     let mut reference = reduce(config.reduction, losses, grad, &value_shape, (n * k * s) as f64);
-    reference.extras.push(("distance", phi));
+    if inputs.distance.is_none() {
+        reference.extras.push(("distance", phi));
+    }
     Ok(reference)
 }

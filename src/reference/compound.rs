@@ -11,7 +11,7 @@ impl CompoundConfig {
         self.check_shapes(&inputs.shapes())?;
         let mut total: Option<Reference> = None;
         for t in &self.terms {
-            let r = t.loss.reference(inputs)?;
+            let r = t.loss.reference(&self.term_inputs(t, inputs)?)?;
             match &mut total {
                 None => {
                     total = Some(Reference {

@@ -45,7 +45,8 @@ pub fn two_sided_distance(labels: &[i32], dims: &[usize], classes: &[usize], spa
 }
 
 /// Value and gradient of `hausdorff_dt`, and the target's fields of every
-/// channel (`[N, C, S…]`) as the extra `distance`.
+/// channel (`[N, C, S…]`) as the extra `distance`; with `inputs.distance`
+/// those fields are the caller's (and not reported).
 pub fn evaluate(config: &HausdorffDtConfig, inputs: &HostInputs<'_>) -> Result<Reference> {
     let shape = &inputs.logits.shape;
     let (n, c, dims) = (shape[0], shape[1], &shape[2..]);
@@ -83,11 +84,16 @@ pub fn evaluate(config: &HausdorffDtConfig, inputs: &HostInputs<'_>) -> Result<R
         let mask: Vec<bool> = (0..s).map(|q| values[at(img, ch, q)] > 0.5).collect();
         two_sided_field(&mask, dims, &spacing)
     };
+    // The target's fields: the caller's ([N, C, S…]) when given.
+    let given = inputs.distance.map(|d| d.to_f64());
     let mut target_fields = vec![0.0; x.len()];
     let mut weight = vec![0.0; x.len()];
     for img in 0..n {
         for ch in 0..c {
-            let d_g = field_of(&g, img, ch);
+            let d_g = match &given {
+                Some(d) => d[at(img, ch, 0)..at(img, ch, 0) + s].to_vec(),
+                None => field_of(&g, img, ch),
+            };
             target_fields[at(img, ch, 0)..at(img, ch, 0) + s].copy_from_slice(&d_g);
             if ch >= first {
                 let d_p = field_of(&p, img, ch);
@@ -160,5 +166,7 @@ pub fn evaluate(config: &HausdorffDtConfig, inputs: &HostInputs<'_>) -> Result<R
             }
         }
     }
-    Ok(Reference { value, value_shape, grad, extras: vec![("distance", target_fields)] })
+    // The caller's fields are not reported back, as the plan does not report them.
+    let extras = if given.is_some() { Vec::new() } else { vec![("distance", target_fields)] };
+    Ok(Reference { value, value_shape, grad, extras })
 }

@@ -15,7 +15,7 @@ use segloss::{
 use crate::common::{config, ctx, gpu_vs_reference, logits, rng, runner};
 
 fn inputs<'a>(logits: &'a HostTensor, target: &'a HostTensor) -> HostInputs<'a> {
-    HostInputs { logits, target, weight: None }
+    HostInputs { logits, target, weight: None, distance: None }
 }
 
 /// Class-index targets with blobs, so the maps have large distances as well as small ones.

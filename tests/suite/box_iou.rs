@@ -47,7 +47,7 @@ fn boxes(r: &mut StdRng, m: usize) -> (HostTensor, HostTensor) {
 }
 
 fn inputs<'a>(p: &'a HostTensor, t: &'a HostTensor) -> HostInputs<'a> {
-    HostInputs { logits: p, target: t, weight: None }
+    HostInputs { logits: p, target: t, weight: None, distance: None }
 }
 
 #[test]
@@ -290,7 +290,9 @@ fn the_status_word_flags_bad_boxes_on_the_gpu() {
         v[9] = f32::NAN;
         v[2] = 2e15;
     }
-    assert_eq!(record(&clamp, &nan, &good_t, &value, &grad), 2);
+    // A NaN coordinate sets the shared non-finite bit, one beyond ±1e15 bit 1.
+    assert_eq!(record(&clamp, &nan, &good_t, &value, &grad), 2 | segloss::STATUS_NON_FINITE);
+    assert!(value.read_f32(ctx).unwrap()[0].is_nan(), "a NaN coordinate gives a NaN value");
 }
 
 #[test]
@@ -338,10 +340,16 @@ fn bad_parameters_and_inputs_are_named() {
     input_error(&c, &p, &t, Some(&p), "takes no weight");
     let mut far = p.clone();
     if let segloss::HostData::F32(v) = &mut far.data {
-        v[6] = f32::INFINITY;
+        v[6] = 2e15;
     }
     input_error(&c, &far, &t, None, "pred_boxes[1] = [");
     input_error(&c, &far, &t, None, "finite and within ±1e15");
+    // A non-finite coordinate: the check every loss shares names the element.
+    let mut infinite = p.clone();
+    if let segloss::HostData::F32(v) = &mut infinite.data {
+        v[6] = f32::INFINITY;
+    }
+    input_error(&c, &infinite, &t, None, "pred_boxes[6] = inf (at [1, 2] of shape [5, 4]) is not finite");
     let mut thin = p.clone();
     if let segloss::HostData::F32(v) = &mut thin.data {
         v[8..12].copy_from_slice(&[0.0, 0.0, 1e-35, 1.0]);

@@ -84,7 +84,7 @@ pub fn config_error(json: &str, needle: &str) {
 /// with an error containing `needle`; returns the GPU's error, for callers
 /// that check its kind.
 pub fn input_error(c: &LossConfig, x: &HostTensor, y: &HostTensor, w: Option<&HostTensor>, needle: &str) -> Error {
-    let inputs = HostInputs { logits: x, target: y, weight: w };
+    let inputs = HostInputs { logits: x, target: y, weight: w, distance: None };
     let gpu = runner().compute(c, inputs).expect_err(needle);
     assert!(gpu.to_string().contains(needle), "{}: {gpu} lacks {needle:?}", c.name());
     let e = c.reference(&inputs).expect_err(needle).to_string();

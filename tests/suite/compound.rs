@@ -21,7 +21,7 @@ fn two_terms_accumulate_into_the_weighted_sum_of_their_gradients() {
     let shape = [2, 4, 18, 21];
     let x = logits(&mut r, &shape, 3.0);
     let y = blob_labels(&[2, 18, 21], 4, 3).unwrap();
-    let inputs = HostInputs { logits: &x, target: &y, weight: None };
+    let inputs = HostInputs { logits: &x, target: &y, weight: None, distance: None };
     let ce = config(r#"{"loss": "cross_entropy"}"#);
     let boundary = config(r#"{"loss": "boundary", "params": {"classes": [1, 2, 3], "spacing": [1.2, 0.8]}}"#);
     let (w1, w2) = (0.7, 0.03);
@@ -45,7 +45,7 @@ fn weights_change_between_steps_and_options_carry_over() {
     let shape = [1, 3, 16, 16];
     let x = logits(&mut r, &shape, 2.0);
     let y = blob_labels(&[1, 16, 16], 3, 4).unwrap();
-    let inputs = HostInputs { logits: &x, target: &y, weight: None };
+    let inputs = HostInputs { logits: &x, target: &y, weight: None, distance: None };
     let terms = vec![(1.0, config(r#"{"loss": "focal", "params": {"mode": "multiclass"}}"#)), (ALPHA_START, config(r#"{"loss": "boundary"}"#))];
     let compound = CompoundConfig::new(terms.clone()).unwrap();
     // The caller's own buffers already hold something: accumulate onto it with a scale of 2.

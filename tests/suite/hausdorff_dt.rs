@@ -485,7 +485,7 @@ fn validation_errors_name_the_problem() {
         (r#"{"aggregate": "pixel"}"#, "pixel"),
         (r#"{"reduction": "median"}"#, "median"),
         (r#"{"ignore_index": 255}"#, "ignore_index"),
-        (r#"{"log": 1}"#, "boolean"),
+        (r#"{"log": 1}"#, "log must be true or false, not the number 1"),
     ] {
         config_error(&format!(r#"{{"loss": "hausdorff_dt", "params": {params}}}"#), needle);
     }

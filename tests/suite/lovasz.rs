@@ -49,7 +49,7 @@ fn check_softmax(shape: &[usize], seed: u64, scale: f32) {
         let mut r = rng(seed + i as u64);
         let x = logits(&mut r, shape, scale);
         let y = labels(&mut r, &target_shape(shape), shape[1], ignore_of(&c));
-        gpu_vs_reference(&c, HostInputs { logits: &x, target: &y, weight: None }, 1e-4, 1e-6);
+        gpu_vs_reference(&c, HostInputs { logits: &x, target: &y, weight: None, distance: None }, 1e-4, 1e-6);
     }
 }
 
@@ -64,7 +64,7 @@ fn check_hinge(target: &[usize], seed: u64, scale: f32) {
         channel.insert(1, 1);
         let with_channel = HostTensor::f32(&channel, flat.as_f32("").unwrap().to_vec()).unwrap();
         for x in [&flat, &with_channel] {
-            gpu_vs_reference(&c, HostInputs { logits: x, target: &y, weight: None }, 1e-4, 1e-6);
+            gpu_vs_reference(&c, HostInputs { logits: x, target: &y, weight: None, distance: None }, 1e-4, 1e-6);
         }
     }
 }
@@ -105,15 +105,15 @@ fn every_pixel_ignored_gives_zero() {
     let y = HostTensor::i32(&[2, 4, 5], vec![255; 40]).unwrap();
     for json in softmax_configs().iter().filter(|j| j.contains("255")) {
         let c = config(json);
-        let out = runner().compute(&c, HostInputs { logits: &x, target: &y, weight: None }).unwrap();
+        let out = runner().compute(&c, HostInputs { logits: &x, target: &y, weight: None, distance: None }).unwrap();
         assert_eq!(out.value, vec![0.0], "{json}");
         assert!(out.grad.iter().all(|&g| g == 0.0), "{json}");
-        gpu_vs_reference(&c, HostInputs { logits: &x, target: &y, weight: None }, 1e-4, 1e-6);
+        gpu_vs_reference(&c, HostInputs { logits: &x, target: &y, weight: None, distance: None }, 1e-4, 1e-6);
     }
     let xh = logits(&mut r, &[2, 4, 5], 3.0);
     for json in hinge_configs().iter().filter(|j| j.contains("255")) {
         let c = config(json);
-        let out = runner().compute(&c, HostInputs { logits: &xh, target: &y, weight: None }).unwrap();
+        let out = runner().compute(&c, HostInputs { logits: &xh, target: &y, weight: None, distance: None }).unwrap();
         assert_eq!(out.value, vec![0.0], "{json}");
         assert!(out.grad.iter().all(|&g| g == 0.0), "{json}");
     }
@@ -123,7 +123,7 @@ fn every_pixel_ignored_gives_zero() {
         v[..20].iter_mut().for_each(|y| *y = 255);
     }
     for json in softmax_configs().iter().filter(|j| j.contains("255")) {
-        gpu_vs_reference(&config(json), HostInputs { logits: &x, target: &half, weight: None }, 1e-4, 1e-6);
+        gpu_vs_reference(&config(json), HostInputs { logits: &x, target: &half, weight: None, distance: None }, 1e-4, 1e-6);
     }
 }
 
@@ -139,18 +139,18 @@ fn a_class_present_in_one_image_only() {
         v[90 + 40] = 3;
     }
     for json in softmax_configs() {
-        gpu_vs_reference(&config(&json), HostInputs { logits: &x, target: &y, weight: None }, 1e-4, 1e-6);
+        gpu_vs_reference(&config(&json), HostInputs { logits: &x, target: &y, weight: None, distance: None }, 1e-4, 1e-6);
     }
     let c = config(r#"{"loss": "lovasz_softmax", "params": {"classes": [3], "per_image": true}}"#);
-    gpu_vs_reference(&c, HostInputs { logits: &x, target: &y, weight: None }, 1e-4, 1e-6);
+    gpu_vs_reference(&c, HostInputs { logits: &x, target: &y, weight: None, distance: None }, 1e-4, 1e-6);
     // Only the absent classes: each image's loss is its largest error.
     let c = config(r#"{"loss": "lovasz_softmax", "params": {"classes": [3]}}"#);
     let all_bg = labels(&mut r, &[3, 9, 10], 3, None);
-    gpu_vs_reference(&c, HostInputs { logits: &x, target: &all_bg, weight: None }, 1e-4, 1e-6);
+    gpu_vs_reference(&c, HostInputs { logits: &x, target: &all_bg, weight: None, distance: None }, 1e-4, 1e-6);
     // "present" with no class present in any image... impossible without ignoring: all pixels one class.
     let one = HostTensor::i32(&[3, 9, 10], vec![1; 270]).unwrap();
     for json in softmax_configs() {
-        gpu_vs_reference(&config(&json), HostInputs { logits: &x, target: &one, weight: None }, 1e-4, 1e-6);
+        gpu_vs_reference(&config(&json), HostInputs { logits: &x, target: &one, weight: None, distance: None }, 1e-4, 1e-6);
     }
 }
 
@@ -163,14 +163,14 @@ fn exact_ties_are_broken_by_pixel_index() {
     for json in softmax_configs() {
         let c = config(&json);
         let y = labels(&mut r, &[2, 13, 17], 3, ignore_of(&c));
-        gpu_vs_reference(&c, HostInputs { logits: &x, target: &y, weight: None }, 1e-4, 1e-6);
+        gpu_vs_reference(&c, HostInputs { logits: &x, target: &y, weight: None, distance: None }, 1e-4, 1e-6);
     }
     // Few distinct logits: long runs of ties in a multi-pass sort.
     let x = HostTensor::f32(&[2, 90, 91], (0..2 * 90 * 91).map(|_| r.random_range(-2..3) as f32 * 0.5).collect()).unwrap();
     for json in hinge_configs() {
         let c = config(&json);
         let y = labels(&mut r, &[2, 90, 91], 2, ignore_of(&c));
-        gpu_vs_reference(&c, HostInputs { logits: &x, target: &y, weight: None }, 1e-4, 1e-6);
+        gpu_vs_reference(&c, HostInputs { logits: &x, target: &y, weight: None, distance: None }, 1e-4, 1e-6);
     }
 }
 
@@ -186,9 +186,9 @@ fn extreme_logits_give_finite_values_and_gradients() {
     for (json, x, classes) in cases {
         let c = config(&json);
         let y = labels(&mut r, &[2, 4, 4], classes, ignore_of(&c));
-        let out = runner().compute(&c, HostInputs { logits: x, target: &y, weight: None }).unwrap();
+        let out = runner().compute(&c, HostInputs { logits: x, target: &y, weight: None, distance: None }).unwrap();
         assert!(out.value[0].is_finite() && out.grad.iter().all(|g| g.is_finite()), "{json}");
-        gpu_vs_reference(&c, HostInputs { logits: x, target: &y, weight: None }, 1e-4, 1e-6);
+        gpu_vs_reference(&c, HostInputs { logits: x, target: &y, weight: None, distance: None }, 1e-4, 1e-6);
     }
 }
 
@@ -200,13 +200,13 @@ fn semantic_and_binary_sizes_beyond_2_pow_22_pixels() {
     let x = logits(&mut r, &target, 4.0);
     let y = labels(&mut r, &target, 2, Some(255));
     let c = config(r#"{"loss": "lovasz_hinge", "params": {"ignore_index": 255}}"#);
-    gpu_vs_reference(&c, HostInputs { logits: &x, target: &y, weight: None }, 1e-4, 1e-6);
+    gpu_vs_reference(&c, HostInputs { logits: &x, target: &y, weight: None, distance: None }, 1e-4, 1e-6);
     // … and 19 segments of 131,072 (softmax over the batch).
     let shape = [2, 19, 256, 256];
     let x = logits(&mut r, &shape, 4.0);
     let y = labels(&mut r, &[2, 256, 256], 19, Some(255));
     let c = config(r#"{"loss": "lovasz_softmax", "params": {"ignore_index": 255}}"#);
-    gpu_vs_reference(&c, HostInputs { logits: &x, target: &y, weight: None }, 1e-4, 1e-6);
+    gpu_vs_reference(&c, HostInputs { logits: &x, target: &y, weight: None, distance: None }, 1e-4, 1e-6);
 }
 
 #[test]
@@ -223,7 +223,7 @@ fn reference_gradients_match_finite_differences() {
         let x = logits(&mut r, &shape, 2.0);
         let t = if matches!(c, LossConfig::LovaszHinge(_)) { shape.clone() } else { target_shape(&shape) };
         let y = labels(&mut r, &t, classes, ignore_of(&c));
-        let analytic = c.reference(&HostInputs { logits: &x, target: &y, weight: None }).unwrap().grad;
+        let analytic = c.reference(&HostInputs { logits: &x, target: &y, weight: None, distance: None }).unwrap().grad;
         let xs = x.as_f32("").unwrap();
         for k in 0..xs.len() {
             let total = |delta: f64| {
@@ -231,7 +231,7 @@ fn reference_gradients_match_finite_differences() {
                 v[k] = (xs[k] as f64 + delta) as f32;
                 let step = v[k] as f64 - xs[k] as f64;
                 let xt = HostTensor::f32(&shape, v).unwrap();
-                (c.reference(&HostInputs { logits: &xt, target: &y, weight: None }).unwrap().value[0], step)
+                (c.reference(&HostInputs { logits: &xt, target: &y, weight: None, distance: None }).unwrap().value[0], step)
             };
             let ((up, su), (down, sd)) = (total(1e-4), total(-1e-4));
             let numeric = (up - down) / (su - sd);
@@ -259,7 +259,7 @@ fn two_runs_give_identical_bits() {
     let x = logits(&mut r, &shape, 3.0);
     let y = labels(&mut r, &[3, 40, 33], 5, Some(255));
     let c = config(r#"{"loss": "lovasz_softmax", "params": {"per_image": true, "ignore_index": 255}}"#);
-    let inputs = HostInputs { logits: &x, target: &y, weight: None };
+    let inputs = HostInputs { logits: &x, target: &y, weight: None, distance: None };
     let a = runner().compute(&c, inputs).unwrap();
     let b = runner().compute(&c, inputs).unwrap();
     assert_eq!(a.value[0].to_bits(), b.value[0].to_bits());
@@ -275,7 +275,7 @@ fn scale_accumulate_and_value_only_plans() {
     let y = labels(&mut r, &[2, 9, 13], 4, Some(255));
     let lovasz = config(r#"{"loss": "lovasz_softmax", "params": {"ignore_index": 255}}"#);
     let ce = config(r#"{"loss": "cross_entropy", "params": {"ignore_index": 255}}"#);
-    let shapes = HostInputs { logits: &x, target: &y, weight: None }.shapes();
+    let shapes = HostInputs { logits: &x, target: &y, weight: None, distance: None }.shapes();
     let first = ce.plan(ctx, &shapes, PlanOptions::default()).unwrap();
     let second = lovasz
         .plan(ctx, &shapes, PlanOptions { scale: 0.25, accumulate_value: true, accumulate_grad: true, grad: true })
@@ -292,7 +292,7 @@ fn scale_accumulate_and_value_only_plans() {
     second.record(&mut encoder, inputs, LossOutputs { value: &value, grad: Some(&grad) }).unwrap();
     value_only.record(&mut encoder, inputs, LossOutputs { value: &value2, grad: None }).unwrap();
     ctx.queue().submit([encoder.finish()]);
-    let host = HostInputs { logits: &x, target: &y, weight: None };
+    let host = HostInputs { logits: &x, target: &y, weight: None, distance: None };
     let (a, b) = (ce.reference(&host).unwrap(), lovasz.reference(&host).unwrap());
     let v = value.read_f32(ctx).unwrap()[0] as f64;
     let want = a.value[0] + 0.25 * b.value[0];
@@ -313,7 +313,7 @@ fn repeated_calls_allocate_nothing_after_the_first() {
     let x = logits(&mut r, &[2, 3, 40, 60], 3.0);
     let y = labels(&mut r, &[2, 40, 60], 3, Some(255));
     let c = config(r#"{"loss": "lovasz_softmax", "params": {"ignore_index": 255, "per_image": true}}"#);
-    let inputs = HostInputs { logits: &x, target: &y, weight: None };
+    let inputs = HostInputs { logits: &x, target: &y, weight: None, distance: None };
     let first = runner.compute(&c, inputs).unwrap();
     let after_first = runner.context().buffers_created();
     for _ in 0..5 {
@@ -381,7 +381,7 @@ fn labels_only_the_gpu_sees_set_the_status_flag() {
         v[4] = 9;
     }
     let c = config(r#"{"loss": "lovasz_softmax", "params": {}}"#);
-    let plan = c.plan(ctx, &HostInputs { logits: &x, target: &y, weight: None }.shapes(), PlanOptions::default()).unwrap();
+    let plan = c.plan(ctx, &HostInputs { logits: &x, target: &y, weight: None, distance: None }.shapes(), PlanOptions::default()).unwrap();
     let (xg, yg) = (GpuTensor::from_host(ctx, &x).unwrap(), GpuTensor::from_host(ctx, &y).unwrap());
     let value = GpuTensor::zeros(ctx, &[1], DType::F32).unwrap();
     let grad = GpuTensor::zeros(ctx, &[1, 3, 5, 5], DType::F32).unwrap();

@@ -17,6 +17,7 @@ mod hausdorff_dt;
 mod lovasz;
 mod overlap;
 mod mask_giou;
+mod non_finite;
 mod pointwise;
 mod reduce;
 mod reference_golden;

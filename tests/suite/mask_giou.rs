@@ -73,7 +73,7 @@ fn check(c: &LossConfig, x: &HostTensor, y: &HostTensor) -> Vec<f64> {
 }
 
 fn check_on(runner: &Runner, c: &LossConfig, x: &HostTensor, y: &HostTensor) -> Vec<f64> {
-    let inputs = HostInputs { logits: x, target: y, weight: None };
+    let inputs = HostInputs { logits: x, target: y, weight: None, distance: None };
     let reference = c.reference(&inputs).unwrap();
     let gpu = runner.compute(c, inputs).unwrap();
     assert_eq!(gpu.value_shape, reference.value_shape);
@@ -149,7 +149,7 @@ fn every_row_extent_shapes_the_hull() {
     let counts = check(&hull, &quiet(shape), &y);
     // The property the masks are built for: without any one row, C shrinks.
     for r in 0..h {
-        let without = hull.reference(&HostInputs { logits: &quiet(shape), target: &make(Some(r)), weight: None }).unwrap();
+        let without = hull.reference(&HostInputs { logits: &quiet(shape), target: &make(Some(r)), weight: None, distance: None }).unwrap();
         let smaller = &without.extras[0].1;
         for k in 0..3 {
             assert!(smaller[k] < counts[k], "instance {k}: dropping row {r} leaves #C at {}", counts[k]);
@@ -238,7 +238,7 @@ fn chunked_bindings_match_the_reference() {
     // Per-row data beyond one binding is a limit, named.
     let zeros = target_from([100, 100, 4], |_, _, _| false);
     let e =
-        small.compute(&mask_config("convex_hull", "mean", ""), HostInputs { logits: &quiet([100, 100, 4]), target: &zeros, weight: None });
+        small.compute(&mask_config("convex_hull", "mean", ""), HostInputs { logits: &quiet([100, 100, 4]), target: &zeros, weight: None, distance: None });
     assert!(matches!(e, Err(Error::Limit { message: ref m, .. }) if m.contains("100 instances × 100 rows")), "{:?}", e.err());
 }
 
@@ -262,14 +262,14 @@ fn reference_gradients_match_finite_differences() {
     for enclosing in ENCLOSINGS {
         for reduction in ["mean", "none"] {
             let c = mask_config(enclosing, reduction, "");
-            let analytic = c.reference(&HostInputs { logits: &x, target: &y, weight: None }).unwrap().grad;
+            let analytic = c.reference(&HostInputs { logits: &x, target: &y, weight: None, distance: None }).unwrap().grad;
             for k in 0..xs.len() {
                 let at = |delta: f32| {
                     let mut v = xs.to_vec();
                     v[k] += delta;
                     let step = v[k] as f64 - xs[k] as f64;
                     let moved = HostTensor::f32(&shape, v).unwrap();
-                    (c.reference(&HostInputs { logits: &moved, target: &y, weight: None }).unwrap().value.iter().sum::<f64>(), step)
+                    (c.reference(&HostInputs { logits: &moved, target: &y, weight: None, distance: None }).unwrap().value.iter().sum::<f64>(), step)
                 };
                 let ((up, su), (down, sd)) = (at(1e-3), at(-1e-3));
                 let numeric = (up - down) / (su - sd);
@@ -311,7 +311,7 @@ fn extreme_logits_and_tiny_eps_stay_finite() {
         for enclosing in ENCLOSINGS {
             let c = mask_config(enclosing, "none", &format!(r#", "eps": {eps}"#));
             for (x, y) in [(&x, &y), (&all_low, &empty), (&all_high, &full), (&all_low, &full), (&all_high, &empty)] {
-                let out = runner().compute(&c, HostInputs { logits: x, target: y, weight: None }).unwrap();
+                let out = runner().compute(&c, HostInputs { logits: x, target: y, weight: None, distance: None }).unwrap();
                 assert!(out.value.iter().chain(&out.grad).all(|v| v.is_finite()), "{enclosing} eps {eps}: {:?}", out.value);
                 check(&c, x, y);
             }
@@ -323,7 +323,7 @@ fn extreme_logits_and_tiny_eps_stay_finite() {
 fn two_runs_give_identical_bits() {
     let (x, y) = blobs(&mut rng(206), [4, 123, 77]);
     let c = mask_config("convex_hull", "mean", "");
-    let inputs = HostInputs { logits: &x, target: &y, weight: None };
+    let inputs = HostInputs { logits: &x, target: &y, weight: None, distance: None };
     let a = runner().compute(&c, inputs).unwrap();
     let b = runner().compute(&c, inputs).unwrap();
     assert_eq!(a.value[0].to_bits(), b.value[0].to_bits());
@@ -349,7 +349,7 @@ fn engines_get_counts_and_can_scale_accumulate_or_skip_the_gradient() {
     first.record(&mut encoder, inputs, LossOutputs { value: &value, grad: Some(&grad) }).unwrap();
     second.record(&mut encoder, inputs, LossOutputs { value: &value, grad: Some(&grad) }).unwrap();
     ctx.queue().submit([encoder.finish()]);
-    let host = HostInputs { logits: &x, target: &y, weight: None };
+    let host = HostInputs { logits: &x, target: &y, weight: None, distance: None };
     let (a, b) = (hull.reference(&host).unwrap(), bbox.reference(&host).unwrap());
     let v = value.read_f32(ctx).unwrap()[0] as f64;
     let want = 0.25 * a.value[0] + 3.0 * b.value[0];

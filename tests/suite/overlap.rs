@@ -69,7 +69,7 @@ fn ignore_of(config: &LossConfig) -> Option<i32> {
 
 /// Σ of the reference's value elements (what its gradient differentiates).
 fn reference_total(config: &LossConfig, x: &HostTensor, target: &HostTensor) -> f64 {
-    config.reference(&HostInputs { logits: x, target, weight: None }).unwrap().value.iter().sum()
+    config.reference(&HostInputs { logits: x, target, weight: None, distance: None }).unwrap().value.iter().sum()
 }
 
 #[test]
@@ -78,7 +78,7 @@ fn reference_gradients_match_finite_differences() {
     for (mode, config) in configurations() {
         for shape in [vec![2usize, 4, 3, 5], vec![2, 4, 2, 3, 2]] {
             let (x, target) = inputs_for(&mut rng, mode, &shape, 3.0, ignore_of(&config));
-            let grad = config.reference(&HostInputs { logits: &x, target: &target, weight: None }).unwrap().grad;
+            let grad = config.reference(&HostInputs { logits: &x, target: &target, weight: None, distance: None }).unwrap().grad;
             let max = grad.iter().fold(0.0f64, |m, g| m.max(g.abs()));
             let data = x.as_f32("x").unwrap().to_vec();
             // Steps exactly representable around each f32 logit; the difference quotient uses the steps taken.
@@ -110,7 +110,7 @@ fn gpu_matches_reference_on_random_2d_and_3d_inputs() {
     for (mode, config) in configurations() {
         for shape in &shapes {
             let (x, target) = inputs_for(&mut rng, mode, shape, 4.0, ignore_of(&config));
-            gpu_vs_reference(&config, HostInputs { logits: &x, target: &target, weight: None }, 2e-4, 1e-6);
+            gpu_vs_reference(&config, HostInputs { logits: &x, target: &target, weight: None, distance: None }, 2e-4, 1e-6);
         }
     }
 }
@@ -126,12 +126,12 @@ fn gpu_matches_reference_in_binary_mode() {
         for loss in ["dice", "jaccard", "tversky"] {
             let config = json(loss, params);
             let (x, target) = inputs_for(&mut rng, "binary", &[3, 1, 64, 50], 4.0, ignore_of(&config));
-            gpu_vs_reference(&config, HostInputs { logits: &x, target: &target, weight: None }, 2e-4, 1e-6);
+            gpu_vs_reference(&config, HostInputs { logits: &x, target: &target, weight: None, distance: None }, 2e-4, 1e-6);
         }
     }
     let config = json("generalized_dice", r#""mode": "binary""#);
     let (x, target) = inputs_for(&mut rng, "binary", &[2, 1, 7, 300], 4.0, None);
-    gpu_vs_reference(&config, HostInputs { logits: &x, target: &target, weight: None }, 2e-4, 1e-6);
+    gpu_vs_reference(&config, HostInputs { logits: &x, target: &target, weight: None, distance: None }, 2e-4, 1e-6);
 }
 
 #[test]
@@ -146,7 +146,7 @@ fn class_counts_that_do_not_fill_a_reduction_batch_match_the_reference() {
         ] {
             let config = json(loss, &format!(r#""mode": "{mode}", {params}"#));
             let (x, target) = inputs_for(&mut rng, mode, &[2, c, 50, 45], 3.0, ignore_of(&config));
-            gpu_vs_reference(&config, HostInputs { logits: &x, target: &target, weight: None }, 2e-4, 1e-6);
+            gpu_vs_reference(&config, HostInputs { logits: &x, target: &target, weight: None, distance: None }, 2e-4, 1e-6);
         }
     }
 }
@@ -158,7 +158,7 @@ fn tensors_split_over_several_bindings_match_the_reference() {
     let mut rng = rng(34);
     for (mode, config) in configurations() {
         let (x, target) = inputs_for(&mut rng, mode, &[5, 4, 40, 60], 3.0, ignore_of(&config));
-        let inputs = HostInputs { logits: &x, target: &target, weight: None };
+        let inputs = HostInputs { logits: &x, target: &target, weight: None, distance: None };
         let reference = config.reference(&inputs).unwrap();
         let got = small.compute(&config, inputs).unwrap();
         let widen = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
@@ -182,7 +182,7 @@ fn a_tensor_over_128_mib_matches_its_repeated_pattern() {
     let mut rng = rng(35);
     let config = json("dice", r#""smooth_nr": 0.0, "smooth_dr": 0.0, "eps": 1e-30"#);
     let (row_x, row_t) = inputs_for(&mut rng, "multiclass", &[n, c, 1, w], 3.0, None);
-    let row = config.reference(&HostInputs { logits: &row_x, target: &row_t, weight: None }).unwrap();
+    let row = config.reference(&HostInputs { logits: &row_x, target: &row_t, weight: None, distance: None }).unwrap();
 
     let (rx, rt) = (row_x.as_f32("x").unwrap(), row_t.as_i32("t").unwrap());
     let mut x = Vec::with_capacity(n * c * h * w);
@@ -202,7 +202,7 @@ fn a_tensor_over_128_mib_matches_its_repeated_pattern() {
     }
     let x = HostTensor::f32(&[n, c, h, w], x).unwrap();
     let t = HostTensor::i32(&[n, h, w], t).unwrap();
-    let got = runner().compute(&config, HostInputs { logits: &x, target: &t, weight: None }).unwrap();
+    let got = runner().compute(&config, HostInputs { logits: &x, target: &t, weight: None, distance: None }).unwrap();
     assert!((got.value[0] as f64 - row.value[0]).abs() <= 1e-4 * row.value[0].abs() + 1e-6, "{} vs {}", got.value[0], row.value[0]);
     let max = row.grad.iter().fold(0.0f64, |m, g| m.max(g.abs())) / h as f64;
     let mut worst = 0.0f64;
@@ -226,7 +226,7 @@ fn classes_up_to_the_limit_run_every_loop_to_the_end() {
     let c = segloss::losses::overlap::MAX_CLASSES;
     for config in [json("dice", r#""reduction": "none""#), json("generalized_dice", r#""weight_type": "simple""#)] {
         let (x, target) = inputs_for(&mut rng, "multiclass", &[1, c, 1, 2100], 2.0, None);
-        gpu_vs_reference(&config, HostInputs { logits: &x, target: &target, weight: None }, 2e-4, 1e-6);
+        gpu_vs_reference(&config, HostInputs { logits: &x, target: &target, weight: None, distance: None }, 2e-4, 1e-6);
     }
 }
 
@@ -238,7 +238,7 @@ fn an_absent_class_scores_by_the_empty_policy() {
     let x = logits(&mut rng, &[2, 4, 6, 7], 2.0);
     // Class 3 appears nowhere.
     let target = labels(&mut rng, &[2, 6, 7], 3, None);
-    let inputs = HostInputs { logits: &x, target: &target, weight: None };
+    let inputs = HostInputs { logits: &x, target: &target, weight: None, distance: None };
     for empty in ["keep", "zero"] {
         for loss in ["dice", "jaccard", "tversky"] {
             let config = json(loss, &format!(r#""empty": "{empty}", "reduction": "none""#));
@@ -272,7 +272,7 @@ fn every_pixel_ignored_gives_zero_and_a_zero_gradient() {
         for loss in ["dice", "jaccard", "tversky"] {
             for extra in ["", r#", "empty": "zero""#, r#", "log_loss": true, "aggregate": "batch""#] {
                 let config = json(loss, &format!(r#""mode": "{mode}", "ignore_index": {ignore}{extra}"#));
-                let inputs = HostInputs { logits: &x, target, weight: None };
+                let inputs = HostInputs { logits: &x, target, weight: None, distance: None };
                 let got = runner().compute(&config, inputs).unwrap();
                 // I = P = G = 0: the score is smooth_nr / smooth_dr = 1.
                 assert!(got.value[0].abs() < 1e-6, "{loss} {mode}{extra}: {}", got.value[0]);
@@ -289,13 +289,13 @@ fn one_pixel_images_match_the_reference() {
     for (mode, config) in configurations() {
         for shape in [vec![1usize, 4, 1, 1], vec![3, 4, 1, 1, 1]] {
             let (x, target) = inputs_for(&mut rng, mode, &shape, 3.0, ignore_of(&config));
-            gpu_vs_reference(&config, HostInputs { logits: &x, target: &target, weight: None }, 2e-4, 1e-6);
+            gpu_vs_reference(&config, HostInputs { logits: &x, target: &target, weight: None, distance: None }, 2e-4, 1e-6);
         }
     }
     let config = json("dice", r#""mode": "binary""#);
     let x = HostTensor::f32(&[1, 1, 1, 1], vec![0.7]).unwrap();
     let t = HostTensor::f32(&[1, 1, 1, 1], vec![1.0]).unwrap();
-    gpu_vs_reference(&config, HostInputs { logits: &x, target: &t, weight: None }, 2e-4, 1e-6);
+    gpu_vs_reference(&config, HostInputs { logits: &x, target: &t, weight: None, distance: None }, 2e-4, 1e-6);
 }
 
 #[test]
@@ -306,7 +306,7 @@ fn a_class_filling_the_image_matches_the_reference() {
     let ones = HostTensor::f32(&[2, 4, 20, 30], vec![1.0; 4800]).unwrap();
     for (mode, config) in configurations() {
         let target = if mode == "multiclass" { &full } else { &ones };
-        gpu_vs_reference(&config, HostInputs { logits: &x, target, weight: None }, 2e-4, 1e-6);
+        gpu_vs_reference(&config, HostInputs { logits: &x, target, weight: None, distance: None }, 2e-4, 1e-6);
     }
 }
 
@@ -321,7 +321,7 @@ fn extreme_logits_stay_finite_and_match_the_reference() {
                 *v = if *v > 0.0 { 1e4 } else { -1e4 };
             }
         }
-        let inputs = HostInputs { logits: &x, target: &target, weight: None };
+        let inputs = HostInputs { logits: &x, target: &target, weight: None, distance: None };
         let got = runner().compute(&config, inputs).unwrap();
         assert!(got.value.iter().chain(&got.grad).all(|v| v.is_finite()), "{}: not finite", config.name());
         gpu_vs_reference(&config, inputs, 2e-4, 1e-6);
@@ -356,7 +356,7 @@ fn scale_and_accumulate_apply_to_value_and_gradient() {
     let mut rng = rng(42);
     let (x, t) = inputs_for(&mut rng, "multiclass", &[2, 3, 10, 12], 3.0, None);
     for config in [json("dice", ""), json("tversky", r#""reduction": "none""#), json("generalized_dice", r#""reduction": "sum""#)] {
-        let reference = config.reference(&HostInputs { logits: &x, target: &t, weight: None }).unwrap();
+        let reference = config.reference(&HostInputs { logits: &x, target: &t, weight: None, distance: None }).unwrap();
         let nv: usize = reference.value_shape.iter().product();
         let (v0, g0) = (vec![0.25f32; nv], vec![-0.5f32; x.len()]);
         let options = PlanOptions { scale: 0.5, accumulate_value: true, accumulate_grad: true, grad: true };
@@ -380,7 +380,7 @@ fn results_are_bitwise_identical_run_to_run() {
     let mut rng = rng(43);
     let (x, t) = inputs_for(&mut rng, "multiclass", &[2, 5, 60, 70], 3.0, Some(255));
     let config = json("jaccard", r#""aggregate": "batch", "ignore_index": 255"#);
-    let inputs = HostInputs { logits: &x, target: &t, weight: None };
+    let inputs = HostInputs { logits: &x, target: &t, weight: None, distance: None };
     let a = runner().compute(&config, inputs).unwrap();
     let b = runner().compute(&config, inputs).unwrap();
     assert_eq!(a.value.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), b.value.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
@@ -506,7 +506,7 @@ fn bad_inputs_are_named() {
 fn without_the_background_the_kept_classes_weights_may_come_alone() {
     let mut rng = rng(44);
     let (x, t) = inputs_for(&mut rng, "multiclass", &[2, 4, 8, 9], 3.0, None);
-    let inputs = HostInputs { logits: &x, target: &t, weight: None };
+    let inputs = HostInputs { logits: &x, target: &t, weight: None, distance: None };
     let full = json("dice", r#""include_background": false, "class_weights": [7.0, 0.5, 2.0, 1.0]"#);
     let kept = json("dice", r#""include_background": false, "class_weights": [0.5, 2.0, 1.0]"#);
     let (a, b) = (full.reference(&inputs).unwrap(), kept.reference(&inputs).unwrap());

@@ -43,7 +43,7 @@ fn check_shape(shape: &[usize], seed: u64, scale: f32) {
         } else {
             binary(&mut r, shape)
         };
-        gpu_vs_reference(&config, HostInputs { logits: &x, target: &y, weight: None }, 1e-4, 1e-6);
+        gpu_vs_reference(&config, HostInputs { logits: &x, target: &y, weight: None, distance: None }, 1e-4, 1e-6);
     }
 }
 
@@ -68,10 +68,10 @@ fn bce_with_weights_and_soft_targets() {
     let w = HostTensor::f32(&shape, logits(&mut r, &shape, 1.0).as_f32("").unwrap().iter().map(|v| v + 1.0).collect()).unwrap();
     for r in ["mean", "sum", "none"] {
         let c = config(&format!(r#"{{"loss": "bce", "params": {{"reduction": "{r}", "pos_weight": 2.0}}}}"#));
-        gpu_vs_reference(&c, HostInputs { logits: &x, target: &soft, weight: Some(&w) }, 1e-4, 1e-6);
+        gpu_vs_reference(&c, HostInputs { logits: &x, target: &soft, weight: Some(&w), distance: None }, 1e-4, 1e-6);
     }
     let focal = config(r#"{"loss": "focal", "params": {"mode": "multilabel", "gamma": 1.5}}"#);
-    gpu_vs_reference(&focal, HostInputs { logits: &x, target: &soft, weight: None }, 1e-4, 1e-6);
+    gpu_vs_reference(&focal, HostInputs { logits: &x, target: &soft, weight: None, distance: None }, 1e-4, 1e-6);
 }
 
 #[test]
@@ -82,7 +82,7 @@ fn more_than_65535_workgroups() {
     let x = logits(&mut r, &[n], 5.0);
     let y = binary(&mut r, &[n]);
     let c = config(r#"{"loss": "bce", "params": {"pos_weight": 2.0}}"#);
-    gpu_vs_reference(&c, HostInputs { logits: &x, target: &y, weight: None }, 1e-4, 1e-6);
+    gpu_vs_reference(&c, HostInputs { logits: &x, target: &y, weight: None, distance: None }, 1e-4, 1e-6);
 }
 
 #[test]
@@ -94,7 +94,7 @@ fn cross_entropy_over_128_mib_matches_the_reference() {
     let y = labels(&mut r, &[16, 512, 512], 19, Some(255));
     let c = config(r#"{"loss": "cross_entropy", "params": {"ignore_index": 255, "class_weights": [1,2,1,2,1,2,1,2,1,2,1,2,1,2,1,2,1,2,0.5]}}"#);
     assert!(x.bytes().len() as u64 > ctx().binding_limit(), "the test must exceed one binding");
-    gpu_vs_reference(&c, HostInputs { logits: &x, target: &y, weight: None }, 1e-4, 1e-6);
+    gpu_vs_reference(&c, HostInputs { logits: &x, target: &y, weight: None, distance: None }, 1e-4, 1e-6);
 }
 
 #[test]
@@ -116,7 +116,7 @@ fn chunked_bindings_match_unchunked() {
             if matches!(c, LossConfig::Bce(_)) != (target.dtype() == DType::F32) {
                 continue;
             }
-            let inputs = HostInputs { logits: &x, target, weight: None };
+            let inputs = HostInputs { logits: &x, target, weight: None, distance: None };
             let a = small.compute(&c, inputs).unwrap();
             let b = runner().compute(&c, inputs).unwrap();
             let reference = c.reference(&inputs).unwrap();
@@ -145,7 +145,7 @@ fn two_runs_give_identical_bits() {
     ] {
         let y = labels(&mut r, &[4, 123, 77], 5, ignore);
         let c = config(json);
-        let inputs = HostInputs { logits: &x, target: &y, weight: None };
+        let inputs = HostInputs { logits: &x, target: &y, weight: None, distance: None };
         let a = runner().compute(&c, inputs).unwrap();
         let b = runner().compute(&c, inputs).unwrap();
         assert_eq!(a.value[0].to_bits(), b.value[0].to_bits());
@@ -154,10 +154,10 @@ fn two_runs_give_identical_bits() {
 }
 
 fn assert_finite(c: &LossConfig, x: &HostTensor, y: &HostTensor) {
-    let out = runner().compute(c, HostInputs { logits: x, target: y, weight: None }).unwrap();
+    let out = runner().compute(c, HostInputs { logits: x, target: y, weight: None, distance: None }).unwrap();
     assert!(out.value.iter().all(|v| v.is_finite()), "{}: value {:?}", c.name(), out.value);
     assert!(out.grad.iter().all(|v| v.is_finite()), "{}: non-finite gradient", c.name());
-    gpu_vs_reference(c, HostInputs { logits: x, target: y, weight: None }, 1e-4, 1e-6);
+    gpu_vs_reference(c, HostInputs { logits: x, target: y, weight: None, distance: None }, 1e-4, 1e-6);
 }
 
 #[test]
@@ -196,7 +196,7 @@ fn reference_gradients_match_finite_differences() {
     for (i, (c, class_targets)) in all_modes().into_iter().enumerate() {
         let x = logits(&mut r, &shape, 3.0);
         let y = if class_targets { labels(&mut r, &[2, 3, 2], 3, ignore_of(&c)) } else { binary(&mut r, &shape) };
-        let inputs = HostInputs { logits: &x, target: &y, weight: None };
+        let inputs = HostInputs { logits: &x, target: &y, weight: None, distance: None };
         let analytic = c.reference(&inputs).unwrap().grad;
         let xs = x.as_f32("").unwrap();
         for k in (0..xs.len()).step_by(5) {
@@ -207,7 +207,7 @@ fn reference_gradients_match_finite_differences() {
                 let xt = HostTensor::f32(&shape, v.iter().map(|&a| a as f32).collect()).unwrap();
                 // The f32 tensor would round a tiny step away: evaluate at a representable step instead.
                 let step = xt.as_f32("").unwrap()[k] as f64 - xs[k] as f64;
-                (c.reference(&HostInputs { logits: &xt, target: &y, weight: None }).unwrap().value.iter().sum::<f64>(), step)
+                (c.reference(&HostInputs { logits: &xt, target: &y, weight: None, distance: None }).unwrap().value.iter().sum::<f64>(), step)
             };
             let ((up, su), (down, sd)) = (total(1e-3), total(-1e-3));
             let numeric = (up - down) / (su - sd);
@@ -230,7 +230,7 @@ fn scale_and_accumulate_add_terms_into_one_gradient() {
     let y = labels(&mut r, &[2, 9, 13], 4, None);
     let ce = config(r#"{"loss": "cross_entropy", "params": {}}"#);
     let focal = config(r#"{"loss": "focal", "params": {"mode": "multiclass", "gamma": 2.0}}"#);
-    let shapes = HostInputs { logits: &x, target: &y, weight: None }.shapes();
+    let shapes = HostInputs { logits: &x, target: &y, weight: None, distance: None }.shapes();
     let first = ce.plan(ctx, &shapes, PlanOptions { scale: 0.5, ..Default::default() }).unwrap();
     let second = focal
         .plan(ctx, &shapes, PlanOptions { scale: 2.0, accumulate_value: true, accumulate_grad: true, grad: true })
@@ -245,8 +245,8 @@ fn scale_and_accumulate_add_terms_into_one_gradient() {
     first.record(&mut encoder, inputs, outputs).unwrap();
     second.record(&mut encoder, inputs, outputs).unwrap();
     ctx.queue().submit([encoder.finish()]);
-    let a = ce.reference(&HostInputs { logits: &x, target: &y, weight: None }).unwrap();
-    let b = focal.reference(&HostInputs { logits: &x, target: &y, weight: None }).unwrap();
+    let a = ce.reference(&HostInputs { logits: &x, target: &y, weight: None, distance: None }).unwrap();
+    let b = focal.reference(&HostInputs { logits: &x, target: &y, weight: None, distance: None }).unwrap();
     let v = value.read_f32(ctx).unwrap()[0] as f64;
     let want = 0.5 * a.value[0] + 2.0 * b.value[0];
     assert!((v - want).abs() < 1e-5 * want.abs(), "{v} vs {want}");
@@ -265,7 +265,7 @@ fn repeated_calls_allocate_nothing_after_the_first() {
     let x = logits(&mut r, &[2, 3, 40, 40], 3.0);
     let y = labels(&mut r, &[2, 40, 40], 3, Some(255));
     let c = config(r#"{"loss": "cross_entropy", "params": {"ignore_index": 255}}"#);
-    let inputs = HostInputs { logits: &x, target: &y, weight: None };
+    let inputs = HostInputs { logits: &x, target: &y, weight: None, distance: None };
     let first = runner.compute(&c, inputs).unwrap();
     let after_first = runner.context().buffers_created();
     for _ in 0..20 {
@@ -280,7 +280,7 @@ fn the_async_form_gives_the_blocking_result() {
     let x = logits(&mut r, &[3, 1, 8, 8], 2.0);
     let y = binary(&mut r, &[3, 1, 8, 8]);
     let c = config(r#"{"loss": "focal", "params": {"mode": "binary"}}"#);
-    let inputs = HostInputs { logits: &x, target: &y, weight: None };
+    let inputs = HostInputs { logits: &x, target: &y, weight: None, distance: None };
     let blocking = runner().compute(&c, inputs).unwrap();
     let asynchronous = futures::executor::block_on(runner().compute_async(&c, inputs)).unwrap();
     assert_eq!(blocking, asynchronous);
@@ -301,7 +301,7 @@ fn an_engines_own_device_can_be_wrapped() {
     let x = logits(&mut r, &[2, 4, 30, 30], 3.0);
     let y = labels(&mut r, &[2, 30, 30], 4, Some(255));
     let c = config(r#"{"loss": "cross_entropy", "params": {"ignore_index": 255, "label_smoothing": 0.05}}"#);
-    let inputs = HostInputs { logits: &x, target: &y, weight: None };
+    let inputs = HostInputs { logits: &x, target: &y, weight: None, distance: None };
     let gpu = runner.compute(&c, inputs).unwrap();
     let reference = c.reference(&inputs).unwrap();
     assert!((gpu.value[0] as f64 - reference.value[0]).abs() < 1e-5 * reference.value[0].abs());
@@ -317,7 +317,7 @@ fn cleared_plans_are_made_again_and_agree() {
     let x = logits(&mut r, &[2, 3, 20, 20], 2.0);
     let y = binary(&mut r, &[2, 3, 20, 20]);
     let c = config(r#"{"loss": "focal", "params": {"mode": "multilabel"}}"#);
-    let inputs = HostInputs { logits: &x, target: &y, weight: None };
+    let inputs = HostInputs { logits: &x, target: &y, weight: None, distance: None };
     let before = runner.compute(&c, inputs).unwrap();
     runner.clear_plans();
     assert_eq!(runner.compute(&c, inputs).unwrap(), before);
@@ -339,7 +339,7 @@ fn one_plan_recorded_on_other_buffers_reads_those() {
         let inputs = segloss::LossInputs { logits: &xg, target: &yg, weight: None, distance: None };
         plan.record(&mut encoder, inputs, segloss::LossOutputs { value: &v, grad: Some(&g) }).unwrap();
         ctx.queue().submit([encoder.finish()]);
-        let want = c.reference(&HostInputs { logits: &x, target: &y, weight: None }).unwrap().value[0];
+        let want = c.reference(&HostInputs { logits: &x, target: &y, weight: None, distance: None }).unwrap().value[0];
         let got = v.read_f32(ctx).unwrap()[0] as f64;
         assert!((got - want).abs() < 1e-5 * want.abs(), "{got} vs {want}");
     }

@@ -19,7 +19,44 @@ fn bad_parameters_are_named() {
     config_error(r#"{"loss": "focal", "params": {"mode": "multiclass", "alpha": 0.3}}"#, "sigmoid modes");
     config_error(r#"{"loss": "focal", "params": {"mode": "softmax"}}"#, "unknown variant `softmax`");
     config_error(r#"{"loss": "hausdorff", "params": {}}"#, "unknown loss");
-    config_error("not json", "not JSON");
+    config_error("not json", "not valid JSON");
+}
+
+/// A parameter of the wrong type is named, with what it must be and what it
+/// was, for every loss: the path serde_path_to_error finds, in SPEC.md's words.
+#[test]
+fn parameter_type_errors_name_the_parameter() {
+    for (loss, params, needle) in [
+        ("focal", r#"{"gamma": "2.0"}"#, r#"gamma must be a number, not the string "2.0""#),
+        ("focal", r#"{"alpha": [0.25]}"#, "alpha must be a number or null, not a list"),
+        ("bce", r#"{"pos_weight": "3"}"#, r#"pos_weight must be a number or null, not the string "3""#),
+        ("bce", r#"{"reduction": 1}"#, "reduction must be"),
+        ("cross_entropy", r#"{"ignore_index": 1.5}"#, "ignore_index must be an integer or null, not the number 1.5"),
+        ("cross_entropy", r#"{"class_weights": [1, "a"]}"#, r#"class_weights[1] must be a number, not the string "a""#),
+        ("dice", r#"{"squared": "yes"}"#, r#"squared must be true or false, not the string "yes""#),
+        ("jaccard", r#"{"smooth_nr": null}"#, "smooth_nr must be a number, not null"),
+        ("tversky", r#"{"alpha": "0.3"}"#, r#"alpha must be a number, not the string "0.3""#),
+        ("tversky", r#"{"squared": 1}"#, "squared must be true or false, not the number 1"),
+        ("generalized_dice", r#"{"smooth_dr": {}}"#, "smooth_dr must be a number, not an object"),
+        ("box_iou", r#"{"eps": "tiny"}"#, r#"eps must be a number, not the string "tiny""#),
+        ("mask_giou", r#"{"threshold": []}"#, "threshold must be a number, not a list"),
+        ("boundary", r#"{"classes": 1}"#, "classes must be a list or null, not the number 1"),
+        ("boundary", r#"{"spacing": ["a", 1]}"#, r#"spacing[0] must be a number, not the string "a""#),
+        ("hausdorff_dt", r#"{"alpha": "2"}"#, r#"alpha must be a number, not the string "2""#),
+        ("lovasz_softmax", r#"{"per_image": "no"}"#, r#"per_image must be true or false, not the string "no""#),
+        ("lovasz_hinge", r#"{"ignore_index": "x"}"#, r#"ignore_index must be an integer or null, not the string "x""#),
+    ] {
+        config_error(&format!(r#"{{"loss": "{loss}", "params": {params}}}"#), needle);
+        config_error(&format!(r#"{{"loss": "{loss}", "params": {params}}}"#), &format!("invalid {loss} configuration: "));
+    }
+}
+
+/// NaN and Infinity are not JSON: the error says so, with the position.
+#[test]
+fn a_nan_token_is_not_json_and_the_error_says_so() {
+    config_error(r#"{"loss": "focal", "params": {"gamma": NaN}}"#, "NaN at line 1 column 39 is not JSON");
+    config_error(r#"{"loss": "focal", "params": {"gamma": -Infinity}}"#, "-Infinity at line 1 column 39 is not JSON");
+    config_error(r#"{"loss": "focal", "params": {"gamma": 2,}}"#, "not valid JSON: ");
 }
 
 #[test]
@@ -72,7 +109,7 @@ fn the_most_classes_allowed_are_computed_in_full() {
     let x = logits(&mut r, &[1, 2048, 32, 32], 3.0);
     let y = labels(&mut r, &[1, 32, 32], 2048, None);
     for json in [r#"{"loss": "cross_entropy", "params": {"label_smoothing": 0.1}}"#, r#"{"loss": "focal", "params": {"mode": "multiclass"}}"#] {
-        gpu_vs_reference(&config(json), HostInputs { logits: &x, target: &y, weight: None }, 1e-4, 1e-6);
+        gpu_vs_reference(&config(json), HostInputs { logits: &x, target: &y, weight: None, distance: None }, 1e-4, 1e-6);
     }
 }
 
@@ -131,7 +168,7 @@ fn tensors_sub_allocate_at_the_devices_offset_alignment() {
     plan.record(&mut encoder, LossInputs { logits: &xt, target: &yt, weight: None, distance: None }, LossOutputs { value: &v, grad: Some(&g) })
         .unwrap();
     ctx.queue().submit([encoder.finish()]);
-    let reference = c.reference(&HostInputs { logits: &x, target: &y, weight: None }).unwrap();
+    let reference = c.reference(&HostInputs { logits: &x, target: &y, weight: None, distance: None }).unwrap();
     let got = v.read_f32(ctx).unwrap()[0] as f64;
     assert!((got - reference.value[0]).abs() <= 1e-5 * reference.value[0].abs(), "{got} vs {}", reference.value[0]);
     // Anything between two multiples is refused, naming the device's alignment.
@@ -200,7 +237,7 @@ fn a_tensor_whose_data_does_not_fill_its_shape_is_refused() {
     let y = labels(&mut r, &[1, 2, 2], 3, None);
     x.data = segloss::HostData::F32(vec![0.5; 3]);
     let c = config(r#"{"loss": "cross_entropy", "params": {}}"#);
-    let inputs = HostInputs { logits: &x, target: &y, weight: None };
+    let inputs = HostInputs { logits: &x, target: &y, weight: None, distance: None };
     for e in [runner().compute(&c, inputs).unwrap_err(), c.reference(&inputs).unwrap_err()] {
         assert!(e.to_string().contains("logits has shape [1, 3, 2, 2], which holds 12 elements, but 3 were given"), "{e}");
     }
@@ -221,7 +258,7 @@ fn clamped_giou_of_inverted_boxes_follows_the_reference() {
     let pred = HostTensor::f32(&[1, 4], vec![0.0, 5.0, 4.0, 3.0]).unwrap();
     let target = HostTensor::f32(&[1, 4], vec![1.0, 6.0, 3.0, 4.0]).unwrap();
     let c = config(r#"{"loss": "box_iou", "params": {"kind": "giou", "degenerate": "clamp"}}"#);
-    gpu_vs_reference(&c, HostInputs { logits: &pred, target: &target, weight: None }, 1e-4, 1e-6);
+    gpu_vs_reference(&c, HostInputs { logits: &pred, target: &target, weight: None, distance: None }, 1e-4, 1e-6);
 }
 
 #[test]
@@ -232,7 +269,7 @@ fn a_cancelled_read_leaves_the_runner_usable() {
     let x = logits(&mut r, &[2, 3, 64, 64], 2.0);
     let y = labels(&mut r, &[2, 64, 64], 3, None);
     let c = config(r#"{"loss": "cross_entropy", "params": {}}"#);
-    let inputs = HostInputs { logits: &x, target: &y, weight: None };
+    let inputs = HostInputs { logits: &x, target: &y, weight: None, distance: None };
     // Polled once, then dropped while its readback is pending.
     assert!(runner.compute_async(&c, inputs).now_or_never().is_none());
     let reference = c.reference(&inputs).unwrap();
@@ -240,4 +277,21 @@ fn a_cancelled_read_leaves_the_runner_usable() {
         let got = runner.compute(&c, inputs).unwrap();
         assert!((got.value[0] as f64 - reference.value[0]).abs() < 1e-5 * reference.value[0].abs());
     }
+}
+
+/// Class indices from floating data must be integers within i32: never truncated.
+#[test]
+fn class_indices_from_floats_must_be_integers() {
+    let t = HostTensor::classes_from_f32(&[2, 2], &[0.0, 1.0, 255.0, -100.0]).unwrap();
+    assert_eq!(t.as_i32("target").unwrap(), &[0, 1, 255, -100]);
+    for (data, needle) in [
+        (vec![1.0, 0.5], "class indices[1] = 0.5 is not an integer"),
+        (vec![f64::NAN, 0.0], "class indices[0] = NaN is not an integer"),
+        (vec![0.0, 3e9], "class indices[1] = 3000000000 is outside i32"),
+    ] {
+        let e = HostTensor::classes_from_f64(&[2], &data).unwrap_err().to_string();
+        assert!(e.contains(needle), "{data:?}: {e}");
+    }
+    let e = HostTensor::classes_from_f32(&[1], &[2.25]).unwrap_err().to_string();
+    assert!(e.contains("[0] = 2.25 is not an integer"), "{e}");
 }

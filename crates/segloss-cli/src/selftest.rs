@@ -1,12 +1,16 @@
 //! `segloss selftest`: every implemented loss on random inputs, every mode,
 //! several shapes, on the GPU against the float64 reference; one row per loss.
+//! Then a non-finite round: for every loss, NaN, +Inf and −Inf in the logits
+//! must be refused by the host path and flagged (status bit 31, NaN value)
+//! on the engine path.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
 use segloss::golden::compare;
 use segloss::tools::samples;
-use segloss::{GpuContext, HostInputs, LossConfig, Result, Runner};
+use segloss::tools::engine::{EngineRun, record_compound_once, record_once};
+use segloss::{CompoundConfig, Error, GpuContext, HostData, HostInputs, HostTensor, LossConfig, Result, Runner, STATUS_NON_FINITE};
 
 /// (loss configuration, logits shape): each mode on a 2D and a 3D or odd shape.
 const CASES: &[(&str, &[usize])] = &[
@@ -58,7 +62,7 @@ pub fn run(seed: u64) -> Result<bool> {
     for (i, (json, shape)) in CASES.iter().enumerate() {
         let config = LossConfig::from_json(json)?;
         let (logits, target) = samples::inputs(&config, shape, &mut samples::rng(seed + i as u64))?;
-        let inputs = HostInputs { logits: &logits, target: &target, weight: None };
+        let inputs = HostInputs { logits: &logits, target: &target, weight: None, distance: None };
         runner.compute(&config, inputs)?; // compiles the pipelines, fills the pools
         let t = Instant::now();
         let gpu = runner.compute(&config, inputs)?;
@@ -92,5 +96,66 @@ pub fn run(seed: u64) -> Result<bool> {
     }
     println!("(tolerance: 1e-6 + 1e-4·|reference|; GPU time is upload, run and read back of one call)");
     println!("{} passed, {} failed", rows.values().filter(|r| r.worst <= 1.0).count(), rows.values().filter(|r| r.worst > 1.0).count());
+    Ok(non_finite_round(&runner, seed)? && ok)
+}
+
+/// For the first case of every loss, and a compound: NaN, +Inf and −Inf at
+/// one logit. The host path must refuse each, naming it; the engine path must
+/// set STATUS_NON_FINITE and write a NaN value (some element of it for "none").
+fn non_finite_round(runner: &Runner, seed: u64) -> Result<bool> {
+    println!("\nnon-finite round: NaN, +Inf, -Inf at one logit");
+    println!("{:<16} {:>14} {:>22}  result", "loss", "host refused", "engine flagged, NaN");
+    let mut seen = Vec::new();
+    let mut ok = true;
+    for (i, (json, shape)) in CASES.iter().enumerate() {
+        let config = LossConfig::from_json(json)?;
+        if seen.contains(&config.name()) {
+            continue;
+        }
+        seen.push(config.name());
+        let (logits, target) = samples::inputs(&config, shape, &mut samples::rng(seed + i as u64))?;
+        let name = config.input_names()[0];
+        ok &= poisoned_logits(config.name(), name, &logits, &target, |inputs, needle| {
+            let names = |e: Error| e.to_string().contains(needle);
+            let refused = runner.compute(&config, *inputs).err().is_some_and(names) && config.reference(inputs).err().is_some_and(names);
+            Ok((refused, record_once(runner.context(), &config, inputs)?))
+        })?;
+    }
+    // A compound loss, dice + 0.01·boundary, refuses and flags like its terms.
+    let dice = LossConfig::from_json(r#"{"loss": "dice", "params": {}}"#)?;
+    let boundary = LossConfig::from_json(r#"{"loss": "boundary", "params": {}}"#)?;
+    let compound = CompoundConfig::new(vec![(1.0, dice), (0.01, boundary.clone())])?;
+    let (logits, target) = samples::inputs(&boundary, &[2, 4, 48, 40], &mut samples::rng(seed))?;
+    ok &= poisoned_logits("compound", "logits", &logits, &target, |inputs, needle| {
+        let names = |e: Error| e.to_string().contains(needle);
+        let refused = runner.compute_compound(&compound, *inputs).err().is_some_and(names) && compound.reference(inputs).err().is_some_and(names);
+        Ok((refused, record_compound_once(runner.context(), &compound, inputs)?))
+    })?;
     Ok(ok)
+}
+
+/// One row of the non-finite round: `logits` with NaN, +Inf and −Inf in turn
+/// at its middle element, through `check` (whether the host path refused it
+/// with an error holding the needle, and the engine's run). Prints the row.
+fn poisoned_logits(
+    loss: &str,
+    name: &str,
+    logits: &HostTensor,
+    target: &HostTensor,
+    check: impl Fn(&HostInputs<'_>, &str) -> Result<(bool, EngineRun)>,
+) -> Result<bool> {
+    let (mut refused, mut flagged) = (0, 0);
+    for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+        let HostData::F32(data) = &logits.data else { unreachable!("logits are f32") };
+        let k = data.len() / 2;
+        let mut data = data.clone();
+        data[k] = bad;
+        let x = HostTensor::f32(&logits.shape, data)?;
+        let (host, run) = check(&HostInputs::new(&x, target), &format!("{name}[{k}] = {bad} "))?;
+        refused += host as usize;
+        flagged += (run.status & STATUS_NON_FINITE != 0 && run.value.iter().any(|v| v.is_nan())) as usize;
+    }
+    let pass = refused == 3 && flagged == 3;
+    println!("{loss:<16} {refused:>12}/3 {flagged:>20}/3  {}", if pass { "PASS" } else { "FAIL" });
+    Ok(pass)
 }
