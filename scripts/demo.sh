@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job: sets up a Vulkan device if none is present, then runs every
+# The command-line tour: sets up a Vulkan device if none is present, then runs every
 # implemented loss on the GPU against the float64 reference and the golden cases.
 set -euo pipefail
 cd "$(dirname "$0")/.."
