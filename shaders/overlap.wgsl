@@ -1,5 +1,6 @@
-// The overlap losses of SPEC.md: dice, jaccard, tversky and generalized_dice,
-// value and gradient, in three stages that record into one encoder:
+// The overlap losses of SPEC.md: dice, jaccard, tversky, generalized_dice and
+// the confusion-count loss mcc, value and gradient, in three stages that
+// record into one encoder:
 //
 //  1. `pixel_stats`, one pass over the logits: a workgroup takes one tile of
 //     one image's pixels, computes p = softmax(x) or σ(x) once per pixel, and
@@ -8,8 +9,8 @@
 //     into the slot of its group: (image, class), or (class) for aggregate
 //     "batch". The segmented sum (reduce.wgsl) then adds each group's
 //     partials in a fixed order.
-//  2. `overlap_groups` (one invocation per group) or `generalized_groups`
-//     (one per image, or one for the batch): each group's loss, its share of
+//  2. `overlap_groups` or `mcc_groups` (one invocation per group), or
+//     `generalized_groups` (one per image, or one for the batch): each group's loss, its share of
 //     the value, and the coefficients (a, b) = io.scale·(∂value/∂I, ∂value/∂P).
 //     `pixel_stats` also flags non-finite logits and targets (lib/finite.wgsl),
 //     and every value written after it is then NaN.
@@ -77,7 +78,7 @@ struct GroupParams {
     alpha: f32,
     beta: f32,
     mean_scale: f32,     // factor on a weighted loss in the value: 1/Σw for "mean", else 1
-    _pad0: u32,
+    pixels: f32,         // M, a group's pixels (mcc)
     _pad1: u32,
 }
 
@@ -298,6 +299,39 @@ fn write_value(at: u32, l: f32) {
     store_value(at, io.scale * l, flagged());
 }
 
+// The per-group stages' shared steps. `group_counted` clears a left-out
+// background group (no contribution, no gradient) and says whether group k
+// counts.
+fn group_counted(k: u32) -> bool {
+    if (k % gp.classes < gp.first_class) {
+        coef[k] = vec2<f32>(0.0);
+        contrib[k] = 0.0;
+        return false;
+    }
+    return true;
+}
+
+// Group k's (I, P, G).
+fn group_stats(k: u32) -> vec3<f32> {
+    return vec3<f32>(stats[k], stats[gp.stat_groups + k], stats[2u * gp.stat_groups + k]);
+}
+
+// Group k's loss l with weight w and ∂l/∂(I, P) = dl: its element of a
+// "none" value (unweighted), its contribution w·l to a reduced one, and the
+// coefficients io.scale·r·dl, r its factor in the value (w/Σw for "mean",
+// w for "sum", 1 for "none").
+fn finish_group(k: u32, w: f32, l: f32, dl: vec2<f32>) {
+    var r = w * gp.mean_scale;
+    if (gp.write_elements != 0u) {
+        r = 1.0;
+        let c = k % gp.classes;
+        let n = k / gp.classes;
+        write_value(n * (gp.classes - gp.first_class) + c - gp.first_class, l);
+    }
+    contrib[k] = w * l;
+    coef[k] = (io.scale * r) * dl;
+}
+
 // dice, jaccard, tversky: score = num / max(raw, eps), l = 1 − score or
 // −log(max(score, eps)). A group whose denominator is 0 (possible only with
 // eps = 0) scores 1 with no gradient: nothing predicted, nothing to find.
@@ -308,19 +342,13 @@ fn overlap_groups(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let k = linear_workgroup(wid, nwg) * 64u + lid;
-    if (k >= gp.count) {
+    if (k >= gp.count || !group_counted(k)) {
         return;
     }
-    let classes = gp.classes;
-    let c = k % classes;
-    if (c < gp.first_class) {
-        coef[k] = vec2<f32>(0.0);
-        contrib[k] = 0.0;
-        return;
-    }
-    let i = stats[k];
-    let p = stats[gp.stat_groups + k];
-    let g = stats[2u * gp.stat_groups + k];
+    let ipg = group_stats(k);
+    let i = ipg.x;
+    let p = ipg.y;
+    let g = ipg.z;
     // num, raw, and the derivatives of num and raw by I and by P.
     var num: f32;
     var raw: f32;
@@ -366,16 +394,7 @@ fn overlap_groups(
         l = 0.0;
         dl_ds = 0.0;
     }
-    let w = class_weights[c];
-    // The group's factor in the value: w/Σw (mean), w (sum), 1 ("none" is unweighted).
-    var r = w * gp.mean_scale;
-    if (gp.write_elements != 0u) {
-        r = 1.0;
-        let n = k / classes;
-        write_value(n * (classes - gp.first_class) + c - gp.first_class, l);
-    }
-    contrib[k] = w * l;
-    coef[k] = (io.scale * r * dl_ds) * ds;
+    finish_group(k, class_weights[k % gp.classes], l, dl_ds * ds);
 }
 
 // Generalized dice's weight of a class with target sum G; `fill` stands in
@@ -448,4 +467,60 @@ fn generalized_groups(
         }
         coef[k] = ab;
     }
+}
+
+// mcc (one invocation per group): the soft confusion counts of the group
+// from I, P, G and its pixel count M, each plus eps,
+//     TP = I,  FP = P − I,  FN = G − I,  TN = M − P − G + I,
+//     l = 1 − (TP·TN − FP·FN + s_nr) / √((TP+FP)(TP+FN)(TN+FP)(TN+FN) + s_dr),
+// and (a, b) = ∂value/∂(I, P) through all four counts:
+//     ∂/∂I = ∂/∂TP − ∂/∂FP − ∂/∂FN + ∂/∂TN,   ∂/∂P = ∂/∂FP − ∂/∂TN.
+// A perfect group (FP = FN = 0 exactly) scores 0 with no gradient. An empty
+// or a full group with eps = 0 has a gradient of exactly 0 (SPEC.md): it is
+// written as 0 rather than formed from partials that are large and cancel.
+// The differences are clamped at 0 against f32 rounding (P − I is never
+// negative in exact arithmetic).
+@compute @workgroup_size(64)
+fn mcc_groups(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let k = linear_workgroup(wid, nwg) * 64u + lid;
+    if (k >= gp.count || !group_counted(k)) {
+        return;
+    }
+    let ipg = group_stats(k);
+    let i = ipg.x;
+    let p = ipg.y;
+    let g = ipg.z;
+    let e = gp.eps;
+    let tp = i + e;
+    let f_p = max(p - i, 0.0) + e;
+    let f_n = max(g - i, 0.0) + e;
+    let tn = max(gp.pixels - p - g + i, 0.0) + e;
+    // The four factors under the root: predicted, actual, and their complements.
+    let pred = tp + f_p;
+    let act = tp + f_n;
+    let not_act = tn + f_p;
+    let not_pred = tn + f_n;
+    let q = (pred * act) * (not_act * not_pred) + gp.smooth_dr;
+    let den = sqrt(q);
+    let score = (tp * tn - f_p * f_n + gp.smooth_nr) / den;
+    var l = 1.0 - score;
+    var ds = vec2<f32>(0.0);  // ∂l/∂(I, P)
+    let perfect = f_p == 0.0 && f_n == 0.0;
+    let degenerate = e == 0.0 && (g == 0.0 || g >= gp.pixels);
+    if (perfect) {
+        l = 0.0;
+    } else if (!degenerate) {
+        // ∂l/∂X = −(∂num/∂X)/den + score·(∂q/∂X)/(2q)
+        let half = score / (2.0 * q);
+        let d_tp = -tn / den + half * (not_act * not_pred) * (pred + act);
+        let d_fp = f_n / den + half * (act * not_pred) * (pred + not_act);
+        let d_fn = f_p / den + half * (pred * not_act) * (act + not_pred);
+        let d_tn = -tp / den + half * (pred * act) * (not_act + not_pred);
+        ds = vec2<f32>(d_tp - d_fp - d_fn + d_tn, d_fp - d_tn);
+    }
+    finish_group(k, 1.0, l, ds);
 }

@@ -3,6 +3,7 @@
 //! planned in losses/overlap.rs); the float64 twin is
 //! reference/generalized_dice.rs.
 
+use bytemuck::Zeroable;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
@@ -134,15 +135,11 @@ impl Loss for GeneralizedDiceConfig {
                     WeightType::Uniform => 2,
                 },
                 write_elements: (self.reduction == Reduction::None) as u32,
-                log_loss: 0,
-                empty_zero: 0,
                 smooth_nr: self.smooth_nr as f32,
                 smooth_dr: self.smooth_dr as f32,
-                eps: 0.0,
-                alpha: 0.0,
-                beta: 0.0,
                 mean_scale: mean_scale as f32,
-                _pad: [0; 2],
+                // The fields this loss does not read.
+                ..Zeroable::zeroed()
             },
         }
         .plan(ctx, options)

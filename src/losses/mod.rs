@@ -21,6 +21,7 @@ pub mod hausdorff_dt;
 pub(crate) mod loss;
 pub mod lovasz;
 pub mod mask_giou;
+pub mod mcc;
 pub mod overlap;
 pub mod plan;
 pub(crate) mod params;
@@ -43,6 +44,7 @@ pub use generalized_dice::{GeneralizedDiceConfig, WeightType};
 pub use hausdorff_dt::HausdorffDtConfig;
 pub use lovasz::{LovaszClasses, LovaszHingeConfig, LovaszSoftmaxConfig};
 pub use mask_giou::{Enclosing, MaskGiouConfig};
+pub use mcc::MccConfig;
 pub use overlap::{Aggregate, DiceConfig, Empty, JaccardConfig, OverlapConfig, OverlapMode, Score, TverskyConfig};
 pub use plan::{LossInputs, LossOutputs, LossPlan, PlanOptions, STATUS_NON_FINITE};
 
@@ -149,6 +151,8 @@ registry! {
     LovaszHinge(LovaszHingeConfig) = "lovasz_hinge",
     /// Hausdorff distance-transform loss: squared errors weighted by the prediction's and the target's distance fields.
     HausdorffDt(HausdorffDtConfig) = "hausdorff_dt",
+    /// Matthews correlation coefficient loss: one minus the MCC of each group's soft confusion counts.
+    Mcc(MccConfig) = "mcc",
 }
 
 /// The shapes of a loss's inputs, which a plan is made for.

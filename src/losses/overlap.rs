@@ -410,7 +410,8 @@ impl OverlapConfig {
                 alpha: alpha as f32,
                 beta: beta as f32,
                 mean_scale: mean_scale as f32,
-                _pad: [0; 2],
+                // `pixels` is mcc's alone.
+                ..Zeroable::zeroed()
             },
         }
         .plan(ctx, options)
@@ -496,7 +497,9 @@ pub(crate) struct GroupParams {
     pub alpha: f32,
     pub beta: f32,
     pub mean_scale: f32,
-    pub _pad: [u32; 2],
+    /// M, the pixels of one group (mcc's TN = M − P − G + I).
+    pub pixels: f32,
+    pub _pad: u32,
 }
 
 /// An overlap loss to plan: the pixel passes are the same for all four

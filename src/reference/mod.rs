@@ -15,6 +15,7 @@ pub mod generalized_dice;
 pub mod hausdorff_dt;
 pub mod lovasz;
 pub mod mask_giou;
+pub mod mcc;
 pub mod overlap;
 
 use crate::error::Result;
@@ -42,6 +43,7 @@ impl LossConfig {
             LossConfig::LovaszSoftmax(c) => lovasz::evaluate_softmax(c, inputs),
             LossConfig::LovaszHinge(c) => lovasz::evaluate_hinge(c, inputs),
             LossConfig::HausdorffDt(c) => hausdorff_dt::evaluate(c, inputs),
+            LossConfig::Mcc(c) => mcc::evaluate(c, inputs),
         }
     }
 }

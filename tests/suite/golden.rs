@@ -98,6 +98,11 @@ fn hausdorff_dt_cases_pass() {
     check_loss("hausdorff_dt");
 }
 
+#[test]
+fn mcc_cases_pass() {
+    check_loss("mcc");
+}
+
 /// The first golden case of `loss`.
 fn first_case(loss: &str) -> GoldenCase {
     case_files(&golden_dir())

@@ -17,6 +17,7 @@ mod hausdorff_dt;
 mod lovasz;
 mod overlap;
 mod mask_giou;
+mod mcc;
 mod non_finite;
 mod pointwise;
 mod reduce;

@@ -32,6 +32,8 @@ const CASES: &[(&str, &[usize])] = &[
     (r#"{"loss": "boundary", "params": {"reduction": "none"}}"#, &[2, 3, 8, 8]),
     (r#"{"loss": "hausdorff_dt", "params": {}}"#, &[2, 3, 8, 8]),
     (r#"{"loss": "hausdorff_dt", "params": {"mode": "binary", "log": true, "reduction": "none"}}"#, &[2, 1, 8, 8]),
+    (r#"{"loss": "mcc", "params": {}}"#, &[2, 3, 6, 6]),
+    (r#"{"loss": "mcc", "params": {"mode": "binary", "reduction": "none"}}"#, &[2, 1, 6, 6]),
     (r#"{"loss": "lovasz_softmax", "params": {}}"#, &[2, 3, 6, 6]),
     (r#"{"loss": "lovasz_hinge", "params": {}}"#, &[2, 1, 6, 6]),
     (r#"{"loss": "lovasz_hinge", "params": {"per_image": true}}"#, &[2, 1, 6, 6]),

@@ -1,4 +1,5 @@
-//! The overlap losses (dice, jaccard, tversky, generalized_dice): the float64
+//! The overlap losses (dice, jaccard, tversky, generalized_dice, and mcc on
+//! the same kernels): the float64
 //! reference against finite differences, the GPU against the reference on
 //! random 2D and 3D inputs (groups over many workgroups, tensors split over
 //! several bindings, one over 128 MiB), SPEC.md's edge cases, the plan's
@@ -59,6 +60,10 @@ fn configurations() -> Vec<(&'static str, LossConfig)> {
     add("multiclass", "generalized_dice", r#""aggregate": "batch", "weight_type": "simple", "include_background": false"#);
     add("multilabel", "generalized_dice", r#""weight_type": "uniform", "reduction": "none""#);
     add("multilabel", "generalized_dice", r#""weight_type": "square", "reduction": "sum", "aggregate": "batch""#);
+    add("multiclass", "mcc", "");
+    add("multiclass", "mcc", r#""aggregate": "batch", "include_background": false, "reduction": "sum", "smooth_nr": 0.5"#);
+    add("multilabel", "mcc", r#""reduction": "none", "smooth_dr": 1.0, "smooth_nr": 0.001"#);
+    add("multilabel", "mcc", r#""aggregate": "batch", "eps": 1e-5, "smooth_dr": 0.0"#);
     out
 }
 
@@ -128,6 +133,11 @@ fn gpu_matches_reference_in_binary_mode() {
             let (x, target) = inputs_for(&mut rng, "binary", &[3, 1, 64, 50], 4.0, ignore_of(&config));
             gpu_vs_reference(&config, HostInputs { logits: &x, target: &target, weight: None, distance: None }, 2e-4, 1e-6);
         }
+    }
+    for params in [r#""mode": "binary""#, r#""mode": "binary", "aggregate": "batch", "eps": 1e-5, "smooth_dr": 0.0"#] {
+        let config = json("mcc", params);
+        let (x, target) = inputs_for(&mut rng, "binary", &[3, 1, 64, 50], 4.0, None);
+        gpu_vs_reference(&config, HostInputs { logits: &x, target: &target, weight: None, distance: None }, 2e-4, 1e-6);
     }
     let config = json("generalized_dice", r#""mode": "binary""#);
     let (x, target) = inputs_for(&mut rng, "binary", &[2, 1, 7, 300], 4.0, None);

@@ -43,6 +43,7 @@ fn parameter_type_errors_name_the_parameter() {
         ("boundary", r#"{"classes": 1}"#, "classes must be a list or null, not the number 1"),
         ("boundary", r#"{"spacing": ["a", 1]}"#, r#"spacing[0] must be a number, not the string "a""#),
         ("hausdorff_dt", r#"{"alpha": "2"}"#, r#"alpha must be a number, not the string "2""#),
+        ("mcc", r#"{"eps": [0.1]}"#, "eps must be a number, not a list"),
         ("lovasz_softmax", r#"{"per_image": "no"}"#, r#"per_image must be true or false, not the string "no""#),
         ("lovasz_hinge", r#"{"ignore_index": "x"}"#, r#"ignore_index must be an integer or null, not the string "x""#),
     ] {

@@ -53,6 +53,7 @@ const MULTICLASS: &[(&str, &str)] = &[
     // Both distance fields of the prediction every step, the target's too (as MONAI) or given.
     ("hausdorff_dt", r#"{"loss": "hausdorff_dt", "params": {}}"#),
     ("hausdorff_dt_maps_given", r#"{"loss": "hausdorff_dt", "params": {}}"#),
+    ("mcc", r#"{"loss": "mcc", "params": {"mode": "multiclass"}}"#),
 ];
 
 /// 2D multiclass adds the Lovász softmax (anchor_bench.py runs it on 2D only).
@@ -68,6 +69,7 @@ const SEMANTIC: &[(&str, &str)] = &[
     MULTICLASS[7],
     MULTICLASS[8],
     MULTICLASS[9],
+    MULTICLASS[10],
 ];
 
 fn workloads(scale: f64) -> Vec<Workload> {

@@ -45,6 +45,9 @@ const CASES: &[(&str, &[usize])] = &[
     (r#"{"loss": "hausdorff_dt", "params": {}}"#, &[2, 4, 48, 40]),
     (r#"{"loss": "hausdorff_dt", "params": {"mode": "multilabel", "spacing": [0.7, 1.3, 1.0], "log": true, "alpha": 1.5}}"#, &[1, 3, 12, 20, 18]),
     (r#"{"loss": "hausdorff_dt", "params": {"mode": "binary", "aggregate": "batch", "reduction": "none"}}"#, &[3, 1, 50, 61]),
+    (r#"{"loss": "mcc", "params": {}}"#, &[4, 5, 96, 80]),
+    (r#"{"loss": "mcc", "params": {"mode": "multilabel", "aggregate": "batch", "include_background": false, "reduction": "none"}}"#, &[2, 3, 12, 30, 30]),
+    (r#"{"loss": "mcc", "params": {"mode": "binary", "aggregate": "batch", "eps": 1e-5, "smooth_dr": 0.0}}"#, &[4, 1, 128, 96]),
 ];
 
 #[derive(Default)]
