@@ -182,11 +182,7 @@ impl Loss for HausdorffDtConfig {
     fn check_shapes(&self, shapes: &InputShapes) -> Result<Checked<HausdorffLayout>> {
         let layout = self.shape_layout(shapes)?;
         let kept = layout.c - layout.first;
-        let value_shape = match (self.reduction, self.aggregate) {
-            (Reduction::None, Aggregate::Image) => vec![layout.n, kept],
-            (Reduction::None, Aggregate::Batch) => vec![kept],
-            _ => vec![1],
-        };
+        let value_shape = self.aggregate.value_shape(self.reduction, layout.n, kept);
         Ok(Checked { layout, value_shape })
     }
 

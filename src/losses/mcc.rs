@@ -98,13 +98,8 @@ impl Loss for MccConfig {
 
     fn check_shapes(&self, shapes: &InputShapes) -> Result<Checked<PixelLayout>> {
         let layout = check_layout(LOSS, self.mode, self.include_background, shapes)?;
-        let (n, c) = (layout.images as usize, layout.classes as usize);
-        let kept = c - !self.include_background as usize;
-        let value_shape = match (self.reduction, self.aggregate) {
-            (Reduction::None, Aggregate::Image) => vec![n, kept],
-            (Reduction::None, Aggregate::Batch) => vec![kept],
-            _ => vec![1],
-        };
+        let kept = layout.classes as usize - !self.include_background as usize;
+        let value_shape = self.aggregate.value_shape(self.reduction, layout.images as usize, kept);
         Ok(Checked { layout, value_shape })
     }
 

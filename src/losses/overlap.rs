@@ -56,6 +56,19 @@ pub enum Aggregate {
     Batch,
 }
 
+impl Aggregate {
+    /// The value's shape for one loss per group: `[1]` when reduced, else
+    /// `[images, classes]` ("image") or `[classes]` ("batch"), `classes` the
+    /// classes kept.
+    pub(crate) fn value_shape(self, reduction: Reduction, images: usize, classes: usize) -> Vec<usize> {
+        match (reduction, self) {
+            (Reduction::None, Aggregate::Image) => vec![images, classes],
+            (Reduction::None, Aggregate::Batch) => vec![classes],
+            _ => vec![1],
+        }
+    }
+}
+
 /// What a group whose target is empty (G = 0) scores.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -339,11 +352,7 @@ impl OverlapConfig {
         if self.reduction == Reduction::Mean && self.weights(c).iter().skip(first).sum::<f64>() == 0.0 {
             return Err(Error::config(loss, "the class_weights of the classes counted sum to 0: their mean is undefined"));
         }
-        let value_shape = match (self.reduction, self.aggregate) {
-            (Reduction::None, Aggregate::Image) => vec![n, c - first],
-            (Reduction::None, Aggregate::Batch) => vec![c - first],
-            _ => vec![1],
-        };
+        let value_shape = self.aggregate.value_shape(self.reduction, n, c - first);
         Ok(Checked { layout, value_shape })
     }
 
