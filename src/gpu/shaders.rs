@@ -37,6 +37,7 @@ const SOURCES: &[(&str, &str)] = sources![
     "distance.wgsl",
     "boundary.wgsl",
     "hausdorff_dt.wgsl",
+    "unified_focal.wgsl",
 ];
 
 /// The kernel files (everything outside `lib/`), each a complete module once composed.

@@ -22,6 +22,7 @@ pub(crate) mod loss;
 pub mod lovasz;
 pub mod mask_giou;
 pub mod mcc;
+pub mod unified_focal;
 pub mod overlap;
 pub mod plan;
 pub(crate) mod params;
@@ -45,6 +46,7 @@ pub use hausdorff_dt::HausdorffDtConfig;
 pub use lovasz::{LovaszClasses, LovaszHingeConfig, LovaszSoftmaxConfig};
 pub use mask_giou::{Enclosing, MaskGiouConfig};
 pub use mcc::MccConfig;
+pub use unified_focal::UnifiedFocalConfig;
 pub use overlap::{Aggregate, DiceConfig, Empty, JaccardConfig, OverlapConfig, OverlapMode, Score, TverskyConfig};
 pub use plan::{LossInputs, LossOutputs, LossPlan, PlanOptions, STATUS_NON_FINITE};
 
@@ -153,6 +155,8 @@ registry! {
     HausdorffDt(HausdorffDtConfig) = "hausdorff_dt",
     /// Matthews correlation coefficient loss: one minus the MCC of each group's soft confusion counts.
     Mcc(MccConfig) = "mcc",
+    /// Asymmetric unified focal loss: λ·(asymmetric focal) + (1−λ)·(asymmetric focal Tversky), two classes.
+    UnifiedFocal(UnifiedFocalConfig) = "unified_focal",
 }
 
 /// The shapes of a loss's inputs, which a plan is made for.

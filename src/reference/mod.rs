@@ -17,6 +17,7 @@ pub mod lovasz;
 pub mod mask_giou;
 pub mod mcc;
 pub mod overlap;
+pub mod unified_focal;
 
 use crate::error::Result;
 use crate::losses::{HostInputs, LossConfig, Reduction, Score};
@@ -44,6 +45,7 @@ impl LossConfig {
             LossConfig::LovaszHinge(c) => lovasz::evaluate_hinge(c, inputs),
             LossConfig::HausdorffDt(c) => hausdorff_dt::evaluate(c, inputs),
             LossConfig::Mcc(c) => mcc::evaluate(c, inputs),
+            LossConfig::UnifiedFocal(c) => unified_focal::evaluate(c, inputs),
         }
     }
 }

@@ -103,6 +103,11 @@ fn mcc_cases_pass() {
     check_loss("mcc");
 }
 
+#[test]
+fn unified_focal_cases_pass() {
+    check_loss("unified_focal");
+}
+
 /// The first golden case of `loss`.
 fn first_case(loss: &str) -> GoldenCase {
     case_files(&golden_dir())

@@ -25,4 +25,5 @@ mod reference_golden;
 mod scan;
 mod shaders;
 mod sort;
+mod unified_focal;
 mod validation;

@@ -83,6 +83,7 @@ fn workloads(scale: f64) -> Vec<Workload> {
                 ("focal", r#"{"loss": "focal", "params": {"mode": "binary", "gamma": 2.0, "alpha": 0.25}}"#),
                 ("dice", r#"{"loss": "dice", "params": {"mode": "binary"}}"#),
                 ("lovasz_hinge", r#"{"loss": "lovasz_hinge", "params": {}}"#),
+                ("unified_focal", r#"{"loss": "unified_focal", "params": {"mode": "binary"}}"#),
             ],
         },
         Workload { name: "semantic-8x19x256", shape: vec![8, 19, s(256), s(256)], losses: SEMANTIC },
