@@ -133,19 +133,16 @@ impl Loss for UnifiedFocalConfig {
         let stats = plan.scratch("unified focal stats", SUMS * n * 4)?;
         let coef = plan.scratch("unified focal coefficients", n * 16)?;
         let contrib = plan.scratch("unified focal contributions", n * 4)?;
-        let params = |chunk: Chunk| {
-            let params = UnifiedParams {
-                chunk,
-                images: n as u32,
-                tiles: tiles as u32,
-                delta: self.delta as f32,
-                gamma: self.gamma as f32,
-                eps: self.eps as f32,
-                afl_scale: (self.weight / (2 * n * s) as f64) as f32,
-                aftl_scale: ((1.0 - self.weight) / (2 * n) as f64) as f32,
-                ..Zeroable::zeroed()
-            };
-            plan_uniform(ctx, &params)
+        let params = |chunk: Chunk| UnifiedParams {
+            chunk,
+            images: n as u32,
+            tiles: tiles as u32,
+            delta: self.delta as f32,
+            gamma: self.gamma as f32,
+            eps: self.eps as f32,
+            afl_scale: (self.weight / (2 * n * s) as f64) as f32,
+            aftl_scale: ((1.0 - self.weight) / (2 * n) as f64) as f32,
+            ..Zeroable::zeroed()
         };
         let constants = [("SOFTMAX", softmax as u32 as f64)];
         let target_range = |ch: &PixelChunk| if softmax { ch.pixels.clone() } else { ch.logits.clone() };
@@ -159,7 +156,7 @@ impl Loss for UnifiedFocalConfig {
                 &kernel,
                 chunk.count,
                 vec![
-                    ("up", params(chunk)),
+                    ("up", plan.uniform("unified focal params", &params(chunk))),
                     ("logits", Binding::range(slot::LOGITS, &ch.logits)),
                     ("targets", Binding::range(slot::TARGET, &target_range(&ch))),
                     ("partials", Binding::owned(&partials)),
@@ -176,7 +173,7 @@ impl Loss for UnifiedFocalConfig {
             &groups,
             n.div_ceil(64) as u32,
             vec![
-                ("up", params(Chunk::zeroed())),
+                ("up", plan.uniform("unified focal params", &params(Chunk::zeroed()))),
                 ("io", plan.io()),
                 ("stats", Binding::owned(&stats)),
                 ("coef", Binding::owned(&coef)),
@@ -196,7 +193,7 @@ impl Loss for UnifiedFocalConfig {
                     &kernel,
                     (chunk.count as u64).div_ceil(LOSS_TILE) as u32,
                     vec![
-                        ("up", params(chunk)),
+                        ("up", plan.uniform("unified focal params", &params(chunk))),
                         ("io", plan.io()),
                         ("logits", Binding::range(slot::LOGITS, &ch.logits)),
                         ("targets", Binding::range(slot::TARGET, &target_range(&ch))),
@@ -211,10 +208,6 @@ impl Loss for UnifiedFocalConfig {
         }
         Ok(plan.finish(value_shape))
     }
-}
-
-fn plan_uniform(ctx: &GpuContext, params: &UnifiedParams) -> Binding {
-    Binding::Owned(ctx.create_buffer_with("unified focal params", bytemuck::bytes_of(params), wgpu::BufferUsages::UNIFORM))
 }
 
 /// Pixels of one image a `unified_stats` workgroup covers (`STATS_TILE` in unified_focal.wgsl).

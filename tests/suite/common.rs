@@ -91,3 +91,30 @@ pub fn input_error(c: &LossConfig, x: &HostTensor, y: &HostTensor, w: Option<&Ho
     assert!(e.contains(needle), "reference {}: {e} lacks {needle:?}", c.name());
     gpu
 }
+
+/// Asserts that the reference's gradient of Σ value matches central finite
+/// differences at every logit, within 1e-5 of the largest gradient element.
+/// The steps (1/1024) are exactly representable around each f32 logit, and
+/// the quotient divides by the step actually taken.
+pub fn assert_reference_matches_finite_differences(config: &LossConfig, x: &HostTensor, target: &HostTensor, what: &str) {
+    let total = |x: &HostTensor| config.reference(&HostInputs::new(x, target)).unwrap().value.iter().sum::<f64>();
+    let grad = config.reference(&HostInputs::new(x, target)).unwrap().grad;
+    let max = grad.iter().fold(0.0f64, |m, g| m.max(g.abs()));
+    let data = x.as_f32("x").unwrap().to_vec();
+    let h = 1.0 / 1024.0;
+    for i in 0..data.len() {
+        let at = |v: f32| {
+            let mut d = data.clone();
+            d[i] = v;
+            total(&HostTensor::f32(&x.shape, d).unwrap())
+        };
+        let (up, down) = (data[i] + h, data[i] - h);
+        let fd = (at(up) - at(down)) / (up as f64 - down as f64);
+        assert!(
+            (fd - grad[i]).abs() <= 1e-5 * max + 1e-9,
+            "{} {what}: grad[{i}] = {} but finite differences give {fd}",
+            config.name(),
+            grad[i]
+        );
+    }
+}

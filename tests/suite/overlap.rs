@@ -12,7 +12,7 @@ use segloss::{
     LossOutputs, PlanOptions, Runner,
 };
 
-use crate::common::{binary, config, config_error, ctx, gpu_vs_reference, input_error, labels, logits, rng, runner};
+use crate::common::{assert_reference_matches_finite_differences, binary, config, config_error, ctx, gpu_vs_reference, input_error, labels, logits, rng, runner};
 
 /// Random inputs for a mode: class indices for multiclass (some set to
 /// `ignore`), dense {0, 1} targets otherwise (some set to `ignore`).
@@ -72,37 +72,13 @@ fn ignore_of(config: &LossConfig) -> Option<i32> {
     v["params"]["ignore_index"].as_i64().map(|v| v as i32)
 }
 
-/// Σ of the reference's value elements (what its gradient differentiates).
-fn reference_total(config: &LossConfig, x: &HostTensor, target: &HostTensor) -> f64 {
-    config.reference(&HostInputs { logits: x, target, weight: None, distance: None }).unwrap().value.iter().sum()
-}
-
 #[test]
 fn reference_gradients_match_finite_differences() {
     let mut rng = rng(31);
     for (mode, config) in configurations() {
         for shape in [vec![2usize, 4, 3, 5], vec![2, 4, 2, 3, 2]] {
             let (x, target) = inputs_for(&mut rng, mode, &shape, 3.0, ignore_of(&config));
-            let grad = config.reference(&HostInputs { logits: &x, target: &target, weight: None, distance: None }).unwrap().grad;
-            let max = grad.iter().fold(0.0f64, |m, g| m.max(g.abs()));
-            let data = x.as_f32("x").unwrap().to_vec();
-            // Steps exactly representable around each f32 logit; the difference quotient uses the steps taken.
-            let h = 1.0 / 1024.0;
-            for i in 0..data.len() {
-                let at = |v: f32| {
-                    let mut d = data.clone();
-                    d[i] = v;
-                    reference_total(&config, &HostTensor::f32(&shape, d).unwrap(), &target)
-                };
-                let (up, down) = (data[i] + h, data[i] - h);
-                let fd = (at(up) - at(down)) / (up as f64 - down as f64);
-                assert!(
-                    (fd - grad[i]).abs() <= 1e-5 * max + 1e-9,
-                    "{} {mode} {shape:?}: grad[{i}] = {} but finite differences give {fd}",
-                    config.name(),
-                    grad[i]
-                );
-            }
+            assert_reference_matches_finite_differences(&config, &x, &target, &format!("{mode} {shape:?}"));
         }
     }
 }

@@ -11,7 +11,7 @@ use segloss::{
     PlanOptions, Runner,
 };
 
-use crate::common::{binary, config, config_error, ctx, gpu_vs_reference, labels, logits, rng, runner};
+use crate::common::{assert_reference_matches_finite_differences, binary, config, config_error, ctx, gpu_vs_reference, labels, logits, rng, runner};
 
 fn inputs<'a>(x: &'a HostTensor, t: &'a HostTensor) -> HostInputs<'a> {
     HostInputs { logits: x, target: t, weight: None, distance: None }
@@ -59,20 +59,7 @@ fn reference_gradients_match_finite_differences() {
     for (mode, config) in configurations() {
         for spatial in [vec![3usize, 5], vec![2, 3, 2]] {
             let (x, t) = random(&mut rng, mode, 2, &spatial, 3.0);
-            let grad = config.reference(&inputs(&x, &t)).unwrap().grad;
-            let max = grad.iter().fold(0.0f64, |m, g| m.max(g.abs()));
-            let data = x.as_f32("x").unwrap().to_vec();
-            let h = 1.0 / 1024.0;
-            for i in 0..data.len() {
-                let at = |v: f32| {
-                    let mut d = data.clone();
-                    d[i] = v;
-                    config.reference(&inputs(&HostTensor::f32(&x.shape, d).unwrap(), &t)).unwrap().value[0]
-                };
-                let (up, down) = (data[i] + h, data[i] - h);
-                let fd = (at(up) - at(down)) / (up as f64 - down as f64);
-                assert!((fd - grad[i]).abs() <= 1e-5 * max + 1e-9, "{mode} {spatial:?}: grad[{i}] = {} but finite differences give {fd}", grad[i]);
-            }
+            assert_reference_matches_finite_differences(&config, &x, &t, &format!("{mode} {spatial:?}"));
         }
     }
 }
