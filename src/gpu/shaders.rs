@@ -21,6 +21,7 @@ const SOURCES: &[(&str, &str)] = sources![
     "lib/labels.wgsl",
     "lib/sort_keys.wgsl",
     "lib/radix_sort.wgsl",
+    "lib/stencil.wgsl",
     "reduce.wgsl",
     "scan.wgsl",
     "sort.wgsl",
@@ -38,6 +39,8 @@ const SOURCES: &[(&str, &str)] = sources![
     "boundary.wgsl",
     "hausdorff_dt.wgsl",
     "unified_focal.wgsl",
+    "stencil.wgsl",
+    "hausdorff_er.wgsl",
 ];
 
 /// The kernel files (everything outside `lib/`), each a complete module once composed.

@@ -18,6 +18,7 @@ pub mod cross_entropy;
 pub mod focal;
 pub mod generalized_dice;
 pub mod hausdorff_dt;
+pub mod hausdorff_er;
 pub(crate) mod loss;
 pub mod lovasz;
 pub mod mask_giou;
@@ -43,6 +44,7 @@ pub use cross_entropy::CrossEntropyConfig;
 pub use focal::{FocalConfig, FocalMode};
 pub use generalized_dice::{GeneralizedDiceConfig, WeightType};
 pub use hausdorff_dt::HausdorffDtConfig;
+pub use hausdorff_er::HausdorffErConfig;
 pub use lovasz::{LovaszClasses, LovaszHingeConfig, LovaszSoftmaxConfig};
 pub use mask_giou::{Enclosing, MaskGiouConfig};
 pub use mcc::MccConfig;
@@ -155,6 +157,8 @@ registry! {
     HausdorffDt(HausdorffDtConfig) = "hausdorff_dt",
     /// Matthews correlation coefficient loss: one minus the MCC of each group's soft confusion counts.
     Mcc(MccConfig) = "mcc",
+    /// Erosion-based Hausdorff loss: k cross-average erosions of the squared error, normalised per map and weighted by (i+1)^α.
+    HausdorffEr(HausdorffErConfig) = "hausdorff_er",
     /// Asymmetric unified focal loss: λ·(asymmetric focal) + (1−λ)·(asymmetric focal Tversky), two classes.
     UnifiedFocal(UnifiedFocalConfig) = "unified_focal",
 }

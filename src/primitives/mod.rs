@@ -4,3 +4,4 @@ pub mod distance;
 pub mod reduce;
 pub mod scan;
 pub mod sort;
+pub mod stencil;

@@ -13,6 +13,7 @@ pub mod cross_entropy;
 pub mod focal;
 pub mod generalized_dice;
 pub mod hausdorff_dt;
+pub mod hausdorff_er;
 pub mod lovasz;
 pub mod mask_giou;
 pub mod mcc;
@@ -45,6 +46,7 @@ impl LossConfig {
             LossConfig::LovaszHinge(c) => lovasz::evaluate_hinge(c, inputs),
             LossConfig::HausdorffDt(c) => hausdorff_dt::evaluate(c, inputs),
             LossConfig::Mcc(c) => mcc::evaluate(c, inputs),
+            LossConfig::HausdorffEr(c) => hausdorff_er::evaluate(c, inputs),
             LossConfig::UnifiedFocal(c) => unified_focal::evaluate(c, inputs),
         }
     }

@@ -97,11 +97,16 @@ pub fn input_error(c: &LossConfig, x: &HostTensor, y: &HostTensor, w: Option<&Ho
 /// The steps (1/1024) are exactly representable around each f32 logit, and
 /// the quotient divides by the step actually taken.
 pub fn assert_reference_matches_finite_differences(config: &LossConfig, x: &HostTensor, target: &HostTensor, what: &str) {
+    assert_reference_matches_finite_differences_with_step(config, x, target, what, 1.0 / 1024.0);
+}
+
+/// [`assert_reference_matches_finite_differences`] with step `h` (a power
+/// of two), for losses whose kinks lie closer together than 1/1024.
+pub fn assert_reference_matches_finite_differences_with_step(config: &LossConfig, x: &HostTensor, target: &HostTensor, what: &str, h: f32) {
     let total = |x: &HostTensor| config.reference(&HostInputs::new(x, target)).unwrap().value.iter().sum::<f64>();
     let grad = config.reference(&HostInputs::new(x, target)).unwrap().grad;
     let max = grad.iter().fold(0.0f64, |m, g| m.max(g.abs()));
     let data = x.as_f32("x").unwrap().to_vec();
-    let h = 1.0 / 1024.0;
     for i in 0..data.len() {
         let at = |v: f32| {
             let mut d = data.clone();

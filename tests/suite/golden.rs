@@ -104,6 +104,11 @@ fn mcc_cases_pass() {
 }
 
 #[test]
+fn hausdorff_er_cases_pass() {
+    check_loss("hausdorff_er");
+}
+
+#[test]
 fn unified_focal_cases_pass() {
     check_loss("unified_focal");
 }

@@ -14,6 +14,7 @@ mod distance;
 mod engine;
 mod golden;
 mod hausdorff_dt;
+mod hausdorff_er;
 mod lovasz;
 mod overlap;
 mod mask_giou;

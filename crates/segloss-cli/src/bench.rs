@@ -54,6 +54,7 @@ const MULTICLASS: &[(&str, &str)] = &[
     ("hausdorff_dt", r#"{"loss": "hausdorff_dt", "params": {}}"#),
     ("hausdorff_dt_maps_given", r#"{"loss": "hausdorff_dt", "params": {}}"#),
     ("mcc", r#"{"loss": "mcc", "params": {"mode": "multiclass"}}"#),
+    ("hausdorff_er", r#"{"loss": "hausdorff_er", "params": {}}"#),
 ];
 
 /// 2D multiclass adds the Lovász softmax (anchor_bench.py runs it on 2D only).
@@ -70,6 +71,7 @@ const SEMANTIC: &[(&str, &str)] = &[
     MULTICLASS[8],
     MULTICLASS[9],
     MULTICLASS[10],
+    MULTICLASS[11],
 ];
 
 fn workloads(scale: f64) -> Vec<Workload> {

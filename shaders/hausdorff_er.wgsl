@@ -1,0 +1,444 @@
+// hausdorff_er (SPEC.md): kornia's erosion-based Hausdorff loss. Per map
+// (image n, class c), with p the softmax or sigmoid and g the target:
+//
+//     B_0 = (p − g)²;  for i < k:  D_i = w·cross_sum(B_i)   (zero padding, w = 1/5 or 1/7)
+//                                  E'_i = D_i − ½ where D_i ≥ ½, else 0
+//                                  E_i = (E'_i − lo_i)/(hi_i − lo_i) when hi_i > lo_i, else E'_i
+//                                  B_{i+1} = E_i
+//     out = Σ_i (i+1)^α·E_i
+//
+// The passes, each over one chunk of whole images (planned by
+// losses/hausdorff_er.rs; the map buffers are the chunk's own):
+//  1. `er_input`, per pixel: B_0 of every class into `work`; flags
+//     non-finite inputs and bad labels.
+//  2. for i = 0..=k, `er_forward` (a stencil pass, lib/stencil.wgsl) and
+//     `er_range` (a workgroup per map). The stencil's input is B_0, or
+//     E_{i−1} formed from the stored D_{i−1} and its range as the tile is
+//     loaded. It stores D_i and each tile's min and max of E'_i, and adds
+//     up E_{i−1}; `er_range` reduces them to (lo_i, hi_i) and the map's
+//     share of the value. Step i = k only adds up E_{k−1} (and writes the
+//     elements for "none").
+//  3. for i = k−1 down to 0, the reverse pass:
+//     `er_back_stats`, a stencil pass: ∂/∂E_i = (i+1)^α·u + w·cross_sum(∂/∂D_{i+1})
+//         (u = ∂value/∂out), into `work`, and per tile the four sums the
+//         gradient through lo and hi needs: Σ ∂E·(E − 1), Σ ∂E·E, and how
+//         many elements attain lo and hi (ties share evenly, as torch.amax);
+//     the segmented sum (reduce.wgsl) adds them per map;
+//     `er_back_pixels`, per pixel: ∂/∂D_i = [D_i ≥ ½]·(∂E/r + [E' = lo]·Σ∂E·(E−1)/(r·#lo)
+//         − [E' = hi]·Σ∂E·E/(r·#hi)), r = hi − lo (just [D_i ≥ ½]·∂E when r = 0), into `carry`.
+//  4. `er_back_stats` once more as the input pass: ∂/∂B_0 = w·cross_sum(∂/∂D_0), into
+//     `work`; then `er_grad`, per pixel: ∂/∂p = 2(p − g)·∂/∂B_0 through the
+//     softmax or the sigmoid.
+//
+// What is kept: every D_i (k floats per map pixel), and two working maps,
+// `work` (B_0, then ∂/∂E) and `carry` (the running sum for "none", then
+// ∂/∂D): (k + 2)·4 bytes per map pixel. The selections (the threshold's
+// mask, which elements attain lo and hi) are recomputed from the stored
+// D_i with the same f32 operations as the forward pass, so they agree
+// bit for bit.
+// Loops: the stencil's (lib/stencil.wgsl), 3·C per pixel in the pointwise
+// passes (C ≤ 1,024), tiles/256 per thread in `er_range`.
+
+//#include "lib/numerics.wgsl"
+//#include "lib/stencil.wgsl"
+//#include "lib/loss_io.wgsl"
+//#include "lib/softmax.wgsl"
+//#include "lib/labels.wgsl"
+
+// Softmax over C classes and labels ("multiclass"), else a sigmoid per channel and dense targets.
+override SOFTMAX: bool = true;
+
+struct ErParams {
+    geometry: StencilGeometry,
+    chunk: Chunk,       // the chunk's pixels (pointwise passes over images)
+    maps: u32,          // maps in the chunk
+    map0: u32,          // global index of its first map
+    step: u32,          // i
+    steps: u32,         // k
+    average: f32,       // w
+    weight: f32,        // (i+1)^α: the weight of E_i
+    prev_weight: f32,   // i^α: the weight of E_{i−1}
+    upstream: f32,      // ∂value/∂out: 1/(N·C·|S|) for "mean", else 1 (times io.scale in the kernels)
+    elements: u32,      // "none": write out[n, c, q]
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> up: ErParams;
+@group(0) @binding(1) var<uniform> io: LossIo;
+@group(0) @binding(2) var<storage, read> logits: array<f32>;
+// Class indices (i32, multiclass) or dense targets (f32, binary), read as bits.
+@group(0) @binding(3) var<storage, read> targets: array<u32>;
+// B_0, then ∂/∂E_i, then ∂/∂B_0: [maps, S].
+@group(0) @binding(4) var<storage, read_write> work: array<f32>;
+// The stencil's input map: B_0 or D_{i−1} (forward), ∂/∂D_{i+1} (reverse).
+@group(0) @binding(5) var<storage, read> source: array<f32>;
+// D_i: written by the forward pass, read by the reverse one.
+@group(0) @binding(6) var<storage, read_write> dmap: array<f32>;
+// Per iteration and map: (lo, hi).
+@group(0) @binding(7) var<storage, read_write> ranges: array<vec2<f32>>;
+// Per tile: [sum][map][tile].
+@group(0) @binding(8) var<storage, read_write> partials: array<f32>;
+// The running Σ (i+1)^α·E_i ("none"), then ∂/∂D_i: [maps, S].
+@group(0) @binding(9) var<storage, read_write> carry: array<f32>;
+// Each map's share of the value (global maps).
+@group(0) @binding(10) var<storage, read_write> contrib: array<f32>;
+// Per map, from the segmented sum of the reverse pass's partials: [sum][map].
+@group(0) @binding(11) var<storage, read> sums: array<f32>;
+@group(0) @binding(12) var<storage, read_write> grad: array<f32>;
+@group(0) @binding(13) var<storage, read_write> status: atomic<u32>;
+@group(0) @binding(14) var<storage, read_write> value: array<f32>;
+
+fn map_len() -> u32 {
+    return up.geometry.depth * up.geometry.plane;
+}
+
+fn threshold(d: f32) -> f32 {
+    return select(0.0, d - 0.5, d >= 0.5);
+}
+
+// E from D and its map's (lo, hi): the one formula both directions use.
+fn eroded(d: f32, range: vec2<f32>) -> f32 {
+    let e = threshold(d);
+    if (range.y > range.x) {
+        return (e - range.x) / (range.y - range.x);
+    }
+    return e;
+}
+
+// The stencil's input: B_0, E_{i−1} (forward, i ≥ 1) or ∂/∂D_{i+1} (reverse), by the pass's step.
+var<private> input_kind: u32;
+const INPUT_RAW: u32 = 0u;
+const INPUT_ERODED: u32 = 1u;
+
+fn stencil_input(map: u32, q: u32) -> f32 {
+    let v = source[map * map_len() + q];
+    if (input_kind == INPUT_ERODED) {
+        return eroded(v, ranges[(up.step - 1u) * up.maps + map]);
+    }
+    return v;
+}
+
+// ---- 1. B_0 ----
+
+// One pixel's probabilities and target per class, for `er_input` and `er_grad`.
+struct ErPixel {
+    n: u32,        // image within the chunk
+    q: u32,
+    base: u32,     // class 0's logit in the binding
+    m: f32,        // softmax: the largest logit and log Σ exp(x − m)
+    lse: f32,
+    label: i32,    // softmax: the class
+}
+
+fn er_pixel(pixel: u32, checked: bool) -> ErPixel {
+    let ch = up.chunk;
+    let s = ch.spatial;
+    let n = pixel / s;
+    let q = pixel % s;
+    var px: ErPixel;
+    px.n = n - (up.map0 / ch.classes);
+    px.q = q;
+    px.base = n * ch.classes * s + q - ch.first_elem;
+    if (SOFTMAX) {
+        let y = bitcast<i32>(targets[pixel - ch.first_item]);
+        if (checked) {
+            px.m = checked_class_max(px.base, s, ch.classes).m;
+            px.label = checked_label(y, ch.classes, 0u, 0);
+        } else {
+            px.m = class_max(px.base, s, ch.classes);
+            px.label = y;
+        }
+        px.lse = log_sum_exp_shifted(px.base, s, ch.classes, px.m);
+    }
+    return px;
+}
+
+// p_c and g_c of the pixel.
+fn er_class(px: ErPixel, c: u32, checked: bool) -> vec2<f32> {
+    let at = px.base + c * up.chunk.spatial;
+    let x = logits[at];
+    if (SOFTMAX) {
+        return vec2<f32>(exp(x - px.m - px.lse), select(0.0, 1.0, px.label == i32(c)));
+    }
+    let g = bitcast<f32>(targets[at]);
+    if (checked) {
+        _ = flag_non_finite(x);
+        _ = flag_non_finite(g);
+    }
+    return vec2<f32>(sigmoid_parts(x).p, g);
+}
+
+fn pixel_of(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return linear_workgroup(wid, nwg) * WG_SIZE + lid;
+}
+
+@compute @workgroup_size(256)
+fn er_input(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = pixel_of(wid, nwg, lid);
+    if (i >= up.chunk.count) {
+        return;
+    }
+    let px = er_pixel(up.chunk.item0 + i, true);
+    for (var c = 0u; c < up.chunk.classes; c++) {
+        let pg = er_class(px, c, true);
+        let e = pg.x - pg.y;
+        work[(px.n * up.chunk.classes + c) * map_len() + px.q] = e * e;
+    }
+}
+
+// ---- 2. The erosions ----
+
+// Min and max of the workgroup, (lo, hi), and its sum, by the fixed trees of lib/workgroup.wgsl.
+var<workgroup> wg_lo: array<f32, WG_SIZE>;
+var<workgroup> wg_hi: array<f32, WG_SIZE>;
+
+fn workgroup_range(lid: u32, lo: f32, hi: f32) -> vec2<f32> {
+    wg_lo[lid] = lo;
+    wg_hi[lid] = hi;
+    workgroupBarrier();
+    for (var stride = WG_SIZE / 2u; stride > 0u; stride = stride >> 1u) {
+        if (lid < stride) {
+            wg_lo[lid] = min(wg_lo[lid], wg_lo[lid + stride]);
+            wg_hi[lid] = max(wg_hi[lid], wg_hi[lid + stride]);
+        }
+        workgroupBarrier();
+    }
+    let r = vec2<f32>(wg_lo[0], wg_hi[0]);
+    workgroupBarrier();
+    return r;
+}
+
+const BIG: f32 = 3.0e38;
+
+@compute @workgroup_size(256)
+fn er_forward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let geo = up.geometry;
+    let group = linear_workgroup(wid, nwg);
+    if (group >= up.maps * geo.groups_per_map) {
+        return;
+    }
+    let i = up.step;
+    input_kind = select(INPUT_RAW, INPUT_ERODED, i > 0u);
+    let tile = stencil_tile(geo, group);
+    stencil_load(geo, tile, lid);
+    let px = stencil_pixel(geo, tile, lid);
+    let at = tile.map * map_len() + px.q;
+    var lo = BIG;
+    var hi = -BIG;
+    var prev = 0.0;
+    if (px.inside) {
+        if (i > 0u) {
+            prev = stencil_at(px, 0, 0, 0);
+            if (up.elements != 0u) {
+                var h = up.prev_weight * prev;
+                if (i > 1u) {
+                    h += carry[at];
+                }
+                if (i < up.steps) {
+                    carry[at] = h;
+                } else {
+                    store_value((up.map0 + tile.map) * map_len() + px.q - up.chunk.first_elem, io.scale * h, flagged());
+                }
+            }
+        } else if (up.elements != 0u && up.steps == 0u) {
+            store_value((up.map0 + tile.map) * map_len() + px.q - up.chunk.first_elem, 0.0, flagged());
+        }
+        if (i < up.steps) {
+            let d = up.average * stencil_cross_sum(px);
+            dmap[at] = d;
+            lo = threshold(d);
+            hi = lo;
+        }
+    }
+    let r = workgroup_range(lid, lo, hi);
+    let total = workgroup_sum(lid, prev);
+    if (lid == 0u) {
+        let t = group % geo.groups_per_map;
+        let tiles = geo.groups_per_map;
+        partials[tile.map * tiles + t] = r.x;
+        partials[(up.maps + tile.map) * tiles + t] = r.y;
+        partials[(2u * up.maps + tile.map) * tiles + t] = total;
+    }
+}
+
+// One workgroup per map: its (lo_i, hi_i) from the tiles' ranges, and its
+// share of the value, i^α·Σ E_{i−1}, added in.
+@compute @workgroup_size(256)
+fn er_range(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let map = linear_workgroup(wid, nwg);
+    if (map >= up.maps) {
+        return;
+    }
+    let tiles = up.geometry.groups_per_map;
+    var lo = BIG;
+    var hi = -BIG;
+    var total = 0.0;
+    for (var t = lid; t < tiles; t += WG_SIZE) {
+        lo = min(lo, partials[map * tiles + t]);
+        hi = max(hi, partials[(up.maps + map) * tiles + t]);
+        total += partials[(2u * up.maps + map) * tiles + t];
+    }
+    let r = workgroup_range(lid, lo, hi);
+    total = workgroup_sum(lid, total);
+    if (lid == 0u) {
+        let i = up.step;
+        if (i < up.steps) {
+            ranges[i * up.maps + map] = r;
+        }
+        let g = up.map0 + map;
+        if (i == 0u) {
+            contrib[g] = 0.0;
+        } else {
+            contrib[g] += up.prev_weight * total;
+        }
+    }
+}
+
+// ---- 3. The reverse pass ----
+
+// The four sums per map of `er_back_stats` (SUMS in losses/hausdorff_er.rs).
+const BACK_SUMS: u32 = 4u;
+
+// `up.step` = k marks the input pass: ∂/∂B_0 only.
+@compute @workgroup_size(256)
+fn er_back_stats(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let geo = up.geometry;
+    let group = linear_workgroup(wid, nwg);
+    if (group >= up.maps * geo.groups_per_map) {
+        return;
+    }
+    let i = up.step;
+    let input_pass = i == up.steps;
+    input_kind = INPUT_RAW;
+    let tile = stencil_tile(geo, group);
+    stencil_load(geo, tile, lid);
+    let px = stencil_pixel(geo, tile, lid);
+    let at = tile.map * map_len() + px.q;
+    var acc = vec4<f32>(0.0);
+    if (px.inside) {
+        // ∂/∂B_{i+1}: nothing flows back into the last erosion's output but its weight.
+        var gb = 0.0;
+        if (input_pass || i + 1u < up.steps) {
+            gb = up.average * stencil_cross_sum(px);
+        }
+        if (input_pass) {
+            work[at] = gb;
+        } else {
+            let ge = io.scale * up.upstream * up.weight + gb;
+            work[at] = ge;
+            let range = ranges[i * up.maps + tile.map];
+            let d = dmap[at];
+            let e = eroded(d, range);
+            let t = threshold(d);
+            acc = vec4<f32>(ge * (e - 1.0), ge * e, select(0.0, 1.0, t == range.x), select(0.0, 1.0, t == range.y));
+        }
+    }
+    if (!input_pass) {
+        let tiles = geo.groups_per_map;
+        let t = group % tiles;
+        for (var k = 0u; k < BACK_SUMS; k++) {
+            let total = workgroup_sum(lid, acc[k]);
+            if (lid == 0u) {
+                partials[(k * up.maps + tile.map) * tiles + t] = total;
+            }
+        }
+    }
+}
+
+@compute @workgroup_size(256)
+fn er_back_pixels(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let j = pixel_of(wid, nwg, lid);
+    let len = map_len();
+    if (j >= up.maps * len) {
+        return;
+    }
+    let map = j / len;
+    let range = ranges[up.step * up.maps + map];
+    let d = dmap[j];
+    var g = 0.0;
+    if (d >= 0.5) {
+        g = work[j];
+        let r = range.y - range.x;
+        if (r > 0.0) {
+            let t = threshold(d);
+            g = g / r;
+            if (t == range.x) {
+                g += sums[map] / (r * sums[2u * up.maps + map]);
+            }
+            if (t == range.y) {
+                g -= sums[up.maps + map] / (r * sums[3u * up.maps + map]);
+            }
+        }
+    }
+    carry[j] = g;
+}
+
+// ---- 4. Through the softmax or the sigmoid ----
+
+@compute @workgroup_size(256)
+fn er_grad(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = pixel_of(wid, nwg, lid);
+    let ch = up.chunk;
+    if (i >= ch.count) {
+        return;
+    }
+    let px = er_pixel(ch.item0 + i, false);
+    let first_map = px.n * ch.classes;
+    // ∂value/∂p_c = 2(p_c − g_c)·∂/∂B_0 (nothing when k = 0).
+    var dot = 0.0;
+    if (SOFTMAX) {
+        for (var c = 0u; c < ch.classes; c++) {
+            dot += er_class(px, c, false).x * er_dp(px, first_map + c, c);
+        }
+    }
+    for (var c = 0u; c < ch.classes; c++) {
+        let at = px.base + c * ch.spatial;
+        var g: f32;
+        if (SOFTMAX) {
+            g = er_class(px, c, false).x * (er_dp(px, first_map + c, c) - dot);
+        } else {
+            // σ'(x) = σ(x)·σ(−x), each side exact.
+            let parts = sigmoid_parts(logits[at]);
+            g = parts.p * parts.q * er_dp(px, first_map + c, c);
+        }
+        if (io.accumulate_grad != 0u) {
+            grad[at] += g;
+        } else {
+            grad[at] = g;
+        }
+    }
+}
+
+fn er_dp(px: ErPixel, map: u32, c: u32) -> f32 {
+    if (up.steps == 0u) {
+        return 0.0;
+    }
+    let pg = er_class(px, c, false);
+    return 2.0 * (pg.x - pg.y) * work[map * map_len() + px.q];
+}
