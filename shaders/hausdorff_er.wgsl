@@ -39,11 +39,8 @@
 // Loops: the stencil's (lib/stencil.wgsl), 3·C per pixel in the pointwise
 // passes (C ≤ 1,024), tiles/256 per thread in `er_range`.
 
-//#include "lib/numerics.wgsl"
 //#include "lib/stencil.wgsl"
-//#include "lib/loss_io.wgsl"
-//#include "lib/softmax.wgsl"
-//#include "lib/labels.wgsl"
+//#include "lib/class_pixel.wgsl"
 
 // Softmax over C classes and labels ("multiclass"), else a sigmoid per channel and dense targets.
 override SOFTMAX: bool = true;
@@ -122,54 +119,6 @@ fn stencil_input(map: u32, q: u32) -> f32 {
 
 // ---- 1. B_0 ----
 
-// One pixel's probabilities and target per class, for `er_input` and `er_grad`.
-struct ErPixel {
-    n: u32,        // image within the chunk
-    q: u32,
-    base: u32,     // class 0's logit in the binding
-    m: f32,        // softmax: the largest logit and log Σ exp(x − m)
-    lse: f32,
-    label: i32,    // softmax: the class
-}
-
-fn er_pixel(pixel: u32, checked: bool) -> ErPixel {
-    let ch = up.chunk;
-    let s = ch.spatial;
-    let n = pixel / s;
-    let q = pixel % s;
-    var px: ErPixel;
-    px.n = n - (up.map0 / ch.classes);
-    px.q = q;
-    px.base = n * ch.classes * s + q - ch.first_elem;
-    if (SOFTMAX) {
-        let y = bitcast<i32>(targets[pixel - ch.first_item]);
-        if (checked) {
-            px.m = checked_class_max(px.base, s, ch.classes).m;
-            px.label = checked_label(y, ch.classes, 0u, 0);
-        } else {
-            px.m = class_max(px.base, s, ch.classes);
-            px.label = y;
-        }
-        px.lse = log_sum_exp_shifted(px.base, s, ch.classes, px.m);
-    }
-    return px;
-}
-
-// p_c and g_c of the pixel.
-fn er_class(px: ErPixel, c: u32, checked: bool) -> vec2<f32> {
-    let at = px.base + c * up.chunk.spatial;
-    let x = logits[at];
-    if (SOFTMAX) {
-        return vec2<f32>(exp(x - px.m - px.lse), select(0.0, 1.0, px.label == i32(c)));
-    }
-    let g = bitcast<f32>(targets[at]);
-    if (checked) {
-        _ = flag_non_finite(x);
-        _ = flag_non_finite(g);
-    }
-    return vec2<f32>(sigmoid_parts(x).p, g);
-}
-
 fn pixel_of(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return linear_workgroup(wid, nwg) * WG_SIZE + lid;
 }
@@ -184,11 +133,13 @@ fn er_input(
     if (i >= up.chunk.count) {
         return;
     }
-    let px = er_pixel(up.chunk.item0 + i, true);
+    let pixel = up.chunk.item0 + i;
+    let px = class_pixel(up.chunk, pixel, true);
+    let first_map = (pixel / up.chunk.spatial) * up.chunk.classes - up.map0;
     for (var c = 0u; c < up.chunk.classes; c++) {
-        let pg = er_class(px, c, true);
+        let pg = class_prob(up.chunk, px, c, true);
         let e = pg.x - pg.y;
-        work[(px.n * up.chunk.classes + c) * map_len() + px.q] = e * e;
+        work[(first_map + c) * map_len() + pixel % up.chunk.spatial] = e * e;
     }
 }
 
@@ -404,41 +355,24 @@ fn er_grad(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let i = pixel_of(wid, nwg, lid);
-    let ch = up.chunk;
-    if (i >= ch.count) {
+    if (i >= up.chunk.count) {
         return;
     }
-    let px = er_pixel(ch.item0 + i, false);
-    let first_map = px.n * ch.classes;
-    // ∂value/∂p_c = 2(p_c − g_c)·∂/∂B_0 (nothing when k = 0).
-    var dot = 0.0;
-    if (SOFTMAX) {
-        for (var c = 0u; c < ch.classes; c++) {
-            dot += er_class(px, c, false).x * er_dp(px, first_map + c, c);
-        }
-    }
-    for (var c = 0u; c < ch.classes; c++) {
-        let at = px.base + c * ch.spatial;
-        var g: f32;
-        if (SOFTMAX) {
-            g = er_class(px, c, false).x * (er_dp(px, first_map + c, c) - dot);
-        } else {
-            // σ'(x) = σ(x)·σ(−x), each side exact.
-            let parts = sigmoid_parts(logits[at]);
-            g = parts.p * parts.q * er_dp(px, first_map + c, c);
-        }
-        if (io.accumulate_grad != 0u) {
-            grad[at] += g;
-        } else {
-            grad[at] = g;
-        }
-    }
+    let pixel = up.chunk.item0 + i;
+    grad_pixel = pixel;
+    class_backward(up.chunk, class_pixel(up.chunk, pixel, false));
 }
 
-fn er_dp(px: ErPixel, map: u32, c: u32) -> f32 {
+// The pixel `er_grad` takes, for class_dp.
+var<private> grad_pixel: u32;
+
+// ∂value/∂p_c = 2(p_c − g_c)·∂/∂B_0 (nothing when k = 0).
+fn class_dp(px: ClassPixel, c: u32) -> f32 {
     if (up.steps == 0u) {
         return 0.0;
     }
-    let pg = er_class(px, c, false);
-    return 2.0 * (pg.x - pg.y) * work[map * map_len() + px.q];
+    let ch = up.chunk;
+    let pg = class_prob(ch, px, c, false);
+    let map = (grad_pixel / ch.spatial) * ch.classes - up.map0 + c;
+    return 2.0 * (pg.x - pg.y) * work[map * map_len() + grad_pixel % ch.spatial];
 }

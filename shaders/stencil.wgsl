@@ -4,7 +4,8 @@
 
 //#include "lib/stencil.wgsl"
 
-// 0: cross sum (zero padding), 1: cross minimum, 2: box maximum (absent padding).
+// 0: cross sum (zero padding), 1: cross minimum, 2: box maximum (absent
+// padding); 3 and 4: which pixel the minimum and the maximum take.
 override OP: u32 = 0u;
 
 struct Params {
@@ -45,8 +46,12 @@ fn stencil_apply(
         v = stencil_cross_sum(px);
     } else if (OP == 1u) {
         v = stencil_cross_min(geo, px);
-    } else {
+    } else if (OP == 2u) {
         v = stencil_box_max(geo, px);
+    } else if (OP == 3u) {
+        v = f32(stencil_cross_argmin(geo, px));
+    } else {
+        v = f32(stencil_box_argmax(geo, px));
     }
     output[tile.map * geo.depth * geo.plane + px.q] = v;
 }

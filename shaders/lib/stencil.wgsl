@@ -110,32 +110,80 @@ fn stencil_cross_sum(px: StencilPixel) -> f32 {
         + stencil_at(px, -1, 0, 0) + stencil_at(px, 1, 0, 0);
 }
 
-// The minimum of the pixel and its in-map face neighbours.
-fn stencil_cross_min(geo: StencilGeometry, px: StencilPixel) -> f32 {
-    var m = stencil_at(px, 0, 0, 0);
-    let offsets = array<vec3<i32>, 6>(
-        vec3<i32>(0, -1, 0), vec3<i32>(0, 1, 0), vec3<i32>(0, 0, -1),
-        vec3<i32>(0, 0, 1), vec3<i32>(-1, 0, 0), vec3<i32>(1, 0, 0),
+// The cross's pixels as (dz, dy, dx): the pixel itself, then −z, +z, −y,
+// +y, −x, +x (primitives/stencil.rs's order).
+fn stencil_cross_offset(e: u32) -> vec3<i32> {
+    var offsets = array<vec3<i32>, 7>(
+        vec3<i32>(0, 0, 0), vec3<i32>(-1, 0, 0), vec3<i32>(1, 0, 0), vec3<i32>(0, -1, 0),
+        vec3<i32>(0, 1, 0), vec3<i32>(0, 0, -1), vec3<i32>(0, 0, 1),
     );
-    for (var k = 0u; k < 6u; k++) {
-        let o = offsets[k];
+    return offsets[e];
+}
+
+// The box's pixels row-major as (dz, dy, dx); 13 is the pixel itself.
+fn stencil_box_offset(k: u32) -> vec3<i32> {
+    let i = i32(k);
+    return vec3<i32>(i / 9 - 1, (i / 3) % 3 - 1, i % 3 - 1);
+}
+
+const ST_BOX_CENTRE: u32 = 13u;
+
+// Which in-map pixel of the cross holds its minimum (an index for
+// stencil_cross_offset): the pixel itself on a tie with it, else the first.
+fn stencil_cross_argmin(geo: StencilGeometry, px: StencilPixel) -> u32 {
+    var best = 0u;
+    var m = stencil_at(px, 0, 0, 0);
+    for (var e = 1u; e < 7u; e++) {
+        let o = stencil_cross_offset(e);
         if (stencil_in(geo, px, o.x, o.y, o.z)) {
-            m = min(m, stencil_at(px, o.x, o.y, o.z));
+            let v = stencil_at(px, o.x, o.y, o.z);
+            if (v < m) {
+                m = v;
+                best = e;
+            }
         }
     }
-    return m;
+    return best;
+}
+
+// Which in-map pixel of the box holds its maximum (an index for
+// stencil_box_offset), ties as in stencil_cross_argmin.
+fn stencil_box_argmax(geo: StencilGeometry, px: StencilPixel) -> u32 {
+    var best = ST_BOX_CENTRE;
+    var m = stencil_at(px, 0, 0, 0);
+    for (var k = 0u; k < 27u; k++) {
+        let o = stencil_box_offset(k);
+        if (stencil_in(geo, px, o.x, o.y, o.z)) {
+            let v = stencil_at(px, o.x, o.y, o.z);
+            if (v > m) {
+                m = v;
+                best = k;
+            }
+        }
+    }
+    return best;
+}
+
+// The minimum of the pixel and its in-map face neighbours.
+fn stencil_cross_min(geo: StencilGeometry, px: StencilPixel) -> f32 {
+    let o = stencil_cross_offset(stencil_cross_argmin(geo, px));
+    return stencil_at(px, o.x, o.y, o.z);
 }
 
 // The maximum over the in-map pixels of the 3×3 (3×3×3) box around the pixel.
 fn stencil_box_max(geo: StencilGeometry, px: StencilPixel) -> f32 {
-    var m = stencil_at(px, 0, 0, 0);
-    for (var k = 0; k < 27; k++) {
-        let dz = k / 9 - 1;
-        let dy = (k / 3) % 3 - 1;
-        let dx = k % 3 - 1;
-        if (stencil_in(geo, px, dz, dy, dx)) {
-            m = max(m, stencil_at(px, dz, dy, dx));
-        }
+    let o = stencil_box_offset(stencil_box_argmax(geo, px));
+    return stencil_at(px, o.x, o.y, o.z);
+}
+
+// For gathers that read another map at the offsets a stencil chose (no
+// tile): the index of pixel q − o in its map, or −1 outside it.
+fn stencil_source_of(geo: StencilGeometry, q: u32, o: vec3<i32>) -> i32 {
+    let z = i32(q / geo.plane) - o.x;
+    let y = i32((q % geo.plane) / geo.width) - o.y;
+    let x = i32(q % geo.width) - o.z;
+    if (!stencil_inside(geo, z, y, x)) {
+        return -1;
     }
-    return m;
+    return i32(u32(z) * geo.plane + u32(y) * geo.width + u32(x));
 }

@@ -87,6 +87,13 @@ impl Step {
         }
         Ok(Step { kernel: kernel.clone(), sources, groups })
     }
+
+    /// [`Step::new`] with the bindings the entry point uses picked out of
+    /// `table`: for a kernel file whose entry points share one table (a
+    /// name the entry does not use is left out, not an error).
+    pub fn from_table(kernel: &Arc<Kernel>, groups: u32, table: Vec<(&str, Binding)>) -> Result<Self> {
+        Self::new(kernel, groups, table.into_iter().filter(|(name, _)| kernel.binding(name).is_some()).collect())
+    }
 }
 
 /// What a program expects in each of its caller slots.

@@ -22,6 +22,7 @@ const SOURCES: &[(&str, &str)] = sources![
     "lib/sort_keys.wgsl",
     "lib/radix_sort.wgsl",
     "lib/stencil.wgsl",
+    "lib/class_pixel.wgsl",
     "reduce.wgsl",
     "scan.wgsl",
     "sort.wgsl",
@@ -41,6 +42,7 @@ const SOURCES: &[(&str, &str)] = sources![
     "unified_focal.wgsl",
     "stencil.wgsl",
     "hausdorff_er.wgsl",
+    "cl_dice.wgsl",
 ];
 
 /// The kernel files (everything outside `lib/`), each a complete module once composed.

@@ -29,7 +29,6 @@ use crate::error::{Error, Result};
 use crate::gpu::chunks::PixelLayout;
 use crate::gpu::context::GpuContext;
 use crate::gpu::layout::{Chunk, WG_SIZE};
-use crate::gpu::pipeline::Kernel;
 use crate::gpu::program::{Binding, Step};
 use crate::gpu::tensor::DType;
 use crate::losses::builder::PlanBuilder;
@@ -245,28 +244,28 @@ impl ErPlanner<'_> {
             let pixel_groups = ((n1 - n0) * s).div_ceil(WG_SIZE) as u32;
             let map_groups = (maps * s).div_ceil(WG_SIZE) as u32;
             let stencil_groups = grid.groups() as u32;
-            let mut steps = vec![step(&input, pixel_groups, bindings(base, unused.clone(), plan.unused_output("unused dmap")))?];
+            let mut steps = vec![Step::from_table(&input, pixel_groups, bindings(base, unused.clone(), plan.unused_output("unused dmap")))?];
 
             // Forward: erosion i from B_0 or E_{i−1}; step k adds up E_{k−1}.
             for i in 0..=k {
                 let source = if i == 0 { Binding::owned(&buffers.work) } else { Binding::owned(&buffers.dmaps[i as usize - 1]) };
                 let dmap = dmap_or(i, &plan.unused_output("unused dmap"));
-                steps.push(step(&forward, stencil_groups, bindings(at(i), source, dmap.clone()))?);
-                steps.push(step(&range, maps as u32, bindings(at(i), unused.clone(), dmap))?);
+                steps.push(Step::from_table(&forward, stencil_groups, bindings(at(i), source, dmap.clone()))?);
+                steps.push(Step::from_table(&range, maps as u32, bindings(at(i), unused.clone(), dmap))?);
             }
             let mut levels = Vec::new();
             if options.grad {
                 for i in (0..k).rev() {
                     let dmap = Binding::owned(&buffers.dmaps[i as usize]);
-                    steps.push(step(&back_stats, stencil_groups, bindings(at(i), buffers.carry.clone(), dmap.clone()))?);
+                    steps.push(Step::from_table(&back_stats, stencil_groups, bindings(at(i), buffers.carry.clone(), dmap.clone()))?);
                     let sums = Binding::owned(&buffers.sums);
                     levels.extend(record_segmented_sum(ctx, &mut steps, Binding::owned(&buffers.partials), BACK_SUMS * maps, tiles, sums)?);
-                    steps.push(step(&back_pixels, map_groups, bindings(at(i), unused.clone(), dmap))?);
+                    steps.push(Step::from_table(&back_pixels, map_groups, bindings(at(i), unused.clone(), dmap))?);
                 }
                 if k > 0 {
-                    steps.push(step(&back_stats, stencil_groups, bindings(at(k), buffers.carry.clone(), plan.unused_output("unused dmap")))?);
+                    steps.push(Step::from_table(&back_stats, stencil_groups, bindings(at(k), buffers.carry.clone(), plan.unused_output("unused dmap")))?);
                 }
-                steps.push(step(&to_logits, pixel_groups, bindings(base, unused.clone(), plan.unused_output("unused dmap")))?);
+                steps.push(Step::from_table(&to_logits, pixel_groups, bindings(base, unused.clone(), plan.unused_output("unused dmap")))?);
             }
             plan.steps_mut().extend(steps);
             plan.keep(levels);
@@ -279,10 +278,6 @@ impl ErPlanner<'_> {
     }
 }
 
-/// A step of `kernel` given the bindings it uses out of `all`.
-fn step(kernel: &std::sync::Arc<Kernel>, groups: u32, all: Vec<(&'static str, Binding)>) -> Result<Step> {
-    Step::new(kernel, groups, all.into_iter().filter(|(name, _)| kernel.binding(name).is_some()).collect())
-}
 
 /// `struct ErParams` in `hausdorff_er.wgsl`.
 #[repr(C)]

@@ -11,6 +11,7 @@
 pub mod bce;
 pub mod boundary;
 pub mod box_iou;
+pub mod cl_dice;
 pub(crate) mod builder;
 pub(crate) mod checks;
 pub mod compound;
@@ -43,6 +44,7 @@ pub use compound::{CompoundConfig, CompoundPlan, CompoundTerm};
 pub use cross_entropy::CrossEntropyConfig;
 pub use focal::{FocalConfig, FocalMode};
 pub use generalized_dice::{GeneralizedDiceConfig, WeightType};
+pub use cl_dice::ClDiceConfig;
 pub use hausdorff_dt::HausdorffDtConfig;
 pub use hausdorff_er::HausdorffErConfig;
 pub use lovasz::{LovaszClasses, LovaszHingeConfig, LovaszSoftmaxConfig};
@@ -155,6 +157,8 @@ registry! {
     LovaszHinge(LovaszHingeConfig) = "lovasz_hinge",
     /// Hausdorff distance-transform loss: squared errors weighted by the prediction's and the target's distance fields.
     HausdorffDt(HausdorffDtConfig) = "hausdorff_dt",
+    /// Centreline Dice: the soft skeletons of prediction and target, alone or beside Dice.
+    ClDice(ClDiceConfig) = "cl_dice",
     /// Matthews correlation coefficient loss: one minus the MCC of each group's soft confusion counts.
     Mcc(MccConfig) = "mcc",
     /// Erosion-based Hausdorff loss: k cross-average erosions of the squared error, normalised per map and weighted by (i+1)^α.

@@ -95,7 +95,8 @@ impl StencilGrid {
     }
 
     /// The in-map neighbours of pixel `q` of a map along each axis (`±e_a`),
-    /// the pixel itself excluded.
+    /// the pixel itself excluded, in the order of lib/stencil.wgsl's
+    /// `ST_CROSS`: −z, +z, −y, +y, −x, +x.
     fn cross_neighbours(&self, q: usize) -> impl Iterator<Item = usize> {
         let (z, y, x) = self.coords(q);
         let plane = self.height * self.width;
@@ -124,6 +125,12 @@ pub enum StencilOp {
     CrossMin = 1,
     /// Maximum over the in-map pixels of the 3×3 (3×3×3) box around the pixel.
     BoxMax = 2,
+    /// Which pixel `CrossMin` takes: 0 for the pixel itself, else 1 + its
+    /// place in the cross's order (as f32; for the tests of the selection).
+    CrossArgmin = 3,
+    /// Which pixel `BoxMax` takes: its row-major place in the box, 13 the
+    /// pixel itself (as f32).
+    BoxArgmax = 4,
 }
 
 /// CPU twin of every stencil, in float64, on `input` laid out as `grid`.
@@ -138,13 +145,40 @@ pub fn stencil_cpu(op: StencilOp, grid: &StencilGrid, input: &[f64]) -> Vec<f64>
                 StencilOp::CrossSum => map[q] + grid.cross_neighbours(q).map(|r| map[r]).sum::<f64>(),
                 StencilOp::CrossMin => grid.cross_neighbours(q).fold(map[q], |a, r| a.min(map[r])),
                 StencilOp::BoxMax => box_neighbours(grid, q).fold(map[q], |a, r| a.max(map[r])),
+                StencilOp::CrossArgmin | StencilOp::BoxArgmax => panic!("stencil_select_cpu gives the selections"),
             };
         }
     }
     out
 }
 
-/// The in-map pixels of the box around `q` (itself included).
+/// CPU twin of the selecting stencils (`CrossMin`, `BoxMax`): each pixel's
+/// value and the index in `input` of the pixel it is taken from. A tie goes
+/// to the pixel itself, else to the first in the stencil's order (the
+/// cross's −z, +z, −y, +y, −x, +x; the box row-major), as on the GPU.
+pub fn stencil_select_cpu(op: StencilOp, grid: &StencilGrid, input: &[f64]) -> (Vec<f64>, Vec<usize>) {
+    let s = grid.spatial();
+    assert_eq!(input.len(), grid.maps * s, "stencil_select_cpu: input length");
+    let mut values = vec![0.0; input.len()];
+    let mut sources = vec![0; input.len()];
+    for m in 0..grid.maps {
+        let map = &input[m * s..(m + 1) * s];
+        for q in 0..s {
+            let candidates: Vec<usize> = match op {
+                StencilOp::CrossMin => grid.cross_neighbours(q).collect(),
+                StencilOp::BoxMax => box_neighbours(grid, q).collect(),
+                StencilOp::CrossSum | StencilOp::CrossArgmin | StencilOp::BoxArgmax => panic!("{op:?} selects no pixel"),
+            };
+            let better = |a: f64, b: f64| if op == StencilOp::CrossMin { a < b } else { a > b };
+            let best = candidates.into_iter().fold(q, |best, r| if better(map[r], map[best]) { r } else { best });
+            values[m * s + q] = map[best];
+            sources[m * s + q] = m * s + best;
+        }
+    }
+    (values, sources)
+}
+
+/// The in-map pixels of the box around `q` (itself included), row-major.
 fn box_neighbours(grid: &StencilGrid, q: usize) -> impl Iterator<Item = usize> + '_ {
     let (z, y, x) = grid.coords(q);
     let span = |v: usize, len: usize| v.saturating_sub(1)..(v + 2).min(len);

@@ -8,6 +8,7 @@
 pub mod bce;
 pub mod boundary;
 pub mod box_iou;
+pub mod cl_dice;
 pub mod compound;
 pub mod cross_entropy;
 pub mod focal;
@@ -45,6 +46,7 @@ impl LossConfig {
             LossConfig::LovaszSoftmax(c) => lovasz::evaluate_softmax(c, inputs),
             LossConfig::LovaszHinge(c) => lovasz::evaluate_hinge(c, inputs),
             LossConfig::HausdorffDt(c) => hausdorff_dt::evaluate(c, inputs),
+            LossConfig::ClDice(c) => cl_dice::evaluate(c, inputs),
             LossConfig::Mcc(c) => mcc::evaluate(c, inputs),
             LossConfig::HausdorffEr(c) => hausdorff_er::evaluate(c, inputs),
             LossConfig::UnifiedFocal(c) => unified_focal::evaluate(c, inputs),
@@ -76,11 +78,13 @@ pub fn sigmoid(x: f64) -> f64 {
     if x >= 0.0 { 1.0 / (1.0 + (-x).exp()) } else { x.exp() / (1.0 + x.exp()) }
 }
 
-/// log softmax of one pixel's logits.
+/// log softmax of one pixel's logits, as (x − m) − log Σ exp(x − m): adding
+/// the log-sum back onto m first would lose it on logits near f32's largest
+/// (3e38 + log 2 is 3e38 in f64), making two tied top classes each p = 1.
 pub fn log_softmax(x: &[f64]) -> Vec<f64> {
     let m = x.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    let lse = m + x.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
-    x.iter().map(|v| v - lse).collect()
+    let log_sum = x.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
+    x.iter().map(|v| (v - m) - log_sum).collect()
 }
 
 /// Iterates the pixels of `[N, C, S]` logits: (pixel index n·S + s, logit indices of its C classes).

@@ -104,6 +104,11 @@ fn mcc_cases_pass() {
 }
 
 #[test]
+fn cl_dice_cases_pass() {
+    check_loss("cl_dice");
+}
+
+#[test]
 fn hausdorff_er_cases_pass() {
     check_loss("hausdorff_er");
 }

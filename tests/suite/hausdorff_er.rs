@@ -1,36 +1,15 @@
-//! `hausdorff_er` and the stencil primitive under it: the stencils on the GPU
-//! against their CPU twins (2D and 3D, maps over many tiles, maps of one
-//! row or one pixel), the loss's float64 reference against finite
-//! differences, the GPU against the reference on random 2D and 3D inputs in
-//! both modes and every reduction (images that are not multiples of the
+//! `hausdorff_er`: the float64 reference against finite differences, the
+//! GPU against the reference on random 2D and 3D inputs in both modes and
+//! every reduction (images that are not multiples of the
 //! tile, tensors over several bindings), SPEC.md's edge cases (k = 0, an
 //! absent class, a perfect prediction, the largest k), scale and
 //! accumulate, determinism, and the parameter rules.
 
 use rand::Rng;
 use rand::rngs::StdRng;
-use segloss::primitives::stencil::{StencilGrid, StencilOp, run_stencil, stencil_cpu};
 use segloss::{ContextOptions, GpuContext, GpuTensor, HostInputs, HostTensor, InputShapes, LossConfig, LossInputs, LossOutputs, PlanOptions, Runner};
 
 use crate::common::{assert_reference_matches_finite_differences_with_step, binary, config, config_error, ctx, gpu_vs_reference, input_error, logits, rng, runner};
-
-#[test]
-fn stencils_match_their_cpu_twins() {
-    let mut rng = rng(120);
-    for spatial in [vec![1usize, 1], vec![1, 40], vec![37, 1], vec![33, 50], vec![3, 17, 20], vec![5, 1, 1], vec![2, 16, 16]] {
-        let grid = StencilGrid::new(3, &spatial).unwrap();
-        let input: Vec<f32> = (0..grid.maps * grid.spatial()).map(|_| rng.random::<f32>() * 4.0 - 2.0).collect();
-        let wide: Vec<f64> = input.iter().map(|&v| v as f64).collect();
-        for op in [StencilOp::CrossSum, StencilOp::CrossMin, StencilOp::BoxMax] {
-            let got = run_stencil(ctx(), op, &grid, &input).unwrap();
-            let want = stencil_cpu(op, &grid, &wide);
-            for (q, (g, w)) in got.iter().zip(&want).enumerate() {
-                // Min and max are exact; the sum of seven f32 within its rounding.
-                assert!((*g as f64 - w).abs() <= 1e-6 * (1.0 + w.abs()), "{op:?} {spatial:?} at {q}: {g} vs {w}");
-            }
-        }
-    }
-}
 
 fn inputs<'a>(x: &'a HostTensor, t: &'a HostTensor) -> HostInputs<'a> {
     HostInputs { logits: x, target: t, weight: None, distance: None }

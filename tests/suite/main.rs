@@ -8,6 +8,7 @@ mod common;
 
 mod arena;
 mod box_iou;
+mod cl_dice;
 mod boundary;
 mod compound;
 mod distance;
@@ -26,5 +27,6 @@ mod reference_golden;
 mod scan;
 mod shaders;
 mod sort;
+mod stencil;
 mod unified_focal;
 mod validation;

@@ -34,6 +34,8 @@ const CASES: &[(&str, &[usize])] = &[
     (r#"{"loss": "hausdorff_dt", "params": {"mode": "binary", "log": true, "reduction": "none"}}"#, &[2, 1, 8, 8]),
     (r#"{"loss": "mcc", "params": {}}"#, &[2, 3, 6, 6]),
     (r#"{"loss": "mcc", "params": {"mode": "binary", "reduction": "none"}}"#, &[2, 1, 6, 6]),
+    (r#"{"loss": "cl_dice", "params": {}}"#, &[2, 3, 6, 6]),
+    (r#"{"loss": "cl_dice", "params": {"mode": "multilabel", "alpha": 0.5, "reduction": "none"}}"#, &[2, 2, 6, 6]),
     (r#"{"loss": "hausdorff_er", "params": {}}"#, &[2, 3, 6, 6]),
     (r#"{"loss": "hausdorff_er", "params": {"mode": "binary", "reduction": "none"}}"#, &[2, 1, 6, 6]),
     (r#"{"loss": "unified_focal", "params": {}}"#, &[2, 1, 6, 6]),

@@ -45,6 +45,7 @@ fn parameter_type_errors_name_the_parameter() {
         ("hausdorff_dt", r#"{"alpha": "2"}"#, r#"alpha must be a number, not the string "2""#),
         ("mcc", r#"{"eps": [0.1]}"#, "eps must be a number, not a list"),
         ("hausdorff_er", r#"{"alpha": [2]}"#, "alpha must be a number, not a list"),
+        ("cl_dice", r#"{"include_background": 0}"#, "include_background must be true or false, not the number 0"),
         ("unified_focal", r#"{"delta": "0.7"}"#, r#"delta must be a number, not the string "0.7""#),
         ("lovasz_softmax", r#"{"per_image": "no"}"#, r#"per_image must be true or false, not the string "no""#),
         ("lovasz_hinge", r#"{"ignore_index": "x"}"#, r#"ignore_index must be an integer or null, not the string "x""#),

@@ -55,6 +55,7 @@ const MULTICLASS: &[(&str, &str)] = &[
     ("hausdorff_dt_maps_given", r#"{"loss": "hausdorff_dt", "params": {}}"#),
     ("mcc", r#"{"loss": "mcc", "params": {"mode": "multiclass"}}"#),
     ("hausdorff_er", r#"{"loss": "hausdorff_er", "params": {}}"#),
+    ("cl_dice", r#"{"loss": "cl_dice", "params": {}}"#),
 ];
 
 /// 2D multiclass adds the Lovász softmax (anchor_bench.py runs it on 2D only).
@@ -72,6 +73,7 @@ const SEMANTIC: &[(&str, &str)] = &[
     MULTICLASS[9],
     MULTICLASS[10],
     MULTICLASS[11],
+    MULTICLASS[12],
 ];
 
 fn workloads(scale: f64) -> Vec<Workload> {

@@ -48,6 +48,8 @@ const CASES: &[(&str, &[usize])] = &[
     (r#"{"loss": "mcc", "params": {}}"#, &[4, 5, 96, 80]),
     (r#"{"loss": "mcc", "params": {"mode": "multilabel", "aggregate": "batch", "include_background": false, "reduction": "none"}}"#, &[2, 3, 12, 30, 30]),
     (r#"{"loss": "mcc", "params": {"mode": "binary", "aggregate": "batch", "eps": 1e-5, "smooth_dr": 0.0}}"#, &[4, 1, 128, 96]),
+    (r#"{"loss": "cl_dice", "params": {}}"#, &[2, 4, 48, 40]),
+    (r#"{"loss": "cl_dice", "params": {"mode": "multilabel", "iterations": 5, "alpha": 0.5, "include_background": false, "reduction": "none"}}"#, &[2, 3, 12, 20, 18]),
     (r#"{"loss": "hausdorff_er", "params": {}}"#, &[2, 4, 48, 40]),
     (r#"{"loss": "hausdorff_er", "params": {"mode": "binary", "alpha": 1.5, "k": 4, "reduction": "none"}}"#, &[2, 1, 12, 20, 18]),
     (r#"{"loss": "unified_focal", "params": {}}"#, &[4, 1, 128, 96]),
