@@ -165,6 +165,14 @@ impl PixelLayout {
             .collect())
     }
 
+    /// The `Chunk` uniform of a chunk whose units are whole images (the
+    /// stencil losses): `count` and `item0` in pixels.
+    pub fn image_chunk_uniform(&self, chunk: &PixelChunk) -> Chunk {
+        let s = self.spatial;
+        let images = PixelChunk { units: chunk.units.start * s..chunk.units.end * s, ..chunk.clone() };
+        self.chunk_uniform(&images, 0)
+    }
+
     /// The `Chunk` uniform of a chunk: `count` and `item0` in its units.
     pub fn chunk_uniform(&self, chunk: &PixelChunk, tile0: u64) -> Chunk {
         Chunk {

@@ -224,16 +224,7 @@ impl ClPlanner<'_> {
             let grid = StencilGrid::new(2 * maps as usize, self.spatial)?;
             let base = ClParams {
                 geometry: grid.uniform(),
-                chunk: Chunk {
-                    count: ((n1 - n0) * s) as u32,
-                    item0: (n0 * s) as u32,
-                    tile0: 0,
-                    first_item: ch.pixels.first as u32,
-                    first_elem: ch.logits.first as u32,
-                    spatial: s as u32,
-                    classes: c as u32,
-                    _pad: 0,
-                },
+                chunk: self.layout.image_chunk_uniform(ch),
                 maps: maps as u32,
                 first: first as u32,
                 kept: kept as u32,

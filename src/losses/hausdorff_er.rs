@@ -201,16 +201,7 @@ impl ErPlanner<'_> {
             let grid = StencilGrid::new(maps as usize, self.spatial)?;
             let base = ErParams {
                 geometry: grid.uniform(),
-                chunk: Chunk {
-                    count: ((n1 - n0) * s) as u32,
-                    item0: (n0 * s) as u32,
-                    tile0: 0,
-                    first_item: ch.pixels.first as u32,
-                    first_elem: ch.logits.first as u32,
-                    spatial: s as u32,
-                    classes: c as u32,
-                    _pad: 0,
-                },
+                chunk: self.layout.image_chunk_uniform(ch),
                 maps: maps as u32,
                 map0: (n0 * c) as u32,
                 steps: k as u32,

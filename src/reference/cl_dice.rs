@@ -6,7 +6,7 @@
 use crate::error::Result;
 use crate::losses::{ClDiceConfig, HostInputs, OverlapMode, Reduction};
 use crate::primitives::stencil::{StencilGrid, StencilOp, stencil_select_cpu};
-use crate::reference::{Reference, log_softmax, sigmoid};
+use crate::reference::{Reference, class_probabilities, through_activation};
 
 /// The soft skeleton of one map with what its reverse pass needs: every
 /// erosion's sources, every opening's sources, every δ, and the skeleton.
@@ -92,26 +92,9 @@ pub fn evaluate(config: &ClDiceConfig, inputs: &HostInputs<'_>) -> Result<Refere
     let (n, c) = (shape[0], shape[1]);
     let spatial = &shape[2..];
     let s: usize = spatial.iter().product();
-    let x = inputs.logits.to_f64();
     let softmax = config.mode == OverlapMode::Multiclass;
     let at = |img: usize, k: usize, q: usize| img * c * s + k * s + q;
-    let mut p = vec![0.0; n * c * s];
-    let mut g = vec![0.0; n * c * s];
-    if softmax {
-        let labels = inputs.target.as_i32("target")?;
-        for img in 0..n {
-            for q in 0..s {
-                let l = log_softmax(&(0..c).map(|k| x[at(img, k, q)]).collect::<Vec<_>>());
-                for k in 0..c {
-                    p[at(img, k, q)] = l[k].exp();
-                    g[at(img, k, q)] = (labels[img * s + q] == k as i32) as u8 as f64;
-                }
-            }
-        }
-    } else {
-        p = x.iter().map(|&v| sigmoid(v)).collect();
-        g = inputs.target.to_f64();
-    }
+    let (p, g) = class_probabilities(inputs, softmax)?;
     let first = config.first_channel(c);
     let kept = c - first;
     let grid = StencilGrid {
@@ -166,17 +149,7 @@ pub fn evaluate(config: &ClDiceConfig, inputs: &HostInputs<'_>) -> Result<Refere
         values[img] = if alpha < 1.0 { alpha * cl + (1.0 - alpha) * dice_weight * dice_sum } else { cl };
     }
 
-    let mut grad = vec![0.0; n * c * s];
-    for img in 0..n {
-        for q in 0..s {
-            if softmax {
-                let dot: f64 = (0..c).map(|k| p[at(img, k, q)] * dp[at(img, k, q)]).sum();
-                (0..c).for_each(|k| grad[at(img, k, q)] = p[at(img, k, q)] * (dp[at(img, k, q)] - dot));
-            } else {
-                (0..c).for_each(|k| grad[at(img, k, q)] = p[at(img, k, q)] * (1.0 - p[at(img, k, q)]) * dp[at(img, k, q)]);
-            }
-        }
-    }
+    let grad = through_activation(shape, &p, &dp, softmax);
     let (value, value_shape) = match config.reduction {
         Reduction::None => (values, vec![n]),
         Reduction::Sum => (vec![values.iter().sum()], vec![1]),

@@ -13,7 +13,7 @@ use crate::error::Result;
 use crate::losses::overlap::{Aggregate, OverlapMode};
 use crate::losses::{HausdorffDtConfig, HostInputs, Reduction};
 use crate::reference::boundary::euclidean_distance;
-use crate::reference::{Reference, log_softmax, sigmoid};
+use crate::reference::{Reference, class_probabilities};
 
 /// The two-sided distance field of `mask` (one image, row-major over `dims`):
 /// for a pixel in the mask the distance to the nearest pixel outside it, for
@@ -58,26 +58,7 @@ pub fn evaluate(config: &HausdorffDtConfig, inputs: &HostInputs<'_>) -> Result<R
     let at = |img: usize, ch: usize, q: usize| (img * c + ch) * s + q;
 
     // Probabilities and targets, [N, C, S].
-    let mut p = vec![0.0; x.len()];
-    let mut g = vec![0.0; x.len()];
-    match config.mode {
-        OverlapMode::Multiclass => {
-            let labels = inputs.target.as_i32("target")?;
-            for img in 0..n {
-                for q in 0..s {
-                    let logp = log_softmax(&(0..c).map(|ch| x[at(img, ch, q)]).collect::<Vec<_>>());
-                    for ch in 0..c {
-                        p[at(img, ch, q)] = logp[ch].exp();
-                        g[at(img, ch, q)] = (labels[img * s + q] == ch as i32) as u8 as f64;
-                    }
-                }
-            }
-        }
-        OverlapMode::Binary | OverlapMode::Multilabel => {
-            p = x.iter().map(|&v| sigmoid(v)).collect();
-            g = inputs.target.to_f64();
-        }
-    }
+    let (p, g) = class_probabilities(inputs, config.mode == OverlapMode::Multiclass)?;
 
     // Both fields of every (image, channel), and the per-pixel error weights.
     let field_of = |values: &[f64], img: usize, ch: usize| {

@@ -6,7 +6,7 @@
 use crate::error::Result;
 use crate::losses::{HausdorffErConfig, HostInputs, OverlapMode, Reduction};
 use crate::primitives::stencil::{StencilGrid, StencilOp, stencil_cpu};
-use crate::reference::{Reference, log_softmax, sigmoid};
+use crate::reference::{Reference, class_probabilities, through_activation};
 
 /// One erosion of the forward pass, as the reverse pass needs it.
 struct Erosion {
@@ -26,27 +26,9 @@ pub fn evaluate(config: &HausdorffErConfig, inputs: &HostInputs<'_>) -> Result<R
     let (n, c) = (shape[0], shape[1]);
     let spatial = &shape[2..];
     let s: usize = spatial.iter().product();
-    let x = inputs.logits.to_f64();
     let softmax = config.mode == OverlapMode::Multiclass;
     // Probabilities and the one-hot (or dense) target, [N, C, S].
-    let mut p = vec![0.0; n * c * s];
-    let mut g = vec![0.0; n * c * s];
-    if softmax {
-        let labels = inputs.target.as_i32("target")?;
-        for img in 0..n {
-            for q in 0..s {
-                let at = |k: usize| img * c * s + k * s + q;
-                let l = log_softmax(&(0..c).map(|k| x[at(k)]).collect::<Vec<_>>());
-                for k in 0..c {
-                    p[at(k)] = l[k].exp();
-                    g[at(k)] = (labels[img * s + q] == k as i32) as u8 as f64;
-                }
-            }
-        }
-    } else {
-        p = x.iter().map(|&v| sigmoid(v)).collect();
-        g = inputs.target.to_f64();
-    }
+    let (p, g) = class_probabilities(inputs, softmax)?;
 
     let grid = StencilGrid { maps: 1, depth: if spatial.len() == 3 { spatial[0] } else { 1 }, height: spatial[spatial.len() - 2], width: spatial[spatial.len() - 1] };
     let w = if spatial.len() == 3 { 1.0 / 7.0 } else { 1.0 / 5.0 };
@@ -95,19 +77,7 @@ pub fn evaluate(config: &HausdorffErConfig, inputs: &HostInputs<'_>) -> Result<R
         }
     }
 
-    // Through the softmax or the sigmoid.
-    let mut grad = vec![0.0; n * c * s];
-    for img in 0..n {
-        for q in 0..s {
-            let at = |k: usize| img * c * s + k * s + q;
-            if softmax {
-                let dot: f64 = (0..c).map(|k| p[at(k)] * dp[at(k)]).sum();
-                (0..c).for_each(|k| grad[at(k)] = p[at(k)] * (dp[at(k)] - dot));
-            } else {
-                (0..c).for_each(|k| grad[at(k)] = p[at(k)] * (1.0 - p[at(k)]) * dp[at(k)]);
-            }
-        }
-    }
+    let grad = through_activation(shape, &p, &dp, softmax);
     let value = match config.reduction {
         Reduction::None => out,
         Reduction::Sum => vec![out.iter().sum()],

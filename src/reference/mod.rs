@@ -87,6 +87,41 @@ pub fn log_softmax(x: &[f64]) -> Vec<f64> {
     x.iter().map(|v| (v - m) - log_sum).collect()
 }
 
+/// Probabilities and targets `[N, C, S]` of the losses that take a softmax
+/// with class-index targets (`softmax`) or a sigmoid per channel with dense
+/// targets: (p, g).
+pub(crate) fn class_probabilities(inputs: &HostInputs<'_>, softmax: bool) -> Result<(Vec<f64>, Vec<f64>)> {
+    let shape = &inputs.logits.shape;
+    let x = inputs.logits.to_f64();
+    if !softmax {
+        return Ok((x.iter().map(|&v| sigmoid(v)).collect(), inputs.target.to_f64()));
+    }
+    let labels = inputs.target.as_i32("target")?;
+    let (mut p, mut g) = (vec![0.0; x.len()], vec![0.0; x.len()]);
+    for (pixel, at) in pixels(shape) {
+        let logp = log_softmax(&at.iter().map(|&i| x[i]).collect::<Vec<_>>());
+        for (k, &i) in at.iter().enumerate() {
+            p[i] = logp[k].exp();
+            g[i] = (labels[pixel] == k as i32) as u8 as f64;
+        }
+    }
+    Ok((p, g))
+}
+
+/// ∂/∂x from ∂/∂p `dp`, through the softmax of each pixel (`softmax`) or
+/// the sigmoid of each element, p as [`class_probabilities`] gives it.
+pub(crate) fn through_activation(shape: &[usize], p: &[f64], dp: &[f64], softmax: bool) -> Vec<f64> {
+    if !softmax {
+        return p.iter().zip(dp).map(|(p, d)| p * (1.0 - p) * d).collect();
+    }
+    let mut grad = vec![0.0; p.len()];
+    for (_, at) in pixels(shape) {
+        let dot: f64 = at.iter().map(|&i| p[i] * dp[i]).sum();
+        at.iter().for_each(|&i| grad[i] = p[i] * (dp[i] - dot));
+    }
+    grad
+}
+
 /// Iterates the pixels of `[N, C, S]` logits: (pixel index n·S + s, logit indices of its C classes).
 pub(crate) fn pixels(shape: &[usize]) -> impl Iterator<Item = (usize, Vec<usize>)> + '_ {
     let (n, c, s) = (shape[0], shape[1], shape[2..].iter().product::<usize>());

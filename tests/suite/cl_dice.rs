@@ -8,12 +8,12 @@
 
 use rand::rngs::StdRng;
 use segloss::tools::samples::{class_targets, dense_targets, leaning_logits};
-use segloss::{
-    CompoundConfig, ContextOptions, GpuContext, GpuTensor, HostInputs, HostTensor, InputShapes, LossConfig, LossInputs, LossOutputs,
-    PlanOptions, Runner,
-};
+use segloss::{CompoundConfig, ContextOptions, GpuContext, HostInputs, HostTensor, LossConfig, Runner};
 
-use crate::common::{assert_reference_matches_finite_differences_with_step, config, config_error, ctx, gpu_vs_reference, input_error, logits, rng, runner};
+use crate::common::{
+    assert_reference_matches_finite_differences_with_step, assert_scale_and_accumulate, config, config_error, gpu_vs_reference, input_error,
+    logits, rng, runner, runner_vs_reference,
+};
 
 fn inputs<'a>(x: &'a HostTensor, t: &'a HostTensor) -> HostInputs<'a> {
     HostInputs { logits: x, target: t, weight: None, distance: None }
@@ -80,13 +80,7 @@ fn tensors_split_over_several_bindings_match_the_reference() {
     let mut rng = rng(133);
     for (mode, config) in configurations() {
         let (x, t) = random(&mut rng, mode, 5, 3, &[24, 30], 2.0);
-        let reference = config.reference(&inputs(&x, &t)).unwrap();
-        let got = small.compute(&config, inputs(&x, &t)).unwrap();
-        let widen = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
-        for (name, a, b, per_tensor) in [("value", widen(&got.value), &reference.value, false), ("grad", widen(&got.grad), &reference.grad, true)] {
-            let m = segloss::golden::compare(name, &a, b, 1e-4, 1e-6, per_tensor);
-            assert!(m.ratio <= 1.0, "{mode}: {} got {} expected {}", m.at, m.got, m.expected);
-        }
+        runner_vs_reference(&small, &config, inputs(&x, &t), 1e-4, 1e-6);
     }
     // An image whose levels exceed one binding is refused, by name.
     let tiny = Runner::new(GpuContext::with_options(ContextOptions { max_binding_bytes: Some(16 * 1024) }).unwrap());
@@ -150,37 +144,12 @@ fn dice_plus_half_cl_dice_is_one_compound() {
     }
 }
 
-fn upload(h: &HostTensor) -> GpuTensor {
-    GpuTensor::from_host(ctx(), h).unwrap()
-}
-
 #[test]
 fn scale_and_accumulate_apply_to_value_and_gradient() {
     let mut rng = rng(137);
-    let c = ctx();
     for (mode, params) in [("binary", ""), ("multiclass", r#""alpha": 0.4, "reduction": "none""#)] {
         let (x, t) = random(&mut rng, mode, 2, 3, &[10, 12], 2.0);
-        let config = json(mode, params);
-        let reference = config.reference(&inputs(&x, &t)).unwrap();
-        let options = PlanOptions { scale: 0.5, accumulate_value: true, accumulate_grad: true, grad: true };
-        let plan = config.plan(c, &InputShapes::new(&x.shape, &t.shape), options).unwrap();
-        let (xl, tl) = (upload(&x), upload(&t));
-        let value = upload(&HostTensor::f32(&reference.value_shape, vec![0.25; reference.value.len()]).unwrap());
-        let grad = upload(&HostTensor::f32(&x.shape, vec![-0.5; x.len()]).unwrap());
-        // Twice into one encoder, each adding half: the plan allocates nothing per recording.
-        let mut encoder = c.device().create_command_encoder(&Default::default());
-        for _ in 0..2 {
-            plan.record(&mut encoder, LossInputs::new(&xl, &tl), LossOutputs { value: &value, grad: Some(&grad) }).unwrap();
-        }
-        c.queue().submit([encoder.finish()]);
-        let (v, g) = (value.read_f32(c).unwrap(), grad.read_f32(c).unwrap());
-        for (a, r) in v.iter().zip(&reference.value) {
-            assert!((*a as f64 - (0.25 + r)).abs() < 1e-5 * (1.0 + r.abs()), "{mode}: {a} vs {}", 0.25 + r);
-        }
-        let max = reference.grad.iter().fold(0.0f64, |m, g| m.max(g.abs()));
-        for (a, r) in g.iter().zip(&reference.grad) {
-            assert!((*a as f64 - (-0.5 + r)).abs() < 1e-4 * max + 1e-6, "{mode}: grad {a} vs {}", -0.5 + r);
-        }
+        assert_scale_and_accumulate(&json(mode, params), &x, &t, 1e-4);
     }
 }
 

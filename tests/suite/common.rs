@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use segloss::{ContextOptions, Error, GpuContext, HostInputs, HostTensor, LossConfig, Runner};
+use segloss::{ContextOptions, Error, GpuContext, GpuTensor, HostInputs, HostTensor, InputShapes, LossConfig, LossInputs, LossOutputs, PlanOptions, Runner};
 
 /// The suite's runner on the best adapter; panics with the reason when there is none.
 /// Its bindings are capped at WebGPU's default 128 MiB, lavapipe's own limit,
@@ -58,8 +58,13 @@ pub fn config(json: &str) -> LossConfig {
 
 /// Worst |gpu − ref| relative to (atol + rtol·max|ref|) over value and gradient; ≤ 1 passes.
 pub fn gpu_vs_reference(config: &LossConfig, inputs: HostInputs<'_>, rtol: f64, atol: f64) -> f64 {
+    runner_vs_reference(runner(), config, inputs, rtol, atol)
+}
+
+/// [`gpu_vs_reference`] on another runner (a context with small bindings).
+pub fn runner_vs_reference(runner: &Runner, config: &LossConfig, inputs: HostInputs<'_>, rtol: f64, atol: f64) -> f64 {
     let reference = config.reference(&inputs).expect("reference");
-    let gpu = runner().compute(config, inputs).expect("gpu");
+    let gpu = runner.compute(config, inputs).expect("gpu");
     assert_eq!(gpu.value_shape, reference.value_shape);
     let widen = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
     let value = segloss::golden::compare("value", &widen(&gpu.value), &reference.value, rtol, atol, false);
@@ -121,5 +126,36 @@ pub fn assert_reference_matches_finite_differences_with_step(config: &LossConfig
             config.name(),
             grad[i]
         );
+    }
+}
+
+/// Asserts that a plan made with scale 0.5 and both accumulate flags, and
+/// recorded twice into one encoder over buffers already holding 0.25
+/// (value) and −0.5 (gradient), leaves 0.25 + value and −0.5 + gradient of
+/// the reference: each recording adds half, and the plan allocates nothing
+/// per recording. Values within `rtol`·(1 + |v|), gradients within
+/// `rtol`·max|∂| + 1e-6.
+pub fn assert_scale_and_accumulate(config: &LossConfig, x: &HostTensor, t: &HostTensor, rtol: f64) {
+    let c = runner().context();
+    let reference = config.reference(&HostInputs::new(x, t)).unwrap();
+    let options = PlanOptions { scale: 0.5, accumulate_value: true, accumulate_grad: true, grad: true };
+    let plan = config.plan(c, &InputShapes::new(&x.shape, &t.shape), options).unwrap();
+    let upload = |h: &HostTensor| GpuTensor::from_host(c, h).unwrap();
+    let (xl, tl) = (upload(x), upload(t));
+    let value = upload(&HostTensor::f32(&reference.value_shape, vec![0.25; reference.value.len()]).unwrap());
+    let grad = upload(&HostTensor::f32(&x.shape, vec![-0.5; x.len()]).unwrap());
+    let mut encoder = c.device().create_command_encoder(&Default::default());
+    for _ in 0..2 {
+        plan.record(&mut encoder, LossInputs::new(&xl, &tl), LossOutputs { value: &value, grad: Some(&grad) }).unwrap();
+    }
+    c.queue().submit([encoder.finish()]);
+    let (v, g) = (value.read_f32(c).unwrap(), grad.read_f32(c).unwrap());
+    let name = config.name();
+    for (a, r) in v.iter().zip(&reference.value) {
+        assert!((*a as f64 - (0.25 + r)).abs() < rtol * (1.0 + r.abs()), "{name}: value {a} vs {}", 0.25 + r);
+    }
+    let max = reference.grad.iter().fold(0.0f64, |m, g| m.max(g.abs()));
+    for (a, r) in g.iter().zip(&reference.grad) {
+        assert!((*a as f64 - (-0.5 + r)).abs() < rtol * max + 1e-6, "{name}: grad {a} vs {}", -0.5 + r);
     }
 }

@@ -6,12 +6,12 @@
 //! determinism, and the parameter rules.
 
 use rand::rngs::StdRng;
-use segloss::{
-    ContextOptions, GpuContext, GpuTensor, HostInputs, HostTensor, InputShapes, LossConfig, LossInputs, LossOutputs,
-    PlanOptions, Runner,
-};
+use segloss::{ContextOptions, GpuContext, HostInputs, HostTensor, InputShapes, LossConfig, PlanOptions, Runner};
 
-use crate::common::{assert_reference_matches_finite_differences, binary, config, config_error, ctx, gpu_vs_reference, labels, logits, rng, runner};
+use crate::common::{
+    assert_reference_matches_finite_differences, assert_scale_and_accumulate, binary, config, config_error, ctx, gpu_vs_reference, labels, logits, rng,
+    runner, runner_vs_reference,
+};
 
 fn inputs<'a>(x: &'a HostTensor, t: &'a HostTensor) -> HostInputs<'a> {
     HostInputs { logits: x, target: t, weight: None, distance: None }
@@ -83,13 +83,7 @@ fn tensors_split_over_several_bindings_match_the_reference() {
     let mut rng = rng(93);
     for (mode, config) in configurations() {
         let (x, t) = random(&mut rng, mode, 5, &[40, 60], 3.0);
-        let reference = config.reference(&inputs(&x, &t)).unwrap();
-        let got = small.compute(&config, inputs(&x, &t)).unwrap();
-        let widen = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
-        for (name, a, b, per_tensor) in [("value", widen(&got.value), &reference.value, false), ("grad", widen(&got.grad), &reference.grad, true)] {
-            let m = segloss::golden::compare(name, &a, b, 2e-4, 1e-6, per_tensor);
-            assert!(m.ratio <= 1.0, "{mode}: {} got {} expected {}", m.at, m.got, m.expected);
-        }
+        runner_vs_reference(&small, &config, inputs(&x, &t), 2e-4, 1e-6);
     }
 }
 
@@ -154,35 +148,12 @@ fn gamma_one_drops_the_foreground_tversky_gradient_and_weight_one_is_afl_alone()
     assert!((c.reference(&inputs(&x1, &t1)).unwrap().value[0] - expected).abs() < 1e-12);
 }
 
-fn upload(h: &HostTensor) -> GpuTensor {
-    GpuTensor::from_host(ctx(), h).unwrap()
-}
-
 #[test]
 fn scale_and_accumulate_apply_to_value_and_gradient() {
     let mut rng = rng(96);
-    let c = ctx();
     for mode in ["binary", "multiclass"] {
         let (x, t) = random(&mut rng, mode, 2, &[10, 12], 3.0);
-        let config = json(mode, "");
-        let reference = config.reference(&inputs(&x, &t)).unwrap();
-        let options = PlanOptions { scale: 0.5, accumulate_value: true, accumulate_grad: true, grad: true };
-        let plan = config.plan(c, &InputShapes::new(&x.shape, &t.shape), options).unwrap();
-        let (xl, tl) = (upload(&x), upload(&t));
-        let value = upload(&HostTensor::f32(&[1], vec![0.25]).unwrap());
-        let grad = upload(&HostTensor::f32(&x.shape, vec![-0.5; x.len()]).unwrap());
-        // Twice into one encoder: the plan allocates nothing per recording.
-        let mut encoder = c.device().create_command_encoder(&Default::default());
-        for _ in 0..2 {
-            plan.record(&mut encoder, LossInputs::new(&xl, &tl), LossOutputs { value: &value, grad: Some(&grad) }).unwrap();
-        }
-        c.queue().submit([encoder.finish()]);
-        let (v, g) = (value.read_f32(c).unwrap(), grad.read_f32(c).unwrap());
-        assert!((v[0] as f64 - (0.25 + reference.value[0])).abs() < 1e-5, "{mode}: {} vs {}", v[0], 0.25 + reference.value[0]);
-        let max = reference.grad.iter().fold(0.0f64, |m, g| m.max(g.abs()));
-        for (a, r) in g.iter().zip(&reference.grad) {
-            assert!((*a as f64 - (-0.5 + r)).abs() < 1e-4 * max + 1e-6, "{mode}: grad {a} vs {}", -0.5 + r);
-        }
+        assert_scale_and_accumulate(&json(mode, ""), &x, &t, 1e-4);
     }
 }
 
