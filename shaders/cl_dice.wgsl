@@ -155,14 +155,19 @@ fn cl_skeleton(
     if (group >= 2u * up.maps * geo.groups_per_map) {
         return;
     }
-    let tile = stencil_tile(geo, group);
-    stencil_load(geo, tile, lid);
-    let px = stencil_pixel(geo, tile, lid);
-    if (!px.inside) {
-        return;
+    for (var t = 0u; t < stencil_strip_len(geo, group); t++) {
+        let tile = stencil_tile(geo, group, t);
+        stencil_load(geo, tile, lid, t);
+        let px = stencil_pixel(geo, tile, lid, t);
+        if (px.inside) {
+            skeleton_pixel(geo, tile.map, px);
+        }
     }
+}
+
+// Level L's work at one pixel: J_{L+1} and δ_{L−1}, and their selections.
+fn skeleton_pixel(geo: StencilGeometry, map: u32, px: StencilPixel) {
     let level = up.level;
-    let map = tile.map;
     let prediction = map < up.maps;
     if (level <= up.iterations) {
         let e = stencil_cross_argmin(geo, px);
@@ -337,6 +342,9 @@ fn cl_back(
         // δ_L's own part, and the erosions J_{L+1}[q] that took this pixel.
         g = deltas[level_at(level, map, r)];
         for (var e = 0u; e < 7u; e++) {
+            if (e == 1u) {
+                e = stencil_cross_first(geo);
+            }
             let q = stencil_source_of(geo, r, stencil_cross_offset(e));
             if (q >= 0 && (selections[selection_at(level, map, u32(q))] & 0xFFu) == e) {
                 g += levels[level_at(level + 1u, map, u32(q))];
@@ -345,7 +353,8 @@ fn cl_back(
     }
     if (level >= 1u) {
         // The openings of δ_{L−1} that took this pixel of J_L.
-        for (var k = 0u; k < 27u; k++) {
+        let span = stencil_box_span(geo);
+        for (var k = span.x; k < span.y; k++) {
             let q = stencil_source_of(geo, r, stencil_box_offset(k));
             if (q >= 0 && ((selections[selection_at(level - 1u, map, u32(q))] >> 8u) & 0xFFu) == k) {
                 g -= deltas[level_at(level - 1u, map, u32(q))];

@@ -14,30 +14,33 @@
 //  2. for i = 0..=k, `er_forward` (a stencil pass, lib/stencil.wgsl) and
 //     `er_range` (a workgroup per map). The stencil's input is B_0, or
 //     E_{i−1} formed from the stored D_{i−1} and its range as the tile is
-//     loaded. It stores D_i and each tile's min and max of E'_i, and adds
+//     loaded. It stores D_i and each strip's min and max of E'_i, and adds
 //     up E_{i−1}; `er_range` reduces them to (lo_i, hi_i) and the map's
 //     share of the value. Step i = k only adds up E_{k−1} (and writes the
 //     elements for "none").
-//  3. for i = k−1 down to 0, the reverse pass:
-//     `er_back_stats`, a stencil pass: ∂/∂E_i = (i+1)^α·u + w·cross_sum(∂/∂D_{i+1})
-//         (u = ∂value/∂out), into `work`, and per tile the four sums the
-//         gradient through lo and hi needs: Σ ∂E·(E − 1), Σ ∂E·E, and how
-//         many elements attain lo and hi (ties share evenly, as torch.amax);
-//     the segmented sum (reduce.wgsl) adds them per map;
-//     `er_back_pixels`, per pixel: ∂/∂D_i = [D_i ≥ ½]·(∂E/r + [E' = lo]·Σ∂E·(E−1)/(r·#lo)
-//         − [E' = hi]·Σ∂E·E/(r·#hi)), r = hi − lo (just [D_i ≥ ½]·∂E when r = 0), into `carry`.
-//  4. `er_back_stats` once more as the input pass: ∂/∂B_0 = w·cross_sum(∂/∂D_0), into
-//     `work`; then `er_grad`, per pixel: ∂/∂p = 2(p − g)·∂/∂B_0 through the
+//  3. for i = k−1 down to 0, the reverse pass: `er_back_stats`, a stencil
+//     pass, forms as the tile loads
+//         ∂/∂D_{i+1} = [D_{i+1} ≥ ½]·(∂E/r + [E' = lo]·Σ∂E·(E−1)/(r·#lo) − [E' = hi]·Σ∂E·E/(r·#hi))
+//     (r = hi − lo; just [D ≥ ½]·∂E when r = 0) from the stored ∂/∂E_{i+1},
+//     D_{i+1} and the sums of erosion i+1, and writes
+//         ∂/∂E_i = (i+1)^α·u + w·cross_sum(∂/∂D_{i+1})   (u = ∂value/∂out)
+//     and per strip the four sums erosion i's own gradient through lo and
+//     hi needs: Σ ∂E·(E − 1), Σ ∂E·E, and how many elements attain lo and
+//     hi (ties share evenly, as torch.amax). The segmented sum
+//     (reduce.wgsl) adds them per map. ∂/∂E ping-pongs between `work` and
+//     `carry`.
+//  4. `er_back_stats` once more as the input pass: ∂/∂B_0 = w·cross_sum(∂/∂D_0);
+//     then `er_grad`, per pixel: ∂/∂p = 2(p − g)·∂/∂B_0 through the
 //     softmax or the sigmoid.
 //
 // What is kept: every D_i (k floats per map pixel), and two working maps,
 // `work` (B_0, then ∂/∂E) and `carry` (the running sum for "none", then
-// ∂/∂D): (k + 2)·4 bytes per map pixel. The selections (the threshold's
+// ∂/∂E): (k + 2)·4 bytes per map pixel. The selections (the threshold's
 // mask, which elements attain lo and hi) are recomputed from the stored
 // D_i with the same f32 operations as the forward pass, so they agree
 // bit for bit.
 // Loops: the stencil's (lib/stencil.wgsl), 3·C per pixel in the pointwise
-// passes (C ≤ 1,024), tiles/256 per thread in `er_range`.
+// passes (C ≤ 1,024), strips/256 per thread in `er_range`.
 
 //#include "lib/stencil.wgsl"
 //#include "lib/class_pixel.wgsl"
@@ -57,7 +60,7 @@ struct ErParams {
     prev_weight: f32,   // i^α: the weight of E_{i−1}
     upstream: f32,      // ∂value/∂out: 1/(N·C·|S|) for "mean", else 1 (times io.scale in the kernels)
     elements: u32,      // "none": write out[n, c, q]
-    _pad0: u32,
+    source_step: u32,   // the reverse pass: the erosion whose ∂/∂D the stencil forms
     _pad1: u32,
     _pad2: u32,
 }
@@ -73,6 +76,8 @@ struct ErParams {
 @group(0) @binding(5) var<storage, read> source: array<f32>;
 // D_i: written by the forward pass, read by the reverse one.
 @group(0) @binding(6) var<storage, read_write> dmap: array<f32>;
+// D_{i+1}, for the reverse pass's ∂/∂D_{i+1}.
+@group(0) @binding(15) var<storage, read> dnext: array<f32>;
 // Per iteration and map: (lo, hi).
 @group(0) @binding(7) var<storage, read_write> ranges: array<vec2<f32>>;
 // Per tile: [sum][map][tile].
@@ -108,11 +113,22 @@ fn eroded(d: f32, range: vec2<f32>) -> f32 {
 var<private> input_kind: u32;
 const INPUT_RAW: u32 = 0u;
 const INPUT_ERODED: u32 = 1u;
+// ∂/∂D_j of erosion j = up.source_step, from ∂/∂E_j (source) and D_j (dnext).
+const INPUT_GRAD: u32 = 2u;
+// Nothing flows in (the last erosion's reverse step).
+const INPUT_ZERO: u32 = 3u;
 
 fn stencil_input(map: u32, q: u32) -> f32 {
-    let v = source[map * map_len() + q];
+    if (input_kind == INPUT_ZERO) {
+        return 0.0;
+    }
+    let at = map * map_len() + q;
+    let v = source[at];
     if (input_kind == INPUT_ERODED) {
         return eroded(v, ranges[(up.step - 1u) * up.maps + map]);
+    }
+    if (input_kind == INPUT_GRAD) {
+        return grad_of_average(v, dnext[at], ranges[up.source_step * up.maps + map], map);
     }
     return v;
 }
@@ -167,6 +183,13 @@ fn workgroup_range(lid: u32, lo: f32, hi: f32) -> vec2<f32> {
 
 const BIG: f32 = 3.0e38;
 
+// A pixel's part of `er_forward`'s per-strip sums.
+struct ForwardAcc {
+    lo: f32,     // min and max of E'_i
+    hi: f32,
+    prev: f32,   // Σ E_{i−1}
+}
+
 @compute @workgroup_size(256)
 fn er_forward(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -178,47 +201,57 @@ fn er_forward(
     if (group >= up.maps * geo.groups_per_map) {
         return;
     }
-    let i = up.step;
-    input_kind = select(INPUT_RAW, INPUT_ERODED, i > 0u);
-    let tile = stencil_tile(geo, group);
-    stencil_load(geo, tile, lid);
-    let px = stencil_pixel(geo, tile, lid);
-    let at = tile.map * map_len() + px.q;
-    var lo = BIG;
-    var hi = -BIG;
-    var prev = 0.0;
-    if (px.inside) {
-        if (i > 0u) {
-            prev = stencil_at(px, 0, 0, 0);
-            if (up.elements != 0u) {
-                var h = up.prev_weight * prev;
-                if (i > 1u) {
-                    h += carry[at];
-                }
-                if (i < up.steps) {
-                    carry[at] = h;
-                } else {
-                    store_value((up.map0 + tile.map) * map_len() + px.q - up.chunk.first_elem, io.scale * h, flagged());
-                }
-            }
-        } else if (up.elements != 0u && up.steps == 0u) {
-            store_value((up.map0 + tile.map) * map_len() + px.q - up.chunk.first_elem, 0.0, flagged());
-        }
-        if (i < up.steps) {
-            let d = up.average * stencil_cross_sum(px);
-            dmap[at] = d;
-            lo = threshold(d);
-            hi = lo;
+    input_kind = select(INPUT_RAW, INPUT_ERODED, up.step > 0u);
+    var acc = ForwardAcc(BIG, -BIG, 0.0);
+    for (var t = 0u; t < stencil_strip_len(geo, group); t++) {
+        let tile = stencil_tile(geo, group, t);
+        stencil_load(geo, tile, lid, t);
+        let px = stencil_pixel(geo, tile, lid, t);
+        if (px.inside) {
+            forward_pixel(tile.map, px, &acc);
         }
     }
-    let r = workgroup_range(lid, lo, hi);
-    let total = workgroup_sum(lid, prev);
+    let r = workgroup_range(lid, acc.lo, acc.hi);
+    let total = workgroup_sum(lid, acc.prev);
     if (lid == 0u) {
-        let t = group % geo.groups_per_map;
-        let tiles = geo.groups_per_map;
-        partials[tile.map * tiles + t] = r.x;
-        partials[(up.maps + tile.map) * tiles + t] = r.y;
-        partials[(2u * up.maps + tile.map) * tiles + t] = total;
+        let map = group / geo.groups_per_map;
+        let g = group % geo.groups_per_map;
+        let groups = geo.groups_per_map;
+        partials[map * groups + g] = r.x;
+        partials[(up.maps + map) * groups + g] = r.y;
+        partials[(2u * up.maps + map) * groups + g] = total;
+    }
+}
+
+// Erosion i at one pixel: D_i and E'_i (i < k), and E_{i−1} added to the
+// value (i ≥ 1; the elements for "none").
+fn forward_pixel(map: u32, px: StencilPixel, acc: ptr<function, ForwardAcc>) {
+    let i = up.step;
+    let at = map * map_len() + px.q;
+    let out = (up.map0 + map) * map_len() + px.q - up.chunk.first_elem;
+    if (i > 0u) {
+        let prev = stencil_at(px, 0, 0, 0);
+        (*acc).prev += prev;
+        if (up.elements != 0u) {
+            var h = up.prev_weight * prev;
+            if (i > 1u) {
+                h += carry[at];
+            }
+            if (i < up.steps) {
+                carry[at] = h;
+            } else {
+                store_value(out, io.scale * h, flagged());
+            }
+        }
+    } else if (up.elements != 0u && up.steps == 0u) {
+        store_value(out, 0.0, flagged());
+    }
+    if (i < up.steps) {
+        let d = up.average * stencil_cross_sum(up.geometry, px);
+        dmap[at] = d;
+        let e = threshold(d);
+        (*acc).lo = min((*acc).lo, e);
+        (*acc).hi = max((*acc).hi, e);
     }
 }
 
@@ -276,74 +309,70 @@ fn er_back_stats(
     if (group >= up.maps * geo.groups_per_map) {
         return;
     }
-    let i = up.step;
-    let input_pass = i == up.steps;
-    input_kind = INPUT_RAW;
-    let tile = stencil_tile(geo, group);
-    stencil_load(geo, tile, lid);
-    let px = stencil_pixel(geo, tile, lid);
-    let at = tile.map * map_len() + px.q;
+    // ∂/∂B_{i+1} = w·cross_sum(∂/∂D_{i+1}), each ∂/∂D formed as the tile loads.
+    input_kind = select(INPUT_GRAD, INPUT_ZERO, up.step + 1u == up.steps);
     var acc = vec4<f32>(0.0);
-    if (px.inside) {
-        // ∂/∂B_{i+1}: nothing flows back into the last erosion's output but its weight.
-        var gb = 0.0;
-        if (input_pass || i + 1u < up.steps) {
-            gb = up.average * stencil_cross_sum(px);
-        }
-        if (input_pass) {
-            work[at] = gb;
-        } else {
-            let ge = io.scale * up.upstream * up.weight + gb;
-            work[at] = ge;
-            let range = ranges[i * up.maps + tile.map];
-            let d = dmap[at];
-            let e = eroded(d, range);
-            let t = threshold(d);
-            acc = vec4<f32>(ge * (e - 1.0), ge * e, select(0.0, 1.0, t == range.x), select(0.0, 1.0, t == range.y));
+    for (var t = 0u; t < stencil_strip_len(geo, group); t++) {
+        let tile = stencil_tile(geo, group, t);
+        stencil_load(geo, tile, lid, t);
+        let px = stencil_pixel(geo, tile, lid, t);
+        if (px.inside) {
+            acc += back_pixel(tile.map, px);
         }
     }
-    if (!input_pass) {
-        let tiles = geo.groups_per_map;
-        let t = group % tiles;
+    if (up.step < up.steps) {
+        let map = group / geo.groups_per_map;
+        let g = group % geo.groups_per_map;
         for (var k = 0u; k < BACK_SUMS; k++) {
             let total = workgroup_sum(lid, acc[k]);
             if (lid == 0u) {
-                partials[(k * up.maps + tile.map) * tiles + t] = total;
+                partials[(k * up.maps + map) * geo.groups_per_map + g] = total;
             }
         }
     }
 }
 
-@compute @workgroup_size(256)
-fn er_back_pixels(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let j = pixel_of(wid, nwg, lid);
-    let len = map_len();
-    if (j >= up.maps * len) {
-        return;
+// ∂/∂E_i at one pixel into `work`, and its part of the four sums (or, in
+// the input pass, ∂/∂B_0 alone).
+fn back_pixel(map: u32, px: StencilPixel) -> vec4<f32> {
+    let i = up.step;
+    let input_pass = i == up.steps;
+    let at = map * map_len() + px.q;
+    let gb = up.average * stencil_cross_sum(up.geometry, px);
+    if (input_pass) {
+        work[at] = gb;
+        return vec4<f32>(0.0);
     }
-    let map = j / len;
-    let range = ranges[up.step * up.maps + map];
-    let d = dmap[j];
-    var g = 0.0;
-    if (d >= 0.5) {
-        g = work[j];
-        let r = range.y - range.x;
-        if (r > 0.0) {
-            let t = threshold(d);
-            g = g / r;
-            if (t == range.x) {
-                g += sums[map] / (r * sums[2u * up.maps + map]);
-            }
-            if (t == range.y) {
-                g -= sums[up.maps + map] / (r * sums[3u * up.maps + map]);
-            }
-        }
+    let ge = io.scale * up.upstream * up.weight + gb;
+    work[at] = ge;
+    let range = ranges[i * up.maps + map];
+    let d = dmap[at];
+    let e = eroded(d, range);
+    let t = threshold(d);
+    return vec4<f32>(ge * (e - 1.0), ge * e, select(0.0, 1.0, t == range.x), select(0.0, 1.0, t == range.y));
+}
+
+// ∂/∂D_j at a pixel from ∂/∂E_j there (`ge`), D_j (`d`), the map's range
+// and its four sums of erosion j:
+//     [D_j ≥ ½]·(∂E/r + [E' = lo]·Σ∂E·(E−1)/(r·#lo) − [E' = hi]·Σ∂E·E/(r·#hi)),
+// r = hi − lo (just [D_j ≥ ½]·∂E when r = 0).
+fn grad_of_average(ge: f32, d: f32, range: vec2<f32>, map: u32) -> f32 {
+    if (d < 0.5) {
+        return 0.0;
     }
-    carry[j] = g;
+    let r = range.y - range.x;
+    if (r <= 0.0) {
+        return ge;
+    }
+    let t = threshold(d);
+    var g = ge / r;
+    if (t == range.x) {
+        g += sums[map] / (r * sums[2u * up.maps + map]);
+    }
+    if (t == range.y) {
+        g -= sums[up.maps + map] / (r * sums[3u * up.maps + map]);
+    }
+    return g;
 }
 
 // ---- 4. Through the softmax or the sigmoid ----

@@ -35,23 +35,24 @@ fn stencil_apply(
     if (group >= params.maps * geo.groups_per_map) {
         return;
     }
-    let tile = stencil_tile(geo, group);
-    stencil_load(geo, tile, lid);
-    let px = stencil_pixel(geo, tile, lid);
-    if (!px.inside) {
-        return;
+    for (var k = 0u; k < stencil_strip_len(geo, group); k++) {
+        let tile = stencil_tile(geo, group, k);
+        stencil_load(geo, tile, lid, k);
+        let px = stencil_pixel(geo, tile, lid, k);
+        if (px.inside) {
+            var v: f32;
+            if (OP == 0u) {
+                v = stencil_cross_sum(geo, px);
+            } else if (OP == 1u) {
+                v = stencil_cross_min(geo, px);
+            } else if (OP == 2u) {
+                v = stencil_box_max(geo, px);
+            } else if (OP == 3u) {
+                v = f32(stencil_cross_argmin(geo, px));
+            } else {
+                v = f32(stencil_box_argmax(geo, px));
+            }
+            output[tile.map * geo.depth * geo.plane + px.q] = v;
+        }
     }
-    var v: f32;
-    if (OP == 0u) {
-        v = stencil_cross_sum(px);
-    } else if (OP == 1u) {
-        v = stencil_cross_min(geo, px);
-    } else if (OP == 2u) {
-        v = stencil_box_max(geo, px);
-    } else if (OP == 3u) {
-        v = f32(stencil_cross_argmin(geo, px));
-    } else {
-        v = f32(stencil_box_argmax(geo, px));
-    }
-    output[tile.map * geo.depth * geo.plane + px.q] = v;
 }

@@ -186,8 +186,8 @@ impl ErPlanner<'_> {
         };
         let constants = [("SOFTMAX", softmax as u32 as f64)];
         let kernel = |entry| plan.kernel("hausdorff_er.wgsl", entry, &constants);
-        let (input, forward, range, back_stats, back_pixels, to_logits) =
-            (kernel("er_input")?, kernel("er_forward")?, kernel("er_range")?, kernel("er_back_stats")?, kernel("er_back_pixels")?, kernel("er_grad")?);
+        let (input, forward, range, back_stats, to_logits) =
+            (kernel("er_input")?, kernel("er_forward")?, kernel("er_range")?, kernel("er_back_stats")?, kernel("er_grad")?);
         let status = plan.status();
         let unused = plan.unused_input();
         let weights = config.weights();
@@ -211,17 +211,20 @@ impl ErPlanner<'_> {
                 ..Zeroable::zeroed()
             };
             let at = |i: u64| ErParams { step: i as u32, weight: weight(i + 1), prev_weight: weight(i), ..base };
-            let dmap_or = |i: u64, fallback: &Binding| if i < k { Binding::owned(&buffers.dmaps[i as usize]) } else { fallback.clone() };
+            let dmap = |i: u64| Binding::owned(&buffers.dmaps[i as usize]);
             // Every binding any entry takes; each step gets those its entry uses.
-            let bindings = |params: ErParams, source: Binding, dmap: Binding| -> Vec<(&'static str, Binding)> {
+            let bindings = |params: ErParams, maps_of_step: StepMaps| -> Vec<(&'static str, Binding)> {
+                let StepMaps { work, source, dmap, dnext } = maps_of_step;
+                let or_unused = |b: Option<Binding>| b.unwrap_or_else(|| unused.clone());
                 vec![
                     ("up", plan.uniform("hausdorff_er params", &params)),
                     ("io", plan.io()),
                     ("logits", Binding::range(slot::LOGITS, &ch.logits)),
                     ("targets", Binding::range(slot::TARGET, if softmax { &ch.pixels } else { &ch.logits })),
-                    ("work", Binding::owned(&buffers.work)),
-                    ("source", source),
-                    ("dmap", dmap),
+                    ("work", work.unwrap_or_else(|| Binding::owned(&buffers.work))),
+                    ("source", or_unused(source)),
+                    ("dmap", dmap.unwrap_or_else(|| plan.unused_output("unused dmap"))),
+                    ("dnext", or_unused(dnext)),
                     ("ranges", Binding::owned(&buffers.ranges)),
                     ("partials", Binding::owned(&buffers.partials)),
                     ("carry", buffers.carry.clone()),
@@ -233,30 +236,40 @@ impl ErPlanner<'_> {
                 ]
             };
             let pixel_groups = ((n1 - n0) * s).div_ceil(WG_SIZE) as u32;
-            let map_groups = (maps * s).div_ceil(WG_SIZE) as u32;
             let stencil_groups = grid.groups() as u32;
-            let mut steps = vec![Step::from_table(&input, pixel_groups, bindings(base, unused.clone(), plan.unused_output("unused dmap")))?];
+            let mut steps = vec![Step::from_table(&input, pixel_groups, bindings(base, StepMaps::default()))?];
 
             // Forward: erosion i from B_0 or E_{i−1}; step k adds up E_{k−1}.
             for i in 0..=k {
-                let source = if i == 0 { Binding::owned(&buffers.work) } else { Binding::owned(&buffers.dmaps[i as usize - 1]) };
-                let dmap = dmap_or(i, &plan.unused_output("unused dmap"));
-                steps.push(Step::from_table(&forward, stencil_groups, bindings(at(i), source, dmap.clone()))?);
-                steps.push(Step::from_table(&range, maps as u32, bindings(at(i), unused.clone(), dmap))?);
+                let source = if i == 0 { Binding::owned(&buffers.work) } else { dmap(i - 1) };
+                let maps_of_step = || StepMaps { source: Some(source.clone()), dmap: (i < k).then(|| dmap(i)), ..StepMaps::default() };
+                steps.push(Step::from_table(&forward, stencil_groups, bindings(at(i), maps_of_step()))?);
+                steps.push(Step::from_table(&range, maps as u32, bindings(at(i), maps_of_step()))?);
             }
             let mut levels = Vec::new();
             if options.grad {
-                for i in (0..k).rev() {
-                    let dmap = Binding::owned(&buffers.dmaps[i as usize]);
-                    steps.push(Step::from_table(&back_stats, stencil_groups, bindings(at(i), buffers.carry.clone(), dmap.clone()))?);
+                // ∂/∂E ping-pongs: step r of the reverse pass writes pong[r % 2] and reads the other.
+                let pong = [Binding::owned(&buffers.work), buffers.carry.clone()];
+                for (r, i) in (0..k).rev().enumerate() {
+                    let maps_of_step = StepMaps {
+                        work: Some(pong[r % 2].clone()),
+                        source: Some(pong[(r + 1) % 2].clone()),
+                        dmap: Some(dmap(i)),
+                        dnext: (i + 1 < k).then(|| dmap(i + 1)),
+                    };
+                    let params = ErParams { source_step: (i + 1) as u32, ..at(i) };
+                    steps.push(Step::from_table(&back_stats, stencil_groups, bindings(params, maps_of_step))?);
                     let sums = Binding::owned(&buffers.sums);
                     levels.extend(record_segmented_sum(ctx, &mut steps, Binding::owned(&buffers.partials), BACK_SUMS * maps, tiles, sums)?);
-                    steps.push(Step::from_table(&back_pixels, map_groups, bindings(at(i), unused.clone(), dmap))?);
                 }
+                let last = k as usize % 2;
                 if k > 0 {
-                    steps.push(Step::from_table(&back_stats, stencil_groups, bindings(at(k), buffers.carry.clone(), plan.unused_output("unused dmap")))?);
+                    // The input pass: ∂/∂B_0 from ∂/∂D_0.
+                    let maps_of_step = StepMaps { work: Some(pong[last].clone()), source: Some(pong[(last + 1) % 2].clone()), dmap: None, dnext: Some(dmap(0)) };
+                    steps.push(Step::from_table(&back_stats, stencil_groups, bindings(ErParams { source_step: 0, ..at(k) }, maps_of_step))?);
                 }
-                steps.push(Step::from_table(&to_logits, pixel_groups, bindings(base, unused.clone(), plan.unused_output("unused dmap")))?);
+                let maps_of_step = StepMaps { work: Some(pong[last].clone()), ..StepMaps::default() };
+                steps.push(Step::from_table(&to_logits, pixel_groups, bindings(base, maps_of_step))?);
             }
             plan.steps_mut().extend(steps);
             plan.keep(levels);
@@ -269,6 +282,16 @@ impl ErPlanner<'_> {
     }
 }
 
+/// The map buffers one step binds: `work` (its output; the plan's own work
+/// map when none), the stencil's `source`, `dmap` (D_i) and `dnext`
+/// (D_{i+1}); stand-ins where a step has none.
+#[derive(Default)]
+struct StepMaps {
+    work: Option<Binding>,
+    source: Option<Binding>,
+    dmap: Option<Binding>,
+    dnext: Option<Binding>,
+}
 
 /// `struct ErParams` in `hausdorff_er.wgsl`.
 #[repr(C)]
@@ -285,5 +308,6 @@ struct ErParams {
     prev_weight: f32,
     upstream: f32,
     elements: u32,
-    _pad: [u32; 3],
+    source_step: u32,
+    _pad: [u32; 2],
 }

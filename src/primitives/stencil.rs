@@ -24,6 +24,10 @@ use crate::gpu::program::{Binding, Step};
 /// Side of a stencil tile in pixels (`ST_TILE` in lib/stencil.wgsl).
 pub const TILE: usize = 16;
 
+/// Tiles one workgroup takes in turn (`ST_STRIP` in lib/stencil.wgsl): the
+/// per-map reductions of a kernel then run once per strip.
+pub const STRIP: usize = 16;
+
 /// The maps a stencil runs over: `maps` maps of `depth × height × width`
 /// pixels (`depth = 1` in 2D), one after another, row-major. The stencils
 /// need not know whether a map is 2D: with one plane, the neighbours along
@@ -68,10 +72,15 @@ impl StencilGrid {
         (self.height.div_ceil(TILE), self.width.div_ceil(TILE))
     }
 
-    /// Workgroups per map: one per tile of every plane.
-    pub fn groups_per_map(&self) -> usize {
+    /// Tiles per map, over every plane.
+    pub fn tiles_per_map(&self) -> usize {
         let (ty, tx) = self.tiles();
         self.depth * ty * tx
+    }
+
+    /// Workgroups per map: one per strip of [`STRIP`] tiles.
+    pub fn groups_per_map(&self) -> usize {
+        self.tiles_per_map().div_ceil(STRIP)
     }
 
     /// Workgroups over every map.
@@ -89,8 +98,8 @@ impl StencilGrid {
             plane: (self.height * self.width) as u32,
             tiles_y: ty as u32,
             tiles_x: tx as u32,
+            tiles_per_map: self.tiles_per_map() as u32,
             groups_per_map: self.groups_per_map() as u32,
-            _pad: 0,
         }
     }
 
@@ -199,8 +208,8 @@ pub(crate) struct StencilGeometry {
     pub plane: u32,
     pub tiles_y: u32,
     pub tiles_x: u32,
+    pub tiles_per_map: u32,
     pub groups_per_map: u32,
-    pub _pad: u32,
 }
 
 /// `struct Params` in shaders/stencil.wgsl.
