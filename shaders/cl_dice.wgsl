@@ -69,10 +69,13 @@ struct ClParams {
 @group(0) @binding(1) var<uniform> io: LossIo;
 @group(0) @binding(2) var<storage, read> logits: array<f32>;
 @group(0) @binding(3) var<storage, read> targets: array<u32>;
-// J_L: [K+2][2M][S]; the reverse pass writes ∂/∂J_L over the prediction's maps.
+// J_L of the prediction's maps: [K+2][M][S]; the reverse pass writes ∂/∂J_L over them.
 @group(0) @binding(4) var<storage, read_write> levels: array<f32>;
-// δ_j: [K+1][2M][S]; `cl_chain` writes h_j over the prediction's maps.
+// δ_j of the prediction's maps: [K+1][M][S]; `cl_chain` writes h_j over them.
 @group(0) @binding(5) var<storage, read_write> deltas: array<f32>;
+// J_L and δ_j of the target's maps, apart so that each buffer is half the size.
+@group(0) @binding(14) var<storage, read_write> target_levels: array<f32>;
+@group(0) @binding(15) var<storage, read_write> target_deltas: array<f32>;
 // [K+1][M][S]: bits 0–7 the cross index J_{j+1} took, bits 8–15 the box index dilate(J_{j+1}) took.
 @group(0) @binding(6) var<storage, read_write> selections: array<u32>;
 @group(0) @binding(7) var<storage, read_write> partials: array<f32>;
@@ -88,8 +91,40 @@ fn map_len() -> u32 {
     return up.geometry.depth * up.geometry.plane;
 }
 
+// Where level L of prediction map `map` (< M) keeps pixel q, in `levels`
+// or `deltas`; the target's map M + m keeps it at m's place in their twins.
 fn level_at(level: u32, map: u32, q: u32) -> u32 {
-    return (level * 2u * up.maps + map) * map_len() + q;
+    return (level * up.maps + map) * map_len() + q;
+}
+
+fn get_level(level: u32, map: u32, q: u32) -> f32 {
+    if (map < up.maps) {
+        return levels[level_at(level, map, q)];
+    }
+    return target_levels[level_at(level, map - up.maps, q)];
+}
+
+fn set_level(level: u32, map: u32, q: u32, v: f32) {
+    if (map < up.maps) {
+        levels[level_at(level, map, q)] = v;
+    } else {
+        target_levels[level_at(level, map - up.maps, q)] = v;
+    }
+}
+
+fn get_delta(level: u32, map: u32, q: u32) -> f32 {
+    if (map < up.maps) {
+        return deltas[level_at(level, map, q)];
+    }
+    return target_deltas[level_at(level, map - up.maps, q)];
+}
+
+fn set_delta(level: u32, map: u32, q: u32, v: f32) {
+    if (map < up.maps) {
+        deltas[level_at(level, map, q)] = v;
+    } else {
+        target_deltas[level_at(level, map - up.maps, q)] = v;
+    }
 }
 
 fn selection_at(j: u32, map: u32, q: u32) -> u32 {
@@ -98,9 +133,9 @@ fn selection_at(j: u32, map: u32, q: u32) -> u32 {
 
 // S at pixel q of `map`, from its stored δ_0..δ_K.
 fn skeleton_at(map: u32, q: u32) -> f32 {
-    var s = deltas[level_at(0u, map, q)];
+    var s = get_delta(0u, map, q);
     for (var j = 1u; j <= up.iterations; j++) {
-        let d = deltas[level_at(j, map, q)];
+        let d = get_delta(j, map, q);
         s += max(d - s * d, 0.0);
     }
     return s;
@@ -132,8 +167,8 @@ fn cl_input(
         let pg = class_prob(ch, px, c, true);
         if (c >= up.first) {
             let map = first_map + c - up.first;
-            levels[level_at(0u, map, q)] = pg.x;
-            levels[level_at(0u, up.maps + map, q)] = pg.y;
+            set_level(0u, map, q, pg.x);
+            set_level(0u, up.maps + map, q, pg.y);
         }
     }
 }
@@ -141,7 +176,7 @@ fn cl_input(
 // ---- 2. The skeletons ----
 
 fn stencil_input(map: u32, q: u32) -> f32 {
-    return levels[level_at(up.level, map, q)];
+    return get_level(up.level, map, q);
 }
 
 @compute @workgroup_size(256)
@@ -172,7 +207,7 @@ fn skeleton_pixel(geo: StencilGeometry, map: u32, px: StencilPixel) {
     if (level <= up.iterations) {
         let e = stencil_cross_argmin(geo, px);
         let o = stencil_cross_offset(e);
-        levels[level_at(level + 1u, map, px.q)] = stencil_at(px, o.x, o.y, o.z);
+        set_level(level + 1u, map, px.q, stencil_at(px, o.x, o.y, o.z));
         if (prediction) {
             selections[selection_at(level, map, px.q)] = e;
         }
@@ -180,8 +215,8 @@ fn skeleton_pixel(geo: StencilGeometry, map: u32, px: StencilPixel) {
     if (level >= 1u) {
         let k = stencil_box_argmax(geo, px);
         let o = stencil_box_offset(k);
-        let centre = levels[level_at(level - 1u, map, px.q)];
-        deltas[level_at(level - 1u, map, px.q)] = max(centre - stencil_at(px, o.x, o.y, o.z), 0.0);
+        let centre = get_level(level - 1u, map, px.q);
+        set_delta(level - 1u, map, px.q, max(centre - stencil_at(px, o.x, o.y, o.z), 0.0));
         if (prediction) {
             selections[selection_at(level - 1u, map, px.q)] |= k << 8u;
         }
@@ -209,8 +244,8 @@ fn cl_stats(
         if (q < len) {
             let sp = skeleton_at(map, q);
             let sg = skeleton_at(up.maps + map, q);
-            let p = levels[level_at(0u, map, q)];
-            let g = levels[level_at(0u, up.maps + map, q)];
+            let p = get_level(0u, map, q);
+            let g = get_level(0u, up.maps + map, q);
             acc[0] += sp * g;
             acc[1] += sp;
             acc[2] += sg * p;
@@ -300,13 +335,13 @@ fn cl_chain(
     let k = up.iterations;
     // S_j after each update, forward again from the stored δ.
     var partial: array<f32, MAX_LEVELS>;
-    partial[0] = deltas[level_at(0u, map, q)];
+    partial[0] = get_delta(0u, map, q);
     for (var j = 1u; j <= k; j++) {
-        let d = deltas[level_at(j, map, q)];
+        let d = get_delta(j, map, q);
         partial[j] = partial[j - 1u] + max(d - partial[j - 1u] * d, 0.0);
     }
     let u = coef[2u * map];
-    var gs = u.x * levels[level_at(0u, up.maps + map, q)] + u.y;
+    var gs = u.x * get_level(0u, up.maps + map, q) + u.y;
     for (var j = k; j >= 1u; j--) {
         let at = level_at(j, map, q);
         let d = deltas[at];
@@ -340,14 +375,14 @@ fn cl_back(
     var g = 0.0;
     if (level <= up.iterations) {
         // δ_L's own part, and the erosions J_{L+1}[q] that took this pixel.
-        g = deltas[level_at(level, map, r)];
+        g = get_delta(level, map, r);
         for (var e = 0u; e < 7u; e++) {
             if (e == 1u) {
                 e = stencil_cross_first(geo);
             }
             let q = stencil_source_of(geo, r, stencil_cross_offset(e));
             if (q >= 0 && (selections[selection_at(level, map, u32(q))] & 0xFFu) == e) {
-                g += levels[level_at(level + 1u, map, u32(q))];
+                g += get_level(level + 1u, map, u32(q));
             }
         }
     }
@@ -357,7 +392,7 @@ fn cl_back(
         for (var k = span.x; k < span.y; k++) {
             let q = stencil_source_of(geo, r, stencil_box_offset(k));
             if (q >= 0 && ((selections[selection_at(level - 1u, map, u32(q))] >> 8u) & 0xFFu) == k) {
-                g -= deltas[level_at(level - 1u, map, u32(q))];
+                g -= get_delta(level - 1u, map, u32(q));
             }
         }
     }
@@ -365,9 +400,9 @@ fn cl_back(
         // Directly: tsens through Σ Sg·p, and Dice.
         let u = coef[2u * map];
         let dice = coef[2u * map + 1u];
-        g += u.z * skeleton_at(up.maps + map, r) + dice.x * levels[level_at(0u, up.maps + map, r)] + dice.y;
+        g += u.z * skeleton_at(up.maps + map, r) + dice.x * get_level(0u, up.maps + map, r) + dice.y;
     }
-    levels[level_at(level, map, r)] = g;
+    set_level(level, map, r, g);
 }
 
 // ---- 7. Through the softmax or the sigmoid ----
@@ -381,7 +416,7 @@ fn class_dp(px: ClassPixel, c: u32) -> f32 {
     }
     let ch = up.chunk;
     let map = (grad_pixel / ch.spatial - up.image0) * up.kept + c - up.first;
-    return levels[level_at(0u, map, grad_pixel % ch.spatial)];
+    return get_level(0u, map, grad_pixel % ch.spatial);
 }
 
 @compute @workgroup_size(256)

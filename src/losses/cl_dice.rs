@@ -15,7 +15,9 @@
 //! both skeletons, and for the prediction's maps the selections, which
 //! pixel each erosion and each opening took (one u32 per level: the cross's
 //! index and the box's). That is (2(K+2) + 2(K+1) + (K+1))·4 bytes per
-//! pixel and kept channel: 88 at the default K = 3. With the selections
+//! pixel and kept channel: 88 at the default K = 3. The prediction's and
+//! the target's maps live in separate buffers, so the largest binding is
+//! one skeleton's levels, (K+2)·4 bytes per pixel and kept channel. With the selections
 //! stored, the reverse pass needs no J: it gathers each pixel's gradient
 //! from the neighbours whose selection points at it, and writes it over
 //! that level's J. Recomputing the selections instead would need each
@@ -192,12 +194,15 @@ impl ClPlanner<'_> {
         let elements = config.reduction == Reduction::None;
         let k = config.iterations as u64;
         let mut plan = PlanBuilder::new(LOSS, ctx, options, shapes, if softmax { DType::I32 } else { DType::F32 });
-        let chunks = self.chunks((k + 2) * 2 * kept * s * 4)?;
+        let chunks = self.chunks((k + 2) * kept * s * 4)?;
         let most = chunks.iter().map(|ch| ch.units.end - ch.units.start).max().unwrap_or(1);
         let most_maps = most * kept;
         let tiles = s.div_ceil(STATS_TILE);
-        let levels = plan.scratch("cl_dice levels", (k + 2) * 2 * most_maps * s * 4)?;
-        let deltas = plan.scratch("cl_dice deltas", (k + 1) * 2 * most_maps * s * 4)?;
+        // The prediction's and the target's maps in buffers of their own, each half the size.
+        let levels = plan.scratch("cl_dice levels", (k + 2) * most_maps * s * 4)?;
+        let deltas = plan.scratch("cl_dice deltas", (k + 1) * most_maps * s * 4)?;
+        let target_levels = plan.scratch("cl_dice target levels", (k + 2) * most_maps * s * 4)?;
+        let target_deltas = plan.scratch("cl_dice target deltas", (k + 1) * most_maps * s * 4)?;
         let selections = plan.scratch("cl_dice selections", (k + 1) * most_maps * s * 4)?;
         let partials = plan.scratch("cl_dice partials", SUMS * most_maps * tiles * 4)?;
         let sums = plan.scratch("cl_dice sums", SUMS * most_maps * 4)?;
@@ -250,6 +255,8 @@ impl ClPlanner<'_> {
                     ("targets", Binding::range(slot::TARGET, if softmax { &ch.pixels } else { &ch.logits })),
                     ("levels", Binding::owned(&levels)),
                     ("deltas", Binding::owned(&deltas)),
+                    ("target_levels", Binding::owned(&target_levels)),
+                    ("target_deltas", Binding::owned(&target_deltas)),
                     ("selections", Binding::owned(&selections)),
                     ("partials", Binding::owned(&partials)),
                     ("sums", Binding::owned(&sums)),

@@ -9,9 +9,10 @@
 //! reference/hausdorff_er.rs. The plan runs over chunks of whole images
 //! (a map's erosion needs all of it). Per chunk: one pass for the squared
 //! errors, two per erosion forward (the stencil, then each map's range),
-//! three per erosion in reverse (the stencil with the sums that the
-//! gradient through `lo` and `hi` needs, their segmented sum, a pointwise
-//! pass), and two to reach the logits.
+//! two per erosion in reverse (a stencil that forms ∂/∂D of the erosion
+//! above as its tile loads and writes ∂/∂E with the sums that the gradient
+//! through `lo` and `hi` needs, then their segmented sum), and two to reach
+//! the logits.
 //!
 //! What the reverse pass keeps: every erosion's cross average D_i, plus two
 //! working maps, so (k + 2)·4 bytes per pixel and class; the map buffers

@@ -2,9 +2,10 @@
 //! zero padding (`hausdorff_er`'s erosion), the cross minimum and the box
 //! maximum with absent padding (`cl_dice`'s soft erosion and dilation).
 //!
-//! On the GPU they live in `shaders/lib/stencil.wgsl`: a workgroup loads a
-//! 16×16 tile of one plane, with a one-pixel halo, and in 3D the planes
-//! above and below it, into workgroup memory, through a function
+//! On the GPU they live in `shaders/lib/stencil.wgsl`: a workgroup takes a
+//! strip of [`STRIP`] tiles of one map in turn, and loads each 16×16 tile
+//! of one plane, with a one-pixel halo, and in 3D the planes above and
+//! below it, into one of two workgroup windows, through a function
 //! `stencil_input` that the including kernel defines. A kernel thus applies
 //! its own pointwise step (a softmax, a threshold, a normalisation) once per
 //! pixel loaded, not once per neighbour, and never writes its input map out.
