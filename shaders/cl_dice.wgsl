@@ -141,10 +141,6 @@ fn skeleton_at(map: u32, q: u32) -> f32 {
     return s;
 }
 
-fn item_of(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return linear_workgroup(wid, nwg) * WG_SIZE + lid;
-}
-
 // ---- 1. Level 0 ----
 
 @compute @workgroup_size(256)
@@ -153,7 +149,7 @@ fn cl_input(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let i = item_of(wid, nwg, lid);
+    let i = linear_item(wid, nwg, lid);
     let ch = up.chunk;
     if (i >= ch.count) {
         return;
@@ -325,7 +321,7 @@ fn cl_chain(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let i = item_of(wid, nwg, lid);
+    let i = linear_item(wid, nwg, lid);
     let len = map_len();
     if (i >= up.maps * len) {
         return;
@@ -363,7 +359,7 @@ fn cl_back(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let i = item_of(wid, nwg, lid);
+    let i = linear_item(wid, nwg, lid);
     let len = map_len();
     if (i >= up.maps * len) {
         return;
@@ -425,7 +421,7 @@ fn cl_grad(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let i = item_of(wid, nwg, lid);
+    let i = linear_item(wid, nwg, lid);
     if (i >= up.chunk.count) {
         return;
     }

@@ -99,7 +99,7 @@ struct ValueParams {
 
 // The pixel (n·S + q) that invocation `lid` of a mask pass takes, or −1 past the chunk.
 fn mask_pixel(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> i32 {
-    let i = linear_workgroup(wid, nwg) * WG_SIZE + lid;
+    let i = linear_item(wid, nwg, lid);
     return select(-1, i32(mask_params.chunk.item0 + i), i < mask_params.chunk.count);
 }
 

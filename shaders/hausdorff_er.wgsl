@@ -135,17 +135,13 @@ fn stencil_input(map: u32, q: u32) -> f32 {
 
 // ---- 1. B_0 ----
 
-fn pixel_of(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return linear_workgroup(wid, nwg) * WG_SIZE + lid;
-}
-
 @compute @workgroup_size(256)
 fn er_input(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let i = pixel_of(wid, nwg, lid);
+    let i = linear_item(wid, nwg, lid);
     if (i >= up.chunk.count) {
         return;
     }
@@ -383,7 +379,7 @@ fn er_grad(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let i = pixel_of(wid, nwg, lid);
+    let i = linear_item(wid, nwg, lid);
     if (i >= up.chunk.count) {
         return;
     }

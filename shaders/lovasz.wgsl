@@ -96,10 +96,6 @@ fn lovasz_grad(k: u32, cum_fg: u32, fg: u32, total: u32) -> f32 {
     return f32(total - cum_fg) / (u * f32(total + k - cum_fg));
 }
 
-fn pixel_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return linear_workgroup(wid, nwg) * WG_SIZE + lid;
-}
-
 // d|fg − p|/dp as autograd takes it: 0 where the error is exactly 0.
 fn abs_sign(fg: bool, p: f32) -> f32 {
     if (fg) {
@@ -114,7 +110,7 @@ fn errors_softmax(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let p = pixel_index(wid, nwg, lid);
+    let p = linear_item(wid, nwg, lid);
     if (p >= params.pixels) {
         return;
     }
@@ -175,7 +171,7 @@ fn errors_hinge(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let p = pixel_index(wid, nwg, lid);
+    let p = linear_item(wid, nwg, lid);
     if (p >= params.pixels) {
         return;
     }
@@ -190,7 +186,7 @@ fn hinge_flags(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let p = pixel_index(wid, nwg, lid);
+    let p = linear_item(wid, nwg, lid);
     if (p >= params.pixels) {
         return;
     }
@@ -204,7 +200,7 @@ fn errors_hinge_partitioned(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let p = pixel_index(wid, nwg, lid);
+    let p = linear_item(wid, nwg, lid);
     if (p >= params.pixels) {
         return;
     }
@@ -312,7 +308,7 @@ fn backward_softmax(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let p = pixel_index(wid, nwg, lid);
+    let p = linear_item(wid, nwg, lid);
     if (p >= params.pixels) {
         return;
     }
@@ -357,7 +353,7 @@ fn backward_hinge(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let p = pixel_index(wid, nwg, lid);
+    let p = linear_item(wid, nwg, lid);
     if (p >= params.pixels) {
         return;
     }

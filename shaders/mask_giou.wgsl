@@ -82,7 +82,7 @@ const EMPTY: u32 = 0xffffffffu;
 
 @compute @workgroup_size(256)
 fn clear_extents(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let i = linear_workgroup(wid, nwg) * WG_SIZE + lid;
+    let i = linear_item(wid, nwg, lid);
     if (i < 2u * params.instances * params.height) {
         atomicStore(&extents[i], 0u);
     }

@@ -6,6 +6,11 @@ var<workgroup> wg_scratch: array<f32, WG_SIZE>;
 
 //#include "lib/grid.wgsl"
 
+// One item per invocation: the item of thread `lid` in a (2D-folded) dispatch.
+fn linear_item(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return linear_workgroup(wid, nwg) * WG_SIZE + lid;
+}
+
 // Sum of `v` over the workgroup, by a fixed binary tree so the result is
 // bitwise the same on every run. Call it from uniform control flow.
 fn workgroup_sum(lid: u32, v: f32) -> f32 {

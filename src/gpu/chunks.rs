@@ -148,13 +148,26 @@ impl PixelLayout {
         align: u64,
         cover: impl Fn(u64, u64) -> Range<u64>,
     ) -> Result<Vec<PixelChunk>> {
+        self.chunks_with(units, quantum, limit, align, cover, |_, _| 0)
+    }
+
+    /// [`PixelLayout::chunks`] where units `[a, b)` also need `scratch(a, b)` bytes in one binding.
+    fn chunks_with(
+        &self,
+        units: u64,
+        quantum: u64,
+        limit: u64,
+        align: u64,
+        cover: impl Fn(u64, u64) -> Range<u64>,
+        scratch: impl Fn(u64, u64) -> u64,
+    ) -> Result<Vec<PixelChunk>> {
         let ranges = |a: u64, b: u64| {
             let px = cover(a, b);
             (self.logit_range(px.start, px.end, align), self.pixel_range(px.start, px.end, align))
         };
         let chunks = plan_chunks(units, quantum, limit, |a, b| {
             let (l, p) = ranges(a, b);
-            l.bytes().max(p.bytes())
+            l.bytes().max(p.bytes()).max(scratch(a, b))
         })?;
         Ok(chunks
             .into_iter()
@@ -163,6 +176,14 @@ impl PixelLayout {
                 PixelChunk { units, logits, pixels }
             })
             .collect())
+    }
+
+    /// Splits the images into chunks of whole images (the units) whose
+    /// logits and targets fit one binding each, and whose scratch, at
+    /// `scratch_per_image` bytes an image, does too.
+    pub fn image_chunks(&self, limit: u64, align: u64, scratch_per_image: u64) -> Result<Vec<PixelChunk>> {
+        let s = self.spatial;
+        self.chunks_with(self.images, 1, limit, align, |a, b| a * s..b * s, |a, b| (b - a) * scratch_per_image)
     }
 
     /// The `Chunk` uniform of a chunk whose units are whole images (the

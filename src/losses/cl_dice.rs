@@ -164,25 +164,14 @@ struct ClPlanner<'a> {
 impl ClPlanner<'_> {
     /// Chunks of whole images whose levels (the largest scratch, `level_bytes` per image) fit one binding.
     fn chunks(&self, level_bytes: u64) -> Result<Vec<PixelChunk>> {
-        let PixelLayout { images: n, spatial: s, .. } = self.layout;
         let (limit, align) = (self.ctx.binding_limit(), self.ctx.inner.offset_alignment);
-        let per_chunk = limit / level_bytes;
-        if per_chunk == 0 {
+        if level_bytes > limit {
             return Err(Error::limit(LOSS, format!(
                 "one image's {} skeleton levels take {level_bytes} bytes, more than the device's {limit}-byte binding: lower iterations or the image size",
                 self.config.iterations + 2
             )));
         }
-        let mut chunks = Vec::new();
-        for a in (0..n).step_by(per_chunk as usize) {
-            let b = (a + per_chunk).min(n);
-            let chunk = PixelChunk { units: a..b, logits: self.layout.logit_range(a * s, b * s, align), pixels: self.layout.pixel_range(a * s, b * s, align) };
-            if chunk.logits.bytes() > limit {
-                return Err(Error::limit(LOSS, format!("{} bytes of logits of one image exceed the device's {limit}-byte binding", chunk.logits.bytes())));
-            }
-            chunks.push(chunk);
-        }
-        Ok(chunks)
+        self.layout.image_chunks(limit, align, level_bytes)
     }
 
     fn plan(&self, shapes: &InputShapes, value_shape: Vec<usize>, options: PlanOptions) -> Result<LossPlan> {
@@ -275,7 +264,7 @@ impl ClPlanner<'_> {
                 steps.push(Step::from_table(&skeleton, grid.groups() as u32, bindings(at(level)))?);
             }
             steps.push(Step::from_table(&stats, (maps * tiles) as u32, bindings(base))?);
-            let mut kept_levels = record_segmented_sum(ctx, &mut steps, Binding::owned(&partials), SUMS * maps, tiles, Binding::owned(&sums))?;
+            let kept_levels = record_segmented_sum(ctx, &mut steps, Binding::owned(&partials), SUMS * maps, tiles, Binding::owned(&sums))?;
             steps.push(Step::from_table(&groups, (n1 - n0).div_ceil(64) as u32, bindings(base))?);
             if options.grad {
                 steps.push(Step::from_table(&chain, map_groups, bindings(base))?);
@@ -286,7 +275,6 @@ impl ClPlanner<'_> {
                 steps.push(Step::from_table(&to_logits, pixel_groups, bindings(base))?);
             }
             plan.steps_mut().extend(steps);
-            kept_levels.shrink_to_fit();
             plan.keep(kept_levels);
         }
         if !elements {

@@ -166,7 +166,7 @@ impl ErPlanner<'_> {
         let elements = config.reduction == Reduction::None;
         let mut plan = PlanBuilder::new(LOSS, ctx, options, shapes, if softmax { DType::I32 } else { DType::F32 });
         // Chunks of whole images: a map's erosion needs all of it.
-        let chunks = self.layout.chunks(n, 1, ctx.binding_limit(), ctx.inner.offset_alignment, |a, b| a * s..b * s)?;
+        let chunks = self.layout.image_chunks(ctx.binding_limit(), ctx.inner.offset_alignment, c * s * 4)?;
         let most_maps = chunks.iter().map(|ch| ch.units.end - ch.units.start).max().unwrap_or(1) * c;
         let grid = StencilGrid::new(most_maps as usize, self.spatial)?;
         let tiles = grid.groups_per_map() as u64;

@@ -143,49 +143,58 @@ pub enum StencilOp {
     BoxArgmax = 4,
 }
 
-/// CPU twin of every stencil, in float64, on `input` laid out as `grid`.
-pub fn stencil_cpu(op: StencilOp, grid: &StencilGrid, input: &[f64]) -> Vec<f64> {
-    let s = grid.spatial();
-    assert_eq!(input.len(), grid.maps * s, "stencil_cpu: input length");
-    let mut out = vec![0.0; input.len()];
-    for m in 0..grid.maps {
-        let map = &input[m * s..(m + 1) * s];
-        for q in 0..s {
-            out[m * s + q] = match op {
-                StencilOp::CrossSum => map[q] + grid.cross_neighbours(q).map(|r| map[r]).sum::<f64>(),
-                StencilOp::CrossMin => grid.cross_neighbours(q).fold(map[q], |a, r| a.min(map[r])),
-                StencilOp::BoxMax => box_neighbours(grid, q).fold(map[q], |a, r| a.max(map[r])),
-                StencilOp::CrossArgmin | StencilOp::BoxArgmax => panic!("stencil_select_cpu gives the selections"),
-            };
+/// CPU twin of the value stencils, in float64, on `input` laid out as
+/// `grid` (the selections' indices come from [`stencil_select_cpu`]).
+pub fn stencil_cpu(op: StencilOp, grid: &StencilGrid, input: &[f64]) -> Result<Vec<f64>> {
+    check_input_len(grid, input)?;
+    match op {
+        StencilOp::CrossSum => {
+            let s = grid.spatial();
+            Ok((0..input.len())
+                .map(|i| {
+                    let (map, q) = (&input[i / s * s..(i / s + 1) * s], i % s);
+                    map[q] + grid.cross_neighbours(q).map(|r| map[r]).sum::<f64>()
+                })
+                .collect())
+        }
+        StencilOp::CrossMin | StencilOp::BoxMax => Ok(stencil_select_cpu(op, grid, input)?.0),
+        StencilOp::CrossArgmin | StencilOp::BoxArgmax => {
+            Err(Error::input("stencil", format!("{op:?} gives indices: stencil_select_cpu gives the pixels selected")))
         }
     }
-    out
 }
 
 /// CPU twin of the selecting stencils (`CrossMin`, `BoxMax`): each pixel's
 /// value and the index in `input` of the pixel it is taken from. A tie goes
 /// to the pixel itself, else to the first in the stencil's order (the
 /// cross's −z, +z, −y, +y, −x, +x; the box row-major), as on the GPU.
-pub fn stencil_select_cpu(op: StencilOp, grid: &StencilGrid, input: &[f64]) -> (Vec<f64>, Vec<usize>) {
+pub fn stencil_select_cpu(op: StencilOp, grid: &StencilGrid, input: &[f64]) -> Result<(Vec<f64>, Vec<usize>)> {
+    check_input_len(grid, input)?;
+    if !matches!(op, StencilOp::CrossMin | StencilOp::BoxMax) {
+        return Err(Error::input("stencil", format!("{op:?} selects no pixel: only CrossMin and BoxMax do")));
+    }
     let s = grid.spatial();
-    assert_eq!(input.len(), grid.maps * s, "stencil_select_cpu: input length");
     let mut values = vec![0.0; input.len()];
     let mut sources = vec![0; input.len()];
     for m in 0..grid.maps {
         let map = &input[m * s..(m + 1) * s];
         for q in 0..s {
-            let candidates: Vec<usize> = match op {
-                StencilOp::CrossMin => grid.cross_neighbours(q).collect(),
-                StencilOp::BoxMax => box_neighbours(grid, q).collect(),
-                StencilOp::CrossSum | StencilOp::CrossArgmin | StencilOp::BoxArgmax => panic!("{op:?} selects no pixel"),
-            };
+            let candidates: Vec<usize> = if op == StencilOp::CrossMin { grid.cross_neighbours(q).collect() } else { box_neighbours(grid, q).collect() };
             let better = |a: f64, b: f64| if op == StencilOp::CrossMin { a < b } else { a > b };
             let best = candidates.into_iter().fold(q, |best, r| if better(map[r], map[best]) { r } else { best });
             values[m * s + q] = map[best];
             sources[m * s + q] = m * s + best;
         }
     }
-    (values, sources)
+    Ok((values, sources))
+}
+
+fn check_input_len(grid: &StencilGrid, input: &[f64]) -> Result<()> {
+    let len = grid.maps * grid.spatial();
+    if input.len() != len {
+        return Err(Error::input("stencil", format!("{} input values for a grid of {len} pixels", input.len())));
+    }
+    Ok(())
 }
 
 /// The in-map pixels of the box around `q` (itself included), row-major.
@@ -286,26 +295,26 @@ mod tests {
         // 2×3 map: 1 2 3 / 4 5 6.
         let grid = StencilGrid::new(1, &[2, 3]).unwrap();
         let map = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
-        assert_eq!(stencil_cpu(StencilOp::CrossSum, &grid, &map), vec![7.0, 11.0, 11.0, 10.0, 17.0, 14.0]);
-        assert_eq!(stencil_cpu(StencilOp::CrossMin, &grid, &map), vec![1.0, 1.0, 2.0, 1.0, 2.0, 3.0]);
-        assert_eq!(stencil_cpu(StencilOp::BoxMax, &grid, &map), vec![5.0, 6.0, 6.0, 5.0, 6.0, 6.0]);
+        assert_eq!(stencil_cpu(StencilOp::CrossSum, &grid, &map).unwrap(), vec![7.0, 11.0, 11.0, 10.0, 17.0, 14.0]);
+        assert_eq!(stencil_cpu(StencilOp::CrossMin, &grid, &map).unwrap(), vec![1.0, 1.0, 2.0, 1.0, 2.0, 3.0]);
+        assert_eq!(stencil_cpu(StencilOp::BoxMax, &grid, &map).unwrap(), vec![5.0, 6.0, 6.0, 5.0, 6.0, 6.0]);
     }
 
     #[test]
     fn three_d_reaches_the_planes_above_and_below() {
         let grid = StencilGrid::new(1, &[3, 1, 1]).unwrap();
         let map = [1.0, 2.0, 4.0];
-        assert_eq!(stencil_cpu(StencilOp::CrossSum, &grid, &map), vec![3.0, 7.0, 6.0]);
-        assert_eq!(stencil_cpu(StencilOp::BoxMax, &grid, &map), vec![2.0, 4.0, 4.0]);
+        assert_eq!(stencil_cpu(StencilOp::CrossSum, &grid, &map).unwrap(), vec![3.0, 7.0, 6.0]);
+        assert_eq!(stencil_cpu(StencilOp::BoxMax, &grid, &map).unwrap(), vec![2.0, 4.0, 4.0]);
         // Read as three maps of one pixel, nothing is a neighbour.
         let flat = StencilGrid { maps: 3, depth: 1, height: 1, width: 1 };
-        assert_eq!(stencil_cpu(StencilOp::CrossSum, &flat, &map), map.to_vec());
+        assert_eq!(stencil_cpu(StencilOp::CrossSum, &flat, &map).unwrap(), map.to_vec());
     }
 
     #[test]
     fn maps_are_separate() {
         let grid = StencilGrid::new(2, &[1, 2]).unwrap();
-        assert_eq!(stencil_cpu(StencilOp::CrossSum, &grid, &[1.0, 2.0, 10.0, 20.0]), vec![3.0, 3.0, 30.0, 30.0]);
+        assert_eq!(stencil_cpu(StencilOp::CrossSum, &grid, &[1.0, 2.0, 10.0, 20.0]).unwrap(), vec![3.0, 3.0, 30.0, 30.0]);
     }
 
     #[test]

@@ -23,13 +23,13 @@ pub(crate) struct Skeleton {
 
 impl Skeleton {
     /// skel(I) of SPEC.md, on one map laid out as `grid` (one map).
-    pub(crate) fn new(grid: &StencilGrid, map: &[f64], iterations: usize) -> Skeleton {
+    pub(crate) fn new(grid: &StencilGrid, map: &[f64], iterations: usize) -> Result<Skeleton> {
         let mut j = map.to_vec();
         let mut sk = Skeleton { erode_sources: Vec::new(), open_sources: Vec::new(), deltas: Vec::new(), partial: Vec::new() };
         for _ in 0..=iterations {
             // open(J_j) = dilate(erode(J_j)) = dilate(J_{j+1}).
-            let (next, erode_src) = stencil_select_cpu(StencilOp::CrossMin, grid, &j);
-            let (opened, open_src) = stencil_select_cpu(StencilOp::BoxMax, grid, &next);
+            let (next, erode_src) = stencil_select_cpu(StencilOp::CrossMin, grid, &j)?;
+            let (opened, open_src) = stencil_select_cpu(StencilOp::BoxMax, grid, &next)?;
             let delta: Vec<f64> = j.iter().zip(&opened).map(|(a, o)| (a - o).max(0.0)).collect();
             let s = match sk.partial.last() {
                 None => delta.clone(),
@@ -41,7 +41,7 @@ impl Skeleton {
             sk.partial.push(s);
             j = next;
         }
-        sk
+        Ok(sk)
     }
 
     /// The skeleton S.
@@ -97,12 +97,7 @@ pub fn evaluate(config: &ClDiceConfig, inputs: &HostInputs<'_>) -> Result<Refere
     let (p, g) = class_probabilities(inputs, softmax)?;
     let first = config.first_channel(c);
     let kept = c - first;
-    let grid = StencilGrid {
-        maps: 1,
-        depth: if spatial.len() == 3 { spatial[0] } else { 1 },
-        height: spatial[spatial.len() - 2],
-        width: spatial[spatial.len() - 1],
-    };
+    let grid = StencilGrid::new(1, spatial)?;
     let alpha = config.alpha;
     let (nr, dr, smooth) = (config.smooth_nr, config.smooth_dr, config.smooth);
     // ∂value/∂cl[n] and ∂value/∂d[n, c] (SPEC.md's reductions).
@@ -113,8 +108,8 @@ pub fn evaluate(config: &ClDiceConfig, inputs: &HostInputs<'_>) -> Result<Refere
     for img in 0..n {
         let maps: Vec<usize> = (first..c).collect();
         let range = |k: usize| at(img, k, 0)..at(img, k, 0) + s;
-        let sp: Vec<Skeleton> = maps.iter().map(|&k| Skeleton::new(&grid, &p[range(k)], config.iterations)).collect();
-        let sg: Vec<Skeleton> = maps.iter().map(|&k| Skeleton::new(&grid, &g[range(k)], config.iterations)).collect();
+        let sp: Vec<Skeleton> = maps.iter().map(|&k| Skeleton::new(&grid, &p[range(k)], config.iterations)).collect::<Result<_>>()?;
+        let sg: Vec<Skeleton> = maps.iter().map(|&k| Skeleton::new(&grid, &g[range(k)], config.iterations)).collect::<Result<_>>()?;
         let (mut a, mut b, mut cs, mut dg) = (0.0, 0.0, 0.0, 0.0);
         for (i, &k) in maps.iter().enumerate() {
             let (pk, gk) = (&p[range(k)], &g[range(k)]);

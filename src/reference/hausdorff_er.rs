@@ -30,7 +30,7 @@ pub fn evaluate(config: &HausdorffErConfig, inputs: &HostInputs<'_>) -> Result<R
     // Probabilities and the one-hot (or dense) target, [N, C, S].
     let (p, g) = class_probabilities(inputs, softmax)?;
 
-    let grid = StencilGrid { maps: 1, depth: if spatial.len() == 3 { spatial[0] } else { 1 }, height: spatial[spatial.len() - 2], width: spatial[spatial.len() - 1] };
+    let grid = StencilGrid::new(1, spatial)?;
     let w = if spatial.len() == 3 { 1.0 / 7.0 } else { 1.0 / 5.0 };
     let weight = |i: usize| ((i + 1) as f64).powf(config.alpha);
     let (mean, total) = (config.reduction == Reduction::Mean, (n * c * s) as f64);
@@ -43,7 +43,7 @@ pub fn evaluate(config: &HausdorffErConfig, inputs: &HostInputs<'_>) -> Result<R
         let mut bound: Vec<f64> = map.clone().map(|q| (p[q] - g[q]).powi(2)).collect();
         let mut erosions = Vec::with_capacity(config.k);
         for i in 0..config.k {
-            let average: Vec<f64> = stencil_cpu(StencilOp::CrossSum, &grid, &bound).iter().map(|v| w * v).collect();
+            let average: Vec<f64> = stencil_cpu(StencilOp::CrossSum, &grid, &bound)?.iter().map(|v| w * v).collect();
             let thresholded: Vec<f64> = average.iter().map(|&d| if d >= 0.5 { d - 0.5 } else { 0.0 }).collect();
             let lo = thresholded.iter().cloned().fold(f64::INFINITY, f64::min);
             let hi = thresholded.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
@@ -70,7 +70,7 @@ pub fn evaluate(config: &HausdorffErConfig, inputs: &HostInputs<'_>) -> Result<R
                 at_hi.iter().for_each(|&q| gt[q] += to_hi / at_hi.len() as f64);
             }
             let gd: Vec<f64> = gt.iter().zip(&er.average).map(|(v, &d)| if d >= 0.5 { *v } else { 0.0 }).collect();
-            gb = stencil_cpu(StencilOp::CrossSum, &grid, &gd).iter().map(|v| w * v).collect();
+            gb = stencil_cpu(StencilOp::CrossSum, &grid, &gd)?.iter().map(|v| w * v).collect();
         }
         for (k, q) in map.enumerate() {
             dp[q] = 2.0 * (p[q] - g[q]) * gb[k];
