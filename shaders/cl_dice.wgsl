@@ -19,7 +19,7 @@
 //     ∂/∂p directly u_C·Sg + a·g + b (tsens and Dice).
 //  5. `cl_chain`, per prediction pixel: back through the updates of S to
 //     h_j = ∂/∂δ_j where δ_j > 0 (else 0: relu'(0) = 0), over δ_j.
-//  6. `cl_back`, per prediction pixel, for L = K+1 down to 0:
+//  6. `cl_back`, a stencil pass over the prediction's maps, for L = K+1 down to 0:
 //         ∂/∂J_L = h_L + Σ_{q: erosion of q took this pixel} ∂/∂J_{L+1}[q]
 //                      − Σ_{q: opening of q took this pixel} h_{L−1}[q],
 //     a gather through the stored selections, written over J_L; level 0
@@ -186,13 +186,14 @@ fn cl_skeleton(
     if (group >= 2u * up.maps * geo.groups_per_map) {
         return;
     }
-    for (var t = 0u; t < stencil_strip_len(geo, group); t++) {
-        let tile = stencil_tile(geo, group, t);
-        stencil_load(geo, tile, lid, t);
-        let px = stencil_pixel(geo, tile, lid, t);
+    let strip = stencil_strip_len(geo, group);
+    var tile = stencil_first_tile(geo, group);
+    for (var t = 0u; t < strip; t++) {
+        let px = stencil_pixel(geo, tile, lid);
         if (px.inside) {
             skeleton_pixel(geo, tile.map, px);
         }
+        tile = stencil_next_tile(geo, tile);
     }
 }
 
@@ -203,7 +204,7 @@ fn skeleton_pixel(geo: StencilGeometry, map: u32, px: StencilPixel) {
     if (level <= up.iterations) {
         let e = stencil_cross_argmin(geo, px);
         let o = stencil_cross_offset(e);
-        set_level(level + 1u, map, px.q, stencil_at(px, o.x, o.y, o.z));
+        set_level(level + 1u, map, px.q, stencil_at(geo, px, o));
         if (prediction) {
             selections[selection_at(level, map, px.q)] = e;
         }
@@ -212,7 +213,7 @@ fn skeleton_pixel(geo: StencilGeometry, map: u32, px: StencilPixel) {
         let k = stencil_box_argmax(geo, px);
         let o = stencil_box_offset(k);
         let centre = get_level(level - 1u, map, px.q);
-        set_delta(level - 1u, map, px.q, max(centre - stencil_at(px, o.x, o.y, o.z), 0.0));
+        set_delta(level - 1u, map, px.q, max(centre - stencil_at(geo, px, o), 0.0));
         if (prediction) {
             selections[selection_at(level - 1u, map, px.q)] |= k << 8u;
         }
@@ -353,30 +354,43 @@ fn cl_chain(
     deltas[at0] = select(0.0, gs, deltas[at0] > 0.0);
 }
 
+// A stencil pass over the prediction's maps, so that each pixel's
+// neighbours are offsets from it (lib/stencil.wgsl).
 @compute @workgroup_size(256)
 fn cl_back(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let i = linear_item(wid, nwg, lid);
-    let len = map_len();
-    if (i >= up.maps * len) {
+    let geo = up.geometry;
+    let group = linear_workgroup(wid, nwg);
+    if (group >= up.maps * geo.groups_per_map) {
         return;
     }
-    let geo = up.geometry;
-    let map = i / len;
-    let r = i % len;
+    let strip = stencil_strip_len(geo, group);
+    var tile = stencil_first_tile(geo, group);
+    for (var t = 0u; t < strip; t++) {
+        let px = stencil_pixel(geo, tile, lid);
+        if (px.inside) {
+            back_pixel(geo, px);
+        }
+        tile = stencil_next_tile(geo, tile);
+    }
+}
+
+// ∂/∂J_L at one pixel, written over J_L.
+fn back_pixel(geo: StencilGeometry, px: StencilPixel) {
     let level = up.level;
+    let map = px.map;
     var g = 0.0;
     if (level <= up.iterations) {
         // δ_L's own part, and the erosions J_{L+1}[q] that took this pixel.
-        g = get_delta(level, map, r);
+        g = get_delta(level, map, px.q);
         for (var e = 0u; e < 7u; e++) {
             if (e == 1u) {
                 e = stencil_cross_first(geo);
             }
-            let q = stencil_source_of(geo, r, stencil_cross_offset(e));
+            let q = stencil_neighbour(geo, px, -stencil_cross_offset(e));
             if (q >= 0 && (selections[selection_at(level, map, u32(q))] & 0xFFu) == e) {
                 g += get_level(level + 1u, map, u32(q));
             }
@@ -386,7 +400,7 @@ fn cl_back(
         // The openings of δ_{L−1} that took this pixel of J_L.
         let span = stencil_box_span(geo);
         for (var k = span.x; k < span.y; k++) {
-            let q = stencil_source_of(geo, r, stencil_box_offset(k));
+            let q = stencil_neighbour(geo, px, -stencil_box_offset(k));
             if (q >= 0 && ((selections[selection_at(level - 1u, map, u32(q))] >> 8u) & 0xFFu) == k) {
                 g -= get_delta(level - 1u, map, u32(q));
             }
@@ -396,9 +410,9 @@ fn cl_back(
         // Directly: tsens through Σ Sg·p, and Dice.
         let u = coef[2u * map];
         let dice = coef[2u * map + 1u];
-        g += u.z * skeleton_at(up.maps + map, r) + dice.x * get_level(0u, up.maps + map, r) + dice.y;
+        g += u.z * skeleton_at(up.maps + map, px.q) + dice.x * get_level(0u, up.maps + map, px.q) + dice.y;
     }
-    set_level(level, map, r, g);
+    set_level(level, map, px.q, g);
 }
 
 // ---- 7. Through the softmax or the sigmoid ----

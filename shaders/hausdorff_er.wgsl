@@ -13,13 +13,13 @@
 //     non-finite inputs and bad labels.
 //  2. for i = 0..=k, `er_forward` (a stencil pass, lib/stencil.wgsl) and
 //     `er_range` (a workgroup per map). The stencil's input is B_0, or
-//     E_{i−1} formed from the stored D_{i−1} and its range as the tile is
-//     loaded. It stores D_i and each strip's min and max of E'_i, and adds
+//     E_{i−1} formed from the stored D_{i−1} and its range as each
+//     neighbour is read. It stores D_i and each strip's min and max of E'_i, and adds
 //     up E_{i−1}; `er_range` reduces them to (lo_i, hi_i) and the map's
 //     share of the value. Step i = k only adds up E_{k−1} (and writes the
 //     elements for "none").
 //  3. for i = k−1 down to 0, the reverse pass: `er_back_stats`, a stencil
-//     pass, forms as the tile loads
+//     pass, forms as it reads each neighbour
 //         ∂/∂D_{i+1} = [D_{i+1} ≥ ½]·(∂E/r + [E' = lo]·Σ∂E·(E−1)/(r·#lo) − [E' = hi]·Σ∂E·E/(r·#hi))
 //     (r = hi − lo; just [D ≥ ½]·∂E when r = 0) from the stored ∂/∂E_{i+1},
 //     D_{i+1} and the sums of erosion i+1, and writes
@@ -111,12 +111,29 @@ fn eroded(d: f32, range: vec2<f32>) -> f32 {
 
 // The stencil's input: B_0, E_{i−1} (forward, i ≥ 1) or ∂/∂D_{i+1} (reverse), by the pass's step.
 var<private> input_kind: u32;
+// What the input needs of the strip's map, read once per workgroup
+// (load_map_terms): the range (lo, hi) of E_{i−1} or E_j, and for ∂/∂D_j
+// the shares Σ∂E·(E−1)/(r·#lo) and Σ∂E·E/(r·#hi).
+var<private> map_range: vec2<f32>;
+var<private> lo_share: f32;
+var<private> hi_share: f32;
 const INPUT_RAW: u32 = 0u;
 const INPUT_ERODED: u32 = 1u;
 // ∂/∂D_j of erosion j = up.source_step, from ∂/∂E_j (source) and D_j (dnext).
 const INPUT_GRAD: u32 = 2u;
 // Nothing flows in (the last erosion's reverse step).
 const INPUT_ZERO: u32 = 3u;
+
+fn load_map_terms(map: u32) {
+    if (input_kind == INPUT_ERODED) {
+        map_range = ranges[(up.step - 1u) * up.maps + map];
+    } else if (input_kind == INPUT_GRAD) {
+        map_range = ranges[up.source_step * up.maps + map];
+        let r = map_range.y - map_range.x;
+        lo_share = sums[map] / (r * sums[2u * up.maps + map]);
+        hi_share = sums[up.maps + map] / (r * sums[3u * up.maps + map]);
+    }
+}
 
 fn stencil_input(map: u32, q: u32) -> f32 {
     if (input_kind == INPUT_ZERO) {
@@ -125,10 +142,10 @@ fn stencil_input(map: u32, q: u32) -> f32 {
     let at = map * map_len() + q;
     let v = source[at];
     if (input_kind == INPUT_ERODED) {
-        return eroded(v, ranges[(up.step - 1u) * up.maps + map]);
+        return eroded(v, map_range);
     }
     if (input_kind == INPUT_GRAD) {
-        return grad_of_average(v, dnext[at], ranges[up.source_step * up.maps + map], map);
+        return grad_of_average(v, dnext[at]);
     }
     return v;
 }
@@ -198,14 +215,16 @@ fn er_forward(
         return;
     }
     input_kind = select(INPUT_RAW, INPUT_ERODED, up.step > 0u);
+    load_map_terms(group / geo.groups_per_map);
     var acc = ForwardAcc(BIG, -BIG, 0.0);
-    for (var t = 0u; t < stencil_strip_len(geo, group); t++) {
-        let tile = stencil_tile(geo, group, t);
-        stencil_load(geo, tile, lid, t);
-        let px = stencil_pixel(geo, tile, lid, t);
+    let strip = stencil_strip_len(geo, group);
+    var tile = stencil_first_tile(geo, group);
+    for (var t = 0u; t < strip; t++) {
+        let px = stencil_pixel(geo, tile, lid);
         if (px.inside) {
             forward_pixel(tile.map, px, &acc);
         }
+        tile = stencil_next_tile(geo, tile);
     }
     let r = workgroup_range(lid, acc.lo, acc.hi);
     let total = workgroup_sum(lid, acc.prev);
@@ -226,7 +245,7 @@ fn forward_pixel(map: u32, px: StencilPixel, acc: ptr<function, ForwardAcc>) {
     let at = map * map_len() + px.q;
     let out = (up.map0 + map) * map_len() + px.q - up.chunk.first_elem;
     if (i > 0u) {
-        let prev = stencil_at(px, 0, 0, 0);
+        let prev = stencil_input(map, px.q);
         (*acc).prev += prev;
         if (up.elements != 0u) {
             var h = up.prev_weight * prev;
@@ -305,16 +324,18 @@ fn er_back_stats(
     if (group >= up.maps * geo.groups_per_map) {
         return;
     }
-    // ∂/∂B_{i+1} = w·cross_sum(∂/∂D_{i+1}), each ∂/∂D formed as the tile loads.
+    // ∂/∂B_{i+1} = w·cross_sum(∂/∂D_{i+1}), each ∂/∂D formed as it is read.
     input_kind = select(INPUT_GRAD, INPUT_ZERO, up.step + 1u == up.steps);
+    load_map_terms(group / geo.groups_per_map);
     var acc = vec4<f32>(0.0);
-    for (var t = 0u; t < stencil_strip_len(geo, group); t++) {
-        let tile = stencil_tile(geo, group, t);
-        stencil_load(geo, tile, lid, t);
-        let px = stencil_pixel(geo, tile, lid, t);
+    let strip = stencil_strip_len(geo, group);
+    var tile = stencil_first_tile(geo, group);
+    for (var t = 0u; t < strip; t++) {
+        let px = stencil_pixel(geo, tile, lid);
         if (px.inside) {
             acc += back_pixel(tile.map, px);
         }
+        tile = stencil_next_tile(geo, tile);
     }
     if (up.step < up.steps) {
         let map = group / geo.groups_per_map;
@@ -348,25 +369,25 @@ fn back_pixel(map: u32, px: StencilPixel) -> vec4<f32> {
     return vec4<f32>(ge * (e - 1.0), ge * e, select(0.0, 1.0, t == range.x), select(0.0, 1.0, t == range.y));
 }
 
-// ∂/∂D_j at a pixel from ∂/∂E_j there (`ge`), D_j (`d`), the map's range
-// and its four sums of erosion j:
+// ∂/∂D_j at a pixel from ∂/∂E_j there (`ge`), D_j (`d`), and the map's
+// range and shares (load_map_terms):
 //     [D_j ≥ ½]·(∂E/r + [E' = lo]·Σ∂E·(E−1)/(r·#lo) − [E' = hi]·Σ∂E·E/(r·#hi)),
 // r = hi − lo (just [D_j ≥ ½]·∂E when r = 0).
-fn grad_of_average(ge: f32, d: f32, range: vec2<f32>, map: u32) -> f32 {
+fn grad_of_average(ge: f32, d: f32) -> f32 {
     if (d < 0.5) {
         return 0.0;
     }
-    let r = range.y - range.x;
+    let r = map_range.y - map_range.x;
     if (r <= 0.0) {
         return ge;
     }
     let t = threshold(d);
     var g = ge / r;
-    if (t == range.x) {
-        g += sums[map] / (r * sums[2u * up.maps + map]);
+    if (t == map_range.x) {
+        g += lo_share;
     }
-    if (t == range.y) {
-        g -= sums[up.maps + map] / (r * sums[3u * up.maps + map]);
+    if (t == map_range.y) {
+        g -= hi_share;
     }
     return g;
 }

@@ -35,10 +35,10 @@ fn stencil_apply(
     if (group >= params.maps * geo.groups_per_map) {
         return;
     }
-    for (var k = 0u; k < stencil_strip_len(geo, group); k++) {
-        let tile = stencil_tile(geo, group, k);
-        stencil_load(geo, tile, lid, k);
-        let px = stencil_pixel(geo, tile, lid, k);
+    let strip = stencil_strip_len(geo, group);
+    var tile = stencil_first_tile(geo, group);
+    for (var k = 0u; k < strip; k++) {
+        let px = stencil_pixel(geo, tile, lid);
         if (px.inside) {
             var v: f32;
             if (OP == 0u) {
@@ -54,5 +54,6 @@ fn stencil_apply(
             }
             output[tile.map * geo.depth * geo.plane + px.q] = v;
         }
+        tile = stencil_next_tile(geo, tile);
     }
 }

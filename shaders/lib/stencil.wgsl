@@ -4,27 +4,25 @@
 //
 // One workgroup takes a strip of up to ST_STRIP 16×16 tiles of one map, one
 // tile after another, so that a kernel's per-map reductions run once per
-// strip, not once per tile (their barriers are what costs on a CPU
-// device). For each tile it loads the tile with a one-pixel halo, and in
-// 3D the same window of the planes above and below, into workgroup memory,
-// by calling `stencil_input(map, q)`, which the including kernel defines:
-// the value of pixel q of the map after whatever pointwise step the kernel
-// applies (a threshold, a normalisation). Each pixel is thus formed once
-// per workgroup that needs it, not once per neighbour. Cells outside the
-// map hold 0, which is the zero padding of the sum; the minimum and the
-// maximum skip them (absent padding).
+// strip, not once per tile (their barriers are what costs on a CPU device).
+// Each thread takes one pixel of each tile and reads its neighbours
+// straight through `stencil_input(map, q)`, which the including kernel
+// defines: the value of pixel q of the map after whatever pointwise step
+// the kernel applies (a threshold, a normalisation). There is no
+// workgroup tile and no barrier. On lavapipe a 16×16 tile with its halo in
+// workgroup memory, one barrier per tile, ran the cross sum 2.7× slower than
+// these direct reads (BENCHMARKS.md); on a GPU the neighbours' reads hit the
+// cache that the tile would have stood in for. Outside the map the sum
+// counts 0 (zero padding); the minimum and the maximum skip it (absent
+// padding).
 //
-// The includer passes in a StencilGeometry from its uniforms. 2D maps
-// (depth 1) load the middle plane only, and the sum then leaves out the
-// planes above and below, which the selections never reach there.
-// Loops: ST_STRIP tiles per workgroup, 4 steps to load a tile, 27 for the box.
+// The includer passes in a StencilGeometry from its uniforms. 2D maps are
+// maps of depth 1: the selections never reach the planes above and below.
+// Loops: ST_STRIP tiles per workgroup, 27 for the box.
 
 //#include "lib/workgroup.wgsl"
 
 const ST_TILE: u32 = 16u;
-const ST_SPAN: u32 = 18u;
-const ST_PLANE: u32 = 324u;
-const ST_CELLS: u32 = 972u;
 // Tiles per workgroup (STRIP in primitives/stencil.rs).
 const ST_STRIP: u32 = 16u;
 
@@ -40,11 +38,6 @@ struct StencilGeometry {
     groups_per_map: u32,  // strips: ⌈tiles_per_map / ST_STRIP⌉
 }
 
-// Two windows, used in turn by a strip's tiles: the load of tile k + 1
-// cannot overwrite what tile k's readers still read, so one barrier per
-// tile suffices.
-var<workgroup> st_tile: array<f32, 1944>;
-
 // The tile a workgroup takes: its map (relative to the dispatch's first) and its corner.
 struct StencilTile {
     map: u32,
@@ -53,89 +46,85 @@ struct StencilTile {
     x0: u32,
 }
 
-// The window tile `k` of a strip uses.
-fn stencil_window(k: u32) -> u32 {
-    return (k & 1u) * ST_CELLS;
-}
-
 // How many tiles workgroup `group`'s strip holds (uniform over the workgroup).
 fn stencil_strip_len(geo: StencilGeometry, group: u32) -> u32 {
     let first = (group % geo.groups_per_map) * ST_STRIP;
     return min(ST_STRIP, geo.tiles_per_map - first);
 }
 
-// Tile `k` of workgroup `group`'s strip.
-fn stencil_tile(geo: StencilGeometry, group: u32, k: u32) -> StencilTile {
-    let r = (group % geo.groups_per_map) * ST_STRIP + k;
+// The first tile of workgroup `group`'s strip; stencil_next_tile walks on
+// from it, so that the divisions are done once per strip.
+fn stencil_first_tile(geo: StencilGeometry, group: u32) -> StencilTile {
+    let r = (group % geo.groups_per_map) * ST_STRIP;
     let per_plane = geo.tiles_y * geo.tiles_x;
     let t = r % per_plane;
     return StencilTile(group / geo.groups_per_map, r / per_plane, (t / geo.tiles_x) * ST_TILE, (t % geo.tiles_x) * ST_TILE);
+}
+
+// The tile after `tile` in its map, row by row and plane by plane (a strip
+// never runs past its map: stencil_strip_len).
+fn stencil_next_tile(geo: StencilGeometry, tile: StencilTile) -> StencilTile {
+    var next = tile;
+    next.x0 += ST_TILE;
+    if (next.x0 >= geo.width) {
+        next.x0 = 0u;
+        next.y0 += ST_TILE;
+        if (next.y0 >= geo.height) {
+            next.y0 = 0u;
+            next.z += 1u;
+        }
+    }
+    return next;
 }
 
 fn stencil_inside(geo: StencilGeometry, z: i32, y: i32, x: i32) -> bool {
     return z >= 0 && y >= 0 && x >= 0 && u32(z) < geo.depth && u32(y) < geo.height && u32(x) < geo.width;
 }
 
-// Fills window `stencil_window(k)` for tile k of the strip through
-// `stencil_input`. Call it from uniform control flow: it ends with a
-// barrier, which also tells that tile k − 1's readers of the other window
-// are done (tile k − 2's, of this one, finished before the last barrier).
-fn stencil_load(geo: StencilGeometry, tile: StencilTile, lid: u32, k: u32) {
-    let window = stencil_window(k);
-    // 2D maps need the middle plane only (the sum and the selections never read the others there).
-    let planes = select(ST_CELLS, ST_PLANE, geo.depth == 1u);
-    let skip = select(0u, ST_PLANE, geo.depth == 1u);
-    for (var j = lid; j < planes; j += WG_SIZE) {
-        let i = j + skip;
-        let r = i % ST_PLANE;
-        let z = i32(tile.z + i / ST_PLANE) - 1;
-        let y = i32(tile.y0 + r / ST_SPAN) - 1;
-        let x = i32(tile.x0 + r % ST_SPAN) - 1;
-        var v = 0.0;
-        if (stencil_inside(geo, z, y, x)) {
-            v = stencil_input(tile.map, u32(z) * geo.plane + u32(y) * geo.width + u32(x));
-        }
-        st_tile[window + i] = v;
-    }
-    workgroupBarrier();
-}
-
 // The pixel a thread takes in its workgroup's tile.
 struct StencilPixel {
     inside: bool,   // within the map (edge tiles overhang it)
+    map: u32,       // the tile's map
     q: u32,         // index within the map
     z: i32,
     y: i32,
     x: i32,
-    cell: u32,      // its cell in st_tile
 }
 
-fn stencil_pixel(geo: StencilGeometry, tile: StencilTile, lid: u32, k: u32) -> StencilPixel {
-    let ly = lid / ST_TILE;
-    let lx = lid % ST_TILE;
+fn stencil_pixel(geo: StencilGeometry, tile: StencilTile, lid: u32) -> StencilPixel {
     let z = i32(tile.z);
-    let y = i32(tile.y0 + ly);
-    let x = i32(tile.x0 + lx);
+    let y = i32(tile.y0 + lid / ST_TILE);
+    let x = i32(tile.x0 + lid % ST_TILE);
     let inside = stencil_inside(geo, z, y, x);
     let q = select(0u, u32(z) * geo.plane + u32(y) * geo.width + u32(x), inside);
-    return StencilPixel(inside, q, z, y, x, stencil_window(k) + ST_PLANE + (ly + 1u) * ST_SPAN + lx + 1u);
+    return StencilPixel(inside, tile.map, q, z, y, x);
 }
 
-fn stencil_at(px: StencilPixel, dz: i32, dy: i32, dx: i32) -> f32 {
-    return st_tile[u32(i32(px.cell) + dz * i32(ST_PLANE) + dy * i32(ST_SPAN) + dx)];
+// The index in its map of the pixel at offset o = (dz, dy, dx) from px, or
+// −1 outside the map.
+fn stencil_neighbour(geo: StencilGeometry, px: StencilPixel, o: vec3<i32>) -> i32 {
+    if (!stencil_inside(geo, px.z + o.x, px.y + o.y, px.x + o.z)) {
+        return -1;
+    }
+    return i32(px.q) + o.x * i32(geo.plane) + o.y * i32(geo.width) + o.z;
 }
 
-fn stencil_in(geo: StencilGeometry, px: StencilPixel, dz: i32, dy: i32, dx: i32) -> bool {
-    return stencil_inside(geo, px.z + dz, px.y + dy, px.x + dx);
+// stencil_input at offset o from px, 0 outside the map.
+fn stencil_at(geo: StencilGeometry, px: StencilPixel, o: vec3<i32>) -> f32 {
+    let q = stencil_neighbour(geo, px, o);
+    if (q < 0) {
+        return 0.0;
+    }
+    return stencil_input(px.map, u32(q));
 }
 
 // The pixel and its face neighbours, 0 outside the map.
 fn stencil_cross_sum(geo: StencilGeometry, px: StencilPixel) -> f32 {
-    var s = stencil_at(px, 0, 0, 0)
-        + stencil_at(px, 0, -1, 0) + stencil_at(px, 0, 1, 0)
-        + stencil_at(px, 0, 0, -1) + stencil_at(px, 0, 0, 1);
+    var s = stencil_at(geo, px, vec3<i32>(0, 0, 0))
+        + stencil_at(geo, px, vec3<i32>(0, -1, 0)) + stencil_at(geo, px, vec3<i32>(0, 1, 0))
+        + stencil_at(geo, px, vec3<i32>(0, 0, -1)) + stencil_at(geo, px, vec3<i32>(0, 0, 1));
     if (geo.depth > 1u) {
-        s += stencil_at(px, -1, 0, 0) + stencil_at(px, 1, 0, 0);
+        s += stencil_at(geo, px, vec3<i32>(-1, 0, 0)) + stencil_at(geo, px, vec3<i32>(1, 0, 0));
     }
     return s;
 }
@@ -173,11 +162,11 @@ fn stencil_cross_first(geo: StencilGeometry) -> u32 {
 // stencil_cross_offset): the pixel itself on a tie with it, else the first.
 fn stencil_cross_argmin(geo: StencilGeometry, px: StencilPixel) -> u32 {
     var best = 0u;
-    var m = stencil_at(px, 0, 0, 0);
+    var m = stencil_input(px.map, px.q);
     for (var e = stencil_cross_first(geo); e < 7u; e++) {
-        let o = stencil_cross_offset(e);
-        if (stencil_in(geo, px, o.x, o.y, o.z)) {
-            let v = stencil_at(px, o.x, o.y, o.z);
+        let q = stencil_neighbour(geo, px, stencil_cross_offset(e));
+        if (q >= 0) {
+            let v = stencil_input(px.map, u32(q));
             if (v < m) {
                 m = v;
                 best = e;
@@ -191,12 +180,12 @@ fn stencil_cross_argmin(geo: StencilGeometry, px: StencilPixel) -> u32 {
 // stencil_box_offset), ties as in stencil_cross_argmin.
 fn stencil_box_argmax(geo: StencilGeometry, px: StencilPixel) -> u32 {
     var best = ST_BOX_CENTRE;
-    var m = stencil_at(px, 0, 0, 0);
+    var m = stencil_input(px.map, px.q);
     let span = stencil_box_span(geo);
     for (var k = span.x; k < span.y; k++) {
-        let o = stencil_box_offset(k);
-        if (stencil_in(geo, px, o.x, o.y, o.z)) {
-            let v = stencil_at(px, o.x, o.y, o.z);
+        let q = stencil_neighbour(geo, px, stencil_box_offset(k));
+        if (q >= 0) {
+            let v = stencil_input(px.map, u32(q));
             if (v > m) {
                 m = v;
                 best = k;
@@ -208,24 +197,10 @@ fn stencil_box_argmax(geo: StencilGeometry, px: StencilPixel) -> u32 {
 
 // The minimum of the pixel and its in-map face neighbours.
 fn stencil_cross_min(geo: StencilGeometry, px: StencilPixel) -> f32 {
-    let o = stencil_cross_offset(stencil_cross_argmin(geo, px));
-    return stencil_at(px, o.x, o.y, o.z);
+    return stencil_at(geo, px, stencil_cross_offset(stencil_cross_argmin(geo, px)));
 }
 
 // The maximum over the in-map pixels of the 3×3 (3×3×3) box around the pixel.
 fn stencil_box_max(geo: StencilGeometry, px: StencilPixel) -> f32 {
-    let o = stencil_box_offset(stencil_box_argmax(geo, px));
-    return stencil_at(px, o.x, o.y, o.z);
-}
-
-// For gathers that read another map at the offsets a stencil chose (no
-// tile): the index of pixel q − o in its map, or −1 outside it.
-fn stencil_source_of(geo: StencilGeometry, q: u32, o: vec3<i32>) -> i32 {
-    let z = i32(q / geo.plane) - o.x;
-    let y = i32((q % geo.plane) / geo.width) - o.y;
-    let x = i32(q % geo.width) - o.z;
-    if (!stencil_inside(geo, z, y, x)) {
-        return -1;
-    }
-    return i32(u32(z) * geo.plane + u32(y) * geo.width + u32(x));
+    return stencil_at(geo, px, stencil_box_offset(stencil_box_argmax(geo, px)));
 }

@@ -270,7 +270,7 @@ impl ClPlanner<'_> {
                 steps.push(Step::from_table(&chain, map_groups, bindings(base))?);
                 // ∂/∂J_L from J_{K+1} down to J_0, written over J_L; level 0 adds the direct terms.
                 for level in (0..=k + 1).rev() {
-                    steps.push(Step::from_table(&back, map_groups, bindings(at(level)))?);
+                    steps.push(Step::from_table(&back, (grid.groups() / 2) as u32, bindings(at(level)))?);
                 }
                 steps.push(Step::from_table(&to_logits, pixel_groups, bindings(base))?);
             }

@@ -10,7 +10,7 @@
 //! (a map's erosion needs all of it). Per chunk: one pass for the squared
 //! errors, two per erosion forward (the stencil, then each map's range),
 //! two per erosion in reverse (a stencil that forms ∂/∂D of the erosion
-//! above as its tile loads and writes ∂/∂E with the sums that the gradient
+//! above as it reads each neighbour and writes ∂/∂E with the sums that the gradient
 //! through `lo` and `hi` needs, then their segmented sum), and two to reach
 //! the logits.
 //!

@@ -3,12 +3,17 @@
 //! maximum with absent padding (`cl_dice`'s soft erosion and dilation).
 //!
 //! On the GPU they live in `shaders/lib/stencil.wgsl`: a workgroup takes a
-//! strip of [`STRIP`] tiles of one map in turn, and loads each 16×16 tile
-//! of one plane, with a one-pixel halo, and in 3D the planes above and
-//! below it, into one of two workgroup windows, through a function
-//! `stencil_input` that the including kernel defines. A kernel thus applies
-//! its own pointwise step (a softmax, a threshold, a normalisation) once per
-//! pixel loaded, not once per neighbour, and never writes its input map out.
+//! strip of [`STRIP`] 16×16 tiles of one map in turn, one pixel of each
+//! tile a thread, and reads the pixel's neighbours straight through a
+//! function `stencil_input` that the including kernel defines. A kernel
+//! thus applies its own pointwise step (a threshold, a normalisation) as it
+//! reads each neighbour, and never writes its input map out. There is no
+//! workgroup tile with a halo: on lavapipe one, with a barrier per tile, ran
+//! the cross sum 2.7× slower than these direct reads, and the stencil
+//! losses 1.5–3× slower end to end (BENCHMARKS.md, "Stencils: direct reads");
+//! on a GPU the neighbours' reads are served by the cache the tile would
+//! have stood in for. The strip is kept so that a kernel's per-map
+//! reductions run once per strip of 16 tiles, not once per tile.
 //! `shaders/stencil.wgsl` is the stand-alone form over a buffer
 //! ([`record_stencil`]), which the suite checks against the CPU twins here.
 //!
