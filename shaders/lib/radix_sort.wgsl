@@ -73,11 +73,15 @@ struct Scanned {
 const WORD_LO: vec4<u32> = vec4<u32>(0u, 1u, 2u, 3u);
 const WORD_HI: vec4<u32> = vec4<u32>(4u, 5u, 6u, 7u);
 
+// The lanes are picked by multiplying with a 0/1 mask, not by a vector
+// select: naga writes a select of integer vectors as GLSL's mix(), which
+// desktop GLSL has only from 4.50 (gpu/translation.rs found it).
+
 // A one in sub-digit n's counter.
 fn unit(n: u32) -> Counters {
     let word = vec4<u32>(n >> 1u);
     let one = vec4<u32>(1u << ((n & 1u) * 16u));
-    return Counters(select(vec4<u32>(0u), one, word == WORD_LO), select(vec4<u32>(0u), one, word == WORD_HI));
+    return Counters(vec4<u32>(word == WORD_LO) * one, vec4<u32>(word == WORD_HI) * one);
 }
 
 fn add(a: Counters, b: Counters) -> Counters {
@@ -87,7 +91,7 @@ fn add(a: Counters, b: Counters) -> Counters {
 // Sub-digit n's counter.
 fn field(c: Counters, n: u32) -> u32 {
     let word = vec4<u32>(n >> 1u);
-    let picked = select(vec4<u32>(0u), c.lo, word == WORD_LO) | select(vec4<u32>(0u), c.hi, word == WORD_HI);
+    let picked = vec4<u32>(word == WORD_LO) * c.lo | vec4<u32>(word == WORD_HI) * c.hi;
     return ((picked.x | picked.y | picked.z | picked.w) >> ((n & 1u) * 16u)) & 0xFFFFu;
 }
 

@@ -9,3 +9,5 @@ pub mod pool;
 pub(crate) mod program;
 pub mod shaders;
 pub mod tensor;
+#[cfg(test)]
+mod translation;

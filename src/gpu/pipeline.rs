@@ -33,6 +33,21 @@ pub(crate) enum Access {
     ReadWrite,
 }
 
+impl Access {
+    /// Every variant of a kernel's declarations the host compiles.
+    #[cfg(test)]
+    pub(crate) const ALL: [Access; 2] = [Access::Declared, Access::ReadWrite];
+
+    /// The composed WGSL of kernel file `file`, its storage bindings declared this way.
+    pub(crate) fn source(self, file: &str) -> Result<String> {
+        let source = shaders::compose(file)?;
+        Ok(match self {
+            Access::Declared => source,
+            Access::ReadWrite => source.replace("var<storage, read>", "var<storage, read_write>"),
+        })
+    }
+}
+
 /// One `@group(0) @binding(n) var name` that an entry point uses.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct KernelBinding {
@@ -122,11 +137,7 @@ impl GpuContext {
             match modules.get(&(file, access)) {
                 Some(m) => m.clone(),
                 None => {
-                    let source = shaders::compose(file)?;
-                    let source = match access {
-                        Access::Declared => source,
-                        Access::ReadWrite => source.replace("var<storage, read>", "var<storage, read_write>"),
-                    };
+                    let source = access.source(file)?;
                     let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
                     let m = device.create_shader_module(wgpu::ShaderModuleDescriptor {
                         label: Some(file),
