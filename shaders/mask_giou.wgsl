@@ -171,10 +171,16 @@ fn turn(o: vec2<i32>, a: vec2<i32>, b: vec2<i32>) -> i32 {
     return (a.x - o.x) * (b.y - o.y) - (a.y - o.y) * (b.x - o.x);
 }
 
-// ⌊a/b⌋ for b > 0 (WGSL's integer division truncates toward 0).
+// ⌊a/b⌋ for b > 0, dividing unsigned magnitudes: naga writes a signed
+// `%` or `/` as GLSL's, undefined there for a negative operand (on Mesa's
+// GL the remainder test this once made gave wrong hulls; gpu/translation.rs
+// now refuses signed division in every kernel).
 fn floor_div(a: i32, b: i32) -> i32 {
-    let q = a / b;
-    return select(q, q - 1, a % b != 0 && a < 0);
+    let d = u32(b);
+    if (a >= 0) {
+        return i32(u32(a) / d);
+    }
+    return -i32((u32(-a) + d - 1u) / d);
 }
 
 // Builds, in place in the extents' `side` words, side 0: the lower chain of

@@ -141,8 +141,7 @@ fn stencil_cross_offset(e: u32) -> vec3<i32> {
 
 // The box's pixels row-major as (dz, dy, dx); 13 is the pixel itself.
 fn stencil_box_offset(k: u32) -> vec3<i32> {
-    let i = i32(k);
-    return vec3<i32>(i / 9 - 1, (i / 3) % 3 - 1, i % 3 - 1);
+    return vec3<i32>(i32(k / 9u) - 1, i32((k / 3u) % 3u) - 1, i32(k % 3u) - 1);
 }
 
 const ST_BOX_CENTRE: u32 = 13u;

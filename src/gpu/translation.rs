@@ -282,6 +282,48 @@ fn translate(module: &Module, info: &naga::valid::ModuleInfo, v: &Variant, valid
     }
 }
 
+/// The functions of `module` that divide or take the remainder of signed
+/// integers. WGSL defines both for negative operands (truncation toward
+/// zero); naga writes them as GLSL's `/` and `%` (its GLSL writer has no
+/// polyfill yet), and GLSL leaves `%` of a negative operand undefined: on
+/// Mesa's GL it gave mask_giou's hull a wrong floor division. The kernels
+/// therefore divide only unsigned integers.
+fn signed_divisions(module: &Module, info: &naga::valid::ModuleInfo) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut scan = |name: &str, function: &naga::Function, fi: &naga::valid::FunctionInfo| {
+        for (_, e) in function.expressions.iter() {
+            if let naga::Expression::Binary { op: naga::BinaryOperator::Divide | naga::BinaryOperator::Modulo, left, .. } = *e {
+                if fi[left].ty.inner_with(&module.types).scalar_kind() == Some(naga::ScalarKind::Sint) {
+                    found.push(name.to_string());
+                }
+            }
+        }
+    };
+    for (handle, f) in module.functions.iter() {
+        scan(f.name.as_deref().unwrap_or("?"), f, &info[handle]);
+    }
+    for (i, ep) in module.entry_points.iter().enumerate() {
+        scan(&ep.name, &ep.function, info.get_entry_point(i));
+    }
+    found.sort();
+    found.dedup();
+    found
+}
+
+#[test]
+fn no_kernel_divides_signed_integers() {
+    let mut failures = Vec::new();
+    for file in shaders::kernel_names() {
+        let source = shaders::compose(file).expect("every kernel file composes");
+        let module = naga::front::wgsl::parse_str(&source).unwrap_or_else(|e| panic!("{file} does not parse: {e}"));
+        let info = Validator::new(ValidationFlags::all(), Capabilities::all()).validate(&module).expect("validates");
+        for f in signed_divisions(&module, &info) {
+            failures.push(format!("{file}: {f} divides or takes the remainder of an i32 (undefined in GLSL for negative operands)"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 #[test]
 fn every_kernel_translates_on_every_backend() {
     let dir = std::env::temp_dir().join(format!("segloss-translation-{}", std::process::id()));
