@@ -6,9 +6,4 @@ set -euo pipefail
 for f in /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf /usr/share/fonts/TTF/DejaVuSans.ttf /usr/share/fonts/dejavu/DejaVuSans.ttf; do
     [ -e "$f" ] && exit 0
 done
-if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y -qq fonts-dejavu-core >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq fonts-dejavu-core >/dev/null; }
-else
-    echo "segloss: install the DejaVu fonts (fonts-dejavu-core, or dejavu-sans-fonts on Fedora) for the training run's chart" >&2
-fi
+bash "$(dirname "$0")/apt-install.sh" "the DejaVu fonts for the training run's chart (dejavu-sans-fonts on Fedora)" fonts-dejavu-core || true

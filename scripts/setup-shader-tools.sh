@@ -10,12 +10,4 @@ command -v spirv-val >/dev/null 2>&1 || missing+=(spirv-tools)
 command -v glslangValidator >/dev/null 2>&1 || missing+=(glslang-tools)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
-echo "segloss: installing the shader validators (${missing[*]})" >&2
-if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq "${missing[@]}" >/dev/null
-else
-    echo "segloss: install ${missing[*]} (spirv-val and glslangValidator) with your package manager" >&2
-    exit 1
-fi
+bash "$(dirname "$0")/apt-install.sh" "the shader validators spirv-val and glslangValidator" "${missing[@]}"

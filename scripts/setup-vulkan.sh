@@ -24,15 +24,7 @@ if have_loader && have_driver; then
     exit 0
 fi
 
-echo "segloss: no Vulkan driver found; installing Mesa's lavapipe (mesa-vulkan-drivers libvulkan1)" >&2
-if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq mesa-vulkan-drivers libvulkan1 >/dev/null
-elif command -v apt-get >/dev/null 2>&1 && command -v sudo >/dev/null 2>&1; then
-    sudo apt-get update -qq
-    sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mesa-vulkan-drivers libvulkan1 >/dev/null
-else
+if ! bash "$(dirname "$0")/apt-install.sh" "Mesa's lavapipe, no Vulkan driver being found" mesa-vulkan-drivers libvulkan1; then
     cat >&2 <<'MSG'
 segloss: cannot install a Vulkan driver here. Install one, then run again:
   Debian/Ubuntu: apt-get install mesa-vulkan-drivers libvulkan1

@@ -78,19 +78,34 @@ struct ErParams {
 @group(0) @binding(6) var<storage, read_write> dmap: array<f32>;
 // D_{i+1}, for the reverse pass's ∂/∂D_{i+1}.
 @group(0) @binding(15) var<storage, read> dnext: array<f32>;
-// Per iteration and map: (lo, hi).
-@group(0) @binding(7) var<storage, read_write> ranges: array<vec2<f32>>;
+// Per map, the reverse pass's four sums (a segmented sum of its partials
+// writes them: [sum][map]), then per erosion and map its (lo, hi): one
+// binding for both keeps er_forward within WebGPU's 8 storage buffers.
+@group(0) @binding(7) var<storage, read_write> map_terms: array<f32>;
 // Per tile: [sum][map][tile].
 @group(0) @binding(8) var<storage, read_write> partials: array<f32>;
 // The running Σ (i+1)^α·E_i ("none"), then ∂/∂D_i: [maps, S].
 @group(0) @binding(9) var<storage, read_write> carry: array<f32>;
 // Each map's share of the value (global maps).
 @group(0) @binding(10) var<storage, read_write> contrib: array<f32>;
-// Per map, from the segmented sum of the reverse pass's partials: [sum][map].
-@group(0) @binding(11) var<storage, read> sums: array<f32>;
 @group(0) @binding(12) var<storage, read_write> grad: array<f32>;
 @group(0) @binding(13) var<storage, read_write> status: atomic<u32>;
 @group(0) @binding(14) var<storage, read_write> value: array<f32>;
+
+// Sum k of map `map` (er_back_stats' BACK_SUMS, summed over the strips).
+fn back_sum(k: u32, map: u32) -> f32 {
+    return map_terms[k * up.maps + map];
+}
+
+// Erosion i's (lo, hi) over map `map`, after the sums.
+fn range_index(i: u32, map: u32) -> u32 {
+    return BACK_SUMS * up.maps + 2u * (i * up.maps + map);
+}
+
+fn erosion_range(i: u32, map: u32) -> vec2<f32> {
+    let at = range_index(i, map);
+    return vec2<f32>(map_terms[at], map_terms[at + 1u]);
+}
 
 fn map_len() -> u32 {
     return up.geometry.depth * up.geometry.plane;
@@ -126,12 +141,12 @@ const INPUT_ZERO: u32 = 3u;
 
 fn load_map_terms(map: u32) {
     if (input_kind == INPUT_ERODED) {
-        map_range = ranges[(up.step - 1u) * up.maps + map];
+        map_range = erosion_range(up.step - 1u, map);
     } else if (input_kind == INPUT_GRAD) {
-        map_range = ranges[up.source_step * up.maps + map];
+        map_range = erosion_range(up.source_step, map);
         let r = map_range.y - map_range.x;
-        lo_share = sums[map] / (r * sums[2u * up.maps + map]);
-        hi_share = sums[up.maps + map] / (r * sums[3u * up.maps + map]);
+        lo_share = back_sum(0u, map) / (r * back_sum(2u, map));
+        hi_share = back_sum(1u, map) / (r * back_sum(3u, map));
     }
 }
 
@@ -215,7 +230,9 @@ fn er_forward(
         return;
     }
     input_kind = select(INPUT_RAW, INPUT_ERODED, up.step > 0u);
-    load_map_terms(group / geo.groups_per_map);
+    let map = group / geo.groups_per_map;
+    let g = group % geo.groups_per_map;
+    load_map_terms(map);
     var acc = ForwardAcc(BIG, -BIG, 0.0);
     let strip = stencil_strip_len(geo, group);
     var tile = stencil_first_tile(geo, group);
@@ -229,8 +246,6 @@ fn er_forward(
     let r = workgroup_range(lid, acc.lo, acc.hi);
     let total = workgroup_sum(lid, acc.prev);
     if (lid == 0u) {
-        let map = group / geo.groups_per_map;
-        let g = group % geo.groups_per_map;
         let groups = geo.groups_per_map;
         partials[map * groups + g] = r.x;
         partials[(up.maps + map) * groups + g] = r.y;
@@ -296,7 +311,9 @@ fn er_range(
     if (lid == 0u) {
         let i = up.step;
         if (i < up.steps) {
-            ranges[i * up.maps + map] = r;
+            let at = range_index(i, map);
+            map_terms[at] = r.x;
+            map_terms[at + 1u] = r.y;
         }
         let g = up.map0 + map;
         if (i == 0u) {
@@ -326,7 +343,9 @@ fn er_back_stats(
     }
     // ∂/∂B_{i+1} = w·cross_sum(∂/∂D_{i+1}), each ∂/∂D formed as it is read.
     input_kind = select(INPUT_GRAD, INPUT_ZERO, up.step + 1u == up.steps);
-    load_map_terms(group / geo.groups_per_map);
+    let map = group / geo.groups_per_map;
+    let g = group % geo.groups_per_map;
+    load_map_terms(map);
     var acc = vec4<f32>(0.0);
     let strip = stencil_strip_len(geo, group);
     var tile = stencil_first_tile(geo, group);
@@ -338,8 +357,6 @@ fn er_back_stats(
         tile = stencil_next_tile(geo, tile);
     }
     if (up.step < up.steps) {
-        let map = group / geo.groups_per_map;
-        let g = group % geo.groups_per_map;
         for (var k = 0u; k < BACK_SUMS; k++) {
             let total = workgroup_sum(lid, acc[k]);
             if (lid == 0u) {
@@ -362,7 +379,7 @@ fn back_pixel(map: u32, px: StencilPixel) -> vec4<f32> {
     }
     let ge = io.scale * up.upstream * up.weight + gb;
     work[at] = ge;
-    let range = ranges[i * up.maps + map];
+    let range = erosion_range(i, map);
     let d = dmap[at];
     let e = eroded(d, range);
     let t = threshold(d);

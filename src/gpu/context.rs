@@ -10,12 +10,41 @@ use crate::gpu::pool::{BufferPool, PooledBuffer};
 
 /// What segloss asks of the device beyond WebGPU's defaults, and the caps a
 /// caller may put on it.
+///
+/// ```no_run
+/// // A device with exactly the limits a WebGPU browser or engine asks for.
+/// let options = segloss::ContextOptions { limits: Some(wgpu::Limits::default()), ..Default::default() };
+/// let ctx = segloss::GpuContext::with_options(options)?;
+/// # Ok::<(), segloss::Error>(())
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct ContextOptions {
     /// Caps the bytes one storage binding may cover (the device's own limit
     /// otherwise). Tensors larger than this are processed in several
     /// bindings; tests use a small cap to exercise that path cheaply.
     pub max_binding_bytes: Option<u64>,
+    /// The limits to request of the adapter. `None` reads `SEGLOSS_LIMITS`
+    /// (`webgpu`: [`wgpu::Limits::default`]; `downlevel`:
+    /// [`wgpu::Limits::downlevel_defaults`]) and otherwise asks for WebGPU's
+    /// defaults with the adapter's own buffer and binding sizes and up to 16
+    /// storage buffers a stage. Kernels that need more than the device gives
+    /// are refused when a plan is made, with the limit named.
+    pub limits: Option<wgpu::Limits>,
+}
+
+/// `SEGLOSS_LIMITS`, as [`ContextOptions::limits`] reads it.
+fn limits_from_env() -> Result<Option<wgpu::Limits>> {
+    named_limits(std::env::var("SEGLOSS_LIMITS").ok().as_deref())
+}
+
+/// The limits a `SEGLOSS_LIMITS` value names; `None` for segloss's own request.
+fn named_limits(name: Option<&str>) -> Result<Option<wgpu::Limits>> {
+    match name {
+        None | Some("") | Some("adapter") => Ok(None),
+        Some("webgpu") => Ok(Some(wgpu::Limits::default())),
+        Some("downlevel") => Ok(Some(wgpu::Limits::downlevel_defaults())),
+        Some(other) => Err(Error::Device(format!("SEGLOSS_LIMITS={other} is not one of adapter, webgpu, downlevel"))),
+    }
 }
 
 /// One adapter as `segloss info` reports it.
@@ -96,12 +125,15 @@ impl GpuContext {
         let adapter = choose_adapter(adapters)?;
         let info = adapter.get_info();
         let available = adapter.limits();
-        let limits = wgpu::Limits {
-            // Large tensors need large buffers; bindings are chunked anyway.
-            max_buffer_size: available.max_buffer_size,
-            max_storage_buffer_binding_size: available.max_storage_buffer_binding_size,
-            max_storage_buffers_per_shader_stage: available.max_storage_buffers_per_shader_stage.min(16),
-            ..wgpu::Limits::default()
+        let limits = match options.limits.clone().map_or_else(limits_from_env, |l| Ok(Some(l)))? {
+            Some(requested) => requested,
+            None => wgpu::Limits {
+                // Large tensors need large buffers; bindings are chunked anyway.
+                max_buffer_size: available.max_buffer_size,
+                max_storage_buffer_binding_size: available.max_storage_buffer_binding_size,
+                max_storage_buffers_per_shader_stage: available.max_storage_buffers_per_shader_stage.min(16),
+                ..wgpu::Limits::default()
+            },
         };
         let features = adapter.features() & optional_features();
         let (device, queue) = adapter
@@ -307,4 +339,19 @@ fn rank(adapter: &wgpu::Adapter) -> (u8, u8) {
         _ => 2,
     };
     (kind, backend)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segloss_limits_names_webgpu_downlevel_or_the_adapter() {
+        assert!(named_limits(None).unwrap().is_none());
+        assert!(named_limits(Some("adapter")).unwrap().is_none());
+        assert_eq!(named_limits(Some("webgpu")).unwrap().unwrap().max_storage_buffers_per_shader_stage, 8);
+        assert_eq!(named_limits(Some("downlevel")).unwrap().unwrap().max_storage_buffers_per_shader_stage, 4);
+        let e = named_limits(Some("huge")).unwrap_err().to_string();
+        assert!(e.contains("SEGLOSS_LIMITS=huge"), "{e}");
+    }
 }

@@ -64,36 +64,126 @@ impl Kernel {
     }
 }
 
-/// The bindings entry point `entry` of a composed module uses, read from the
-/// module itself with naga (which validation also needs, to know the uses).
-pub(crate) fn reflect_bindings(file: &str, source: &str, entry: &str) -> Result<Vec<KernelBinding>> {
+/// Kernel `file`'s composed `source` parsed and validated by naga, with
+/// every capability allowed (the device's own validation refuses what its
+/// adapter lacks).
+pub(crate) fn parse_module(file: &str, source: &str) -> Result<(naga::Module, naga::valid::ModuleInfo)> {
     let module = naga::front::wgsl::parse_str(source)
         .map_err(|e| Error::Device(format!("shader {file} does not parse: {}", e.emit_to_string(source))))?;
     let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all())
         .validate(&module)
         .map_err(|e| Error::Device(format!("shader {file} does not validate: {}", e.emit_to_string(source))))?;
+    Ok((module, info))
+}
+
+/// A kernel file composed in one access variant, parsed and validated: what
+/// the tests that walk every kernel (limits, translation, lints) start from.
+#[cfg(test)]
+pub(crate) struct ComposedKernel {
+    pub file: &'static str,
+    pub access: Access,
+    pub source: String,
+    pub module: naga::Module,
+    pub info: naga::valid::ModuleInfo,
+}
+
+/// Every kernel file in every access variant the host compiles.
+#[cfg(test)]
+pub(crate) fn every_composed_kernel() -> impl Iterator<Item = ComposedKernel> {
+    shaders::kernel_names().flat_map(|file| {
+        Access::ALL.into_iter().map(move |access| {
+            let source = access.source(file).expect("every kernel file composes");
+            let (module, info) = parse_module(file, &source).unwrap_or_else(|e| panic!("{e}"));
+            ComposedKernel { file, access, source, module, info }
+        })
+    })
+}
+
+/// What one entry point of a composed module uses, read from the module
+/// itself with naga (which validation also needs, to know the uses).
+pub(crate) struct EntryUse {
+    /// Its `@group(0)` bindings, by binding number.
+    pub bindings: Vec<KernelBinding>,
+    /// How many of them are storage buffers.
+    pub storage_buffers: u32,
+    /// How many are uniform buffers.
+    pub uniform_buffers: u32,
+    /// Bytes of `var<workgroup>` memory it uses.
+    pub workgroup_bytes: u32,
+    /// Its `@workgroup_size`.
+    pub workgroup_size: [u32; 3],
+}
+
+impl EntryUse {
+    /// Refuses, naming the limit, an entry point that needs more than
+    /// `limits` gives: the limits differ between backends (GL's storage
+    /// blocks, WebGPU's defaults) and wgpu's own refusal would come as a
+    /// device error at pipeline creation.
+    pub(crate) fn check(&self, label: &str, limits: &wgpu::Limits) -> Result<()> {
+        let [x, y, z] = self.workgroup_size;
+        let needs: [(&str, u64, u64); 6] = [
+            ("max_storage_buffers_per_shader_stage", self.storage_buffers.into(), limits.max_storage_buffers_per_shader_stage.into()),
+            ("max_uniform_buffers_per_shader_stage", self.uniform_buffers.into(), limits.max_uniform_buffers_per_shader_stage.into()),
+            ("max_compute_workgroup_storage_size", self.workgroup_bytes.into(), limits.max_compute_workgroup_storage_size.into()),
+            ("max_compute_invocations_per_workgroup", u64::from(x) * u64::from(y) * u64::from(z), limits.max_compute_invocations_per_workgroup.into()),
+            ("max_compute_workgroup_size_x", x.into(), limits.max_compute_workgroup_size_x.into()),
+            ("max_compute_workgroup_size_y", y.into(), limits.max_compute_workgroup_size_y.into()),
+        ];
+        match needs.iter().find(|(_, need, have)| need > have) {
+            Some((limit, need, have)) => Err(Error::Limit {
+                scope: "kernel",
+                message: format!("{label} needs {limit} = {need}; the device gives {have}"),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// What entry point `entry` of kernel `file` (composed as `source`) uses.
+pub(crate) fn reflect_entry(file: &str, source: &str, entry: &str) -> Result<EntryUse> {
+    let (module, info) = parse_module(file, source)?;
     let index = module
         .entry_points
         .iter()
         .position(|ep| ep.name == entry)
         .ok_or_else(|| Error::Device(format!("shader {file} has no entry point {entry}")))?;
     let uses = info.get_entry_point(index);
-    let mut bindings: Vec<KernelBinding> = module
-        .global_variables
-        .iter()
-        .filter_map(|(handle, var)| {
-            let rb = var.binding.as_ref()?;
-            let used = uses[handle];
-            if used.is_empty() || rb.group != 0 {
-                return None;
-            }
+    let mut found = EntryUse {
+        bindings: Vec::new(),
+        storage_buffers: 0,
+        uniform_buffers: 0,
+        workgroup_bytes: 0,
+        workgroup_size: module.entry_points[index].workgroup_size,
+    };
+    for (handle, var) in module.global_variables.iter() {
+        let used = uses[handle];
+        if used.is_empty() {
+            continue;
+        }
+        match var.space {
+            naga::AddressSpace::WorkGroup => found.workgroup_bytes += module.types[var.ty].inner.size(module.to_ctx()),
+            naga::AddressSpace::Storage { .. } => found.storage_buffers += 1,
+            naga::AddressSpace::Uniform => found.uniform_buffers += 1,
+            _ => {}
+        }
+        if let Some(rb) = var.binding.as_ref().filter(|rb| rb.group == 0) {
             let written = used.intersects(naga::valid::GlobalUse::WRITE | naga::valid::GlobalUse::ATOMIC);
-            Some(KernelBinding { name: var.name.clone().unwrap_or_default(), binding: rb.binding, written })
-        })
-        .collect();
-    bindings.sort_by_key(|b| b.binding);
-    Ok(bindings)
+            found.bindings.push(KernelBinding { name: var.name.clone().unwrap_or_default(), binding: rb.binding, written });
+        }
+    }
+    found.bindings.sort_by_key(|b| b.binding);
+    Ok(found)
 }
+
+/// Whether wgpu zeroes `var<workgroup>` memory before a kernel runs (WGSL's
+/// default). segloss's kernels write every workgroup element they read
+/// first, so the zeroing is off: on backends without a native zeroing it is
+/// a polyfill in which one invocation stores the whole array, a serial
+/// prologue on Metal and DX12 and, on Mesa's GL driver, a compile time of
+/// over a minute per sort kernel (the radix sort's downsweep: 105 s with it,
+/// 1.2 s without). The translation test writes every backend with the same
+/// setting.
+pub(crate) const ZERO_INITIALIZE_WORKGROUP_MEMORY: bool = false;
 
 /// Shader file, entry point, override constants (as bits).
 type Key = (&'static str, &'static str, Vec<(&'static str, u64)>);
@@ -152,6 +242,8 @@ impl GpuContext {
             }
         };
         let label = format!("{file}:{entry}");
+        let uses = reflect_entry(file, &source, entry)?;
+        uses.check(&label, &device.limits())?;
         let named: Vec<(&str, f64)> = key.2.iter().map(|(k, bits)| (*k, f64::from_bits(*bits))).collect();
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
@@ -159,16 +251,44 @@ impl GpuContext {
             layout: None,
             module: &module,
             entry_point: Some(entry),
-            compilation_options: wgpu::PipelineCompilationOptions { constants: &named, ..Default::default() },
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &named,
+                zero_initialize_workgroup_memory: ZERO_INITIALIZE_WORKGROUP_MEMORY,
+            },
             cache: None,
         });
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::Device(format!("pipeline {label} could not be created: {e}")));
         }
         let layout = pipeline.get_bind_group_layout(0);
-        let bindings = reflect_bindings(file, &source, entry)?;
-        let kernel = Arc::new(Kernel { pipeline, layout, label, bindings, key: key.clone(), access });
+        let kernel = Arc::new(Kernel { pipeline, layout, label, bindings: uses.bindings, key: key.clone(), access });
         cache.kernels.lock().unwrap_or_else(|e| e.into_inner()).insert((key, access), kernel.clone());
         Ok(kernel)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every entry point of every kernel, in both access variants, within
+    /// WebGPU's default limits: the limits a browser gives and many engines
+    /// request, so that nothing depends on an adapter's generous ones.
+    #[test]
+    fn every_kernel_fits_webgpu_default_limits() {
+        let limits = wgpu::Limits::default();
+        let mut failures = Vec::new();
+        let mut count = 0;
+        for k in every_composed_kernel() {
+            for ep in &k.module.entry_points {
+                let uses = reflect_entry(k.file, &k.source, &ep.name).expect("the entry point reflects");
+                if let Err(e) = uses.check(&format!("{}:{} ({:?})", k.file, ep.name, k.access), &limits) {
+                    failures.push(e.to_string());
+                }
+                count += 1;
+            }
+        }
+        assert!(count > 100, "only {count} entry points found: the kernel list is not being read");
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
     }
 }

@@ -4,14 +4,16 @@
 //! `gles` device code), and the SPIR-V and GLSL through Khronos' own
 //! validators, `spirv-val` and `glslangValidator`.
 //!
+//! Workgroup memory is zeroed or not as the pipelines have it
+//! ([`ZERO_INITIALIZE_WORKGROUP_MEMORY`]).
+//!
 //! A variant is a kernel file, its storage access ([`Access`]), an entry
 //! point and a value for each `override`: both values of every bool
 //! override, the host's values of the u32 ones ([`U32_OVERRIDES`]). Each is
 //! translated as a pipeline would be: overrides resolved for that entry
 //! point, then written for
-//! - SPIR-V 1.3 (a Vulkan 1.1 device), workgroup memory zeroed by the
-//!   polyfill (a device without `zeroInitializeWorkgroupMemory`), checked
-//!   by `spirv-val --target-env vulkan1.1`;
+//! - SPIR-V 1.3 (a Vulkan 1.1 device), checked by
+//!   `spirv-val --target-env vulkan1.1`;
 //! - MSL 2.4 (macOS 12, the oldest Metal with every feature segloss asks
 //!   for), buffers in argument slots with the sizes buffer after them, as
 //!   wgpu's Metal layout assigns them;
@@ -31,11 +33,9 @@ use std::path::Path;
 use std::process::Command;
 
 use naga::back::{glsl, hlsl, msl, spv};
-use naga::valid::{Capabilities, ValidationFlags, Validator};
 use naga::{AddressSpace, Module, ResourceBinding, Scalar, ShaderStage, TypeInner};
 
-use crate::gpu::pipeline::Access;
-use crate::gpu::shaders;
+use crate::gpu::pipeline::{every_composed_kernel, Access, ZERO_INITIALIZE_WORKGROUP_MEMORY};
 
 /// The values the host gives each u32 override; a bool override takes both.
 /// A new u32 override needs its line here (the test says so).
@@ -135,7 +135,11 @@ fn write_spirv(r: &Resolved, entry: &str) -> Result<Vec<u32>, String> {
             buffer: naga::proc::BoundsCheckPolicy::Restrict,
             ..Default::default()
         },
-        zero_initialize_workgroup_memory: spv::ZeroInitializeWorkgroupMemoryMode::Polyfill,
+        zero_initialize_workgroup_memory: if ZERO_INITIALIZE_WORKGROUP_MEMORY {
+            spv::ZeroInitializeWorkgroupMemoryMode::Polyfill
+        } else {
+            spv::ZeroInitializeWorkgroupMemoryMode::None
+        },
         force_loop_bounding: true,
         fake_missing_bindings: false,
         ..Default::default()
@@ -157,7 +161,7 @@ fn write_msl(r: &Resolved, entry: &str) -> Result<String, String> {
         fake_missing_bindings: false,
         per_entry_point_map: [(entry.to_string(), msl::EntryPointResources { resources, sizes_buffer, ..Default::default() })].into(),
         bounds_check_policies: naga::proc::BoundsCheckPolicies { index: policy, buffer: policy, image_load: policy, ..Default::default() },
-        zero_initialize_workgroup_memory: true,
+        zero_initialize_workgroup_memory: ZERO_INITIALIZE_WORKGROUP_MEMORY,
         force_loop_bounding: true,
         ..Default::default()
     };
@@ -176,7 +180,7 @@ fn write_hlsl(r: &Resolved, entry: &str, shader_model: hlsl::ShaderModel) -> Res
         binding_map,
         fake_missing_bindings: false,
         special_constants_binding: Some(hlsl::BindTarget { space: 1, register: 0, ..Default::default() }),
-        zero_initialize_workgroup_memory: true,
+        zero_initialize_workgroup_memory: ZERO_INITIALIZE_WORKGROUP_MEMORY,
         restrict_indexing: true,
         force_loop_bounding: true,
         ..Default::default()
@@ -199,7 +203,7 @@ fn write_glsl(r: &Resolved, entry: &str, version: glsl::Version) -> Result<Strin
         version,
         writer_flags: glsl::WriterFlags::ADJUST_COORDINATE_SPACE | glsl::WriterFlags::FORCE_POINT_SIZE,
         binding_map,
-        zero_initialize_workgroup_memory: true,
+        zero_initialize_workgroup_memory: ZERO_INITIALIZE_WORKGROUP_MEMORY,
     };
     let pipeline = glsl::PipelineOptions { shader_stage: ShaderStage::Compute, entry_point: entry.to_string(), multiview: None };
     let mut out = String::new();
@@ -313,12 +317,9 @@ fn signed_divisions(module: &Module, info: &naga::valid::ModuleInfo) -> Vec<Stri
 #[test]
 fn no_kernel_divides_signed_integers() {
     let mut failures = Vec::new();
-    for file in shaders::kernel_names() {
-        let source = shaders::compose(file).expect("every kernel file composes");
-        let module = naga::front::wgsl::parse_str(&source).unwrap_or_else(|e| panic!("{file} does not parse: {e}"));
-        let info = Validator::new(ValidationFlags::all(), Capabilities::all()).validate(&module).expect("validates");
-        for f in signed_divisions(&module, &info) {
-            failures.push(format!("{file}: {f} divides or takes the remainder of an i32 (undefined in GLSL for negative operands)"));
+    for k in every_composed_kernel().filter(|k| k.access == Access::Declared) {
+        for f in signed_divisions(&k.module, &k.info) {
+            failures.push(format!("{}: {f} divides or takes the remainder of an i32 (undefined in GLSL for negative operands)", k.file));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -331,26 +332,19 @@ fn every_kernel_translates_on_every_backend() {
     let mut validators = Validators { dir: dir.clone(), seen: HashSet::new() };
     let mut failures = Vec::new();
     let mut count = 0;
-    for file in shaders::kernel_names() {
-        for access in Access::ALL {
-            let source = access.source(file).expect("every kernel file composes");
-            let module = naga::front::wgsl::parse_str(&source).unwrap_or_else(|e| panic!("{file} does not parse: {e}"));
-            let info = Validator::new(ValidationFlags::all(), Capabilities::all())
-                .validate(&module)
-                .unwrap_or_else(|e| panic!("{file} does not validate: {e}"));
-            let assignments = match override_assignments(file, &module) {
-                Ok(a) => a,
-                Err(e) => {
-                    failures.push(e);
-                    continue;
-                }
-            };
-            for ep in module.entry_points.iter().filter(|ep| ep.stage == ShaderStage::Compute) {
-                for constants in &assignments {
-                    let v = Variant { file, access, entry: &ep.name, constants: constants.clone() };
-                    translate(&module, &info, &v, &mut validators, &mut failures);
-                    count += 1;
-                }
+    for k in every_composed_kernel() {
+        let assignments = match override_assignments(k.file, &k.module) {
+            Ok(a) => a,
+            Err(e) => {
+                failures.push(e);
+                continue;
+            }
+        };
+        for ep in k.module.entry_points.iter().filter(|ep| ep.stage == ShaderStage::Compute) {
+            for constants in &assignments {
+                let v = Variant { file: k.file, access: k.access, entry: &ep.name, constants: constants.clone() };
+                translate(&k.module, &k.info, &v, &mut validators, &mut failures);
+                count += 1;
             }
         }
     }

@@ -145,9 +145,10 @@ struct ErBuffers {
     work: wgpu::Buffer,
     carry: Binding,
     dmaps: Vec<wgpu::Buffer>,
-    ranges: wgpu::Buffer,
+    /// The reverse pass's sums per map, then each erosion's (lo, hi) per
+    /// map (`map_terms` in hausdorff_er.wgsl).
+    map_terms: wgpu::Buffer,
     partials: wgpu::Buffer,
-    sums: wgpu::Buffer,
     contrib: wgpu::Buffer,
 }
 
@@ -180,9 +181,8 @@ impl ErPlanner<'_> {
                 plan.unused_output("hausdorff_er carry (unused)")
             },
             dmaps: (0..k).map(|_| plan.scratch("hausdorff_er averages", map_bytes)).collect::<Result<_>>()?,
-            ranges: plan.scratch("hausdorff_er ranges", k.max(1) * most_maps * 8)?,
+            map_terms: plan.scratch("hausdorff_er map terms", (BACK_SUMS + 2 * k.max(1)) * most_maps * 4)?,
             partials: plan.scratch("hausdorff_er partials", BACK_SUMS * most_maps * tiles * 4)?,
-            sums: plan.scratch("hausdorff_er sums", BACK_SUMS * most_maps * 4)?,
             contrib: plan.scratch("hausdorff_er contributions", n * c * 4)?,
         };
         let constants = [("SOFTMAX", softmax as u32 as f64)];
@@ -226,11 +226,10 @@ impl ErPlanner<'_> {
                     ("source", or_unused(source)),
                     ("dmap", dmap.unwrap_or_else(|| plan.unused_output("unused dmap"))),
                     ("dnext", or_unused(dnext)),
-                    ("ranges", Binding::owned(&buffers.ranges)),
+                    ("map_terms", Binding::owned(&buffers.map_terms)),
                     ("partials", Binding::owned(&buffers.partials)),
                     ("carry", buffers.carry.clone()),
                     ("contrib", Binding::owned(&buffers.contrib)),
-                    ("sums", Binding::owned(&buffers.sums)),
                     ("grad", if options.grad { Binding::range(slot::GRAD, &ch.logits) } else { plan.unused_output("unused grad") }),
                     ("status", status.clone()),
                     ("value", if elements { Binding::range(slot::VALUE, &ch.logits) } else { Binding::slot(slot::VALUE) }),
@@ -260,7 +259,8 @@ impl ErPlanner<'_> {
                     };
                     let params = ErParams { source_step: (i + 1) as u32, ..at(i) };
                     steps.push(Step::from_table(&back_stats, stencil_groups, bindings(params, maps_of_step))?);
-                    let sums = Binding::owned(&buffers.sums);
+                    // The sums are the first BACK_SUMS·maps of the map terms.
+                    let sums = Binding::owned(&buffers.map_terms);
                     levels.extend(record_segmented_sum(ctx, &mut steps, Binding::owned(&buffers.partials), BACK_SUMS * maps, tiles, sums)?);
                 }
                 let last = k as usize % 2;

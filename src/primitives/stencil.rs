@@ -10,7 +10,8 @@
 //! reads each neighbour, and never writes its input map out. There is no
 //! workgroup tile with a halo: on lavapipe one, with a barrier per tile, ran
 //! the cross sum 2.7× slower than these direct reads, and the stencil
-//! losses 1.5–3× slower end to end (BENCHMARKS.md, "Stencils: direct reads");
+//! losses 1.3–2.9× slower end to end (BENCHMARKS.md, "2026-12-02 (late):
+//! stencils read directly instead of through workgroup tiles");
 //! on a GPU the neighbours' reads are served by the cache the tile would
 //! have stood in for. The strip is kept so that a kernel's per-map
 //! reductions run once per strip of 16 tiles, not once per tile.

@@ -186,7 +186,7 @@ fn scale_and_accumulate_follow_the_plan_options() {
 
 #[test]
 fn chunked_bindings_give_the_reference() {
-    let small = Runner::new(GpuContext::with_options(ContextOptions { max_binding_bytes: Some(32768) }).unwrap());
+    let small = Runner::new(GpuContext::with_options(ContextOptions { max_binding_bytes: Some(32768), ..Default::default() }).unwrap());
     let mut r = rng(27);
     for (shape, json) in [
         ([3usize, 3, 40, 40], r#"{"loss": "boundary", "params": {"classes": [1, 2]}}"#),

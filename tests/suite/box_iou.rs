@@ -228,7 +228,7 @@ fn extreme_coordinates_stay_finite() {
 #[test]
 fn chunked_bindings_match_the_reference() {
     // A 64 KiB binding cap splits 20,000 boxes (320 KB per tensor) into many chunks.
-    let small = Runner::new(GpuContext::with_options(ContextOptions { max_binding_bytes: Some(64 << 10) }).unwrap());
+    let small = Runner::new(GpuContext::with_options(ContextOptions { max_binding_bytes: Some(64 << 10), ..Default::default() }).unwrap());
     let (p, t) = boxes(&mut rng(105), 20_000);
     for (kind, reduction) in [("giou", "mean"), ("ciou", "none"), ("diou", "sum")] {
         let c = box_config(kind, reduction, "");

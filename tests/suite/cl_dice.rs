@@ -76,14 +76,14 @@ fn gpu_matches_reference_on_random_2d_and_3d_inputs() {
 #[test]
 fn tensors_split_over_several_bindings_match_the_reference() {
     // 96 KiB bindings: one image's levels ([3, 24, 30], K = 3) take 43 KiB, so chunks of two images.
-    let small = Runner::new(GpuContext::with_options(ContextOptions { max_binding_bytes: Some(96 * 1024) }).unwrap());
+    let small = Runner::new(GpuContext::with_options(ContextOptions { max_binding_bytes: Some(96 * 1024), ..Default::default() }).unwrap());
     let mut rng = rng(133);
     for (mode, config) in configurations() {
         let (x, t) = random(&mut rng, mode, 5, 3, &[24, 30], 2.0);
         runner_vs_reference(&small, &config, inputs(&x, &t), 1e-4, 1e-6);
     }
     // An image whose levels exceed one binding is refused, by name.
-    let tiny = Runner::new(GpuContext::with_options(ContextOptions { max_binding_bytes: Some(8 * 1024) }).unwrap());
+    let tiny = Runner::new(GpuContext::with_options(ContextOptions { max_binding_bytes: Some(8 * 1024), ..Default::default() }).unwrap());
     let (x, t) = random(&mut rng, "binary", 1, 1, &[24, 30], 2.0);
     let e = tiny.compute(&json("binary", ""), inputs(&x, &t)).unwrap_err().to_string();
     assert!(e.contains("skeleton levels"), "{e}");

@@ -13,7 +13,7 @@ use segloss::{ContextOptions, Error, GpuContext, GpuTensor, HostInputs, HostTens
 /// binds up to 2 GiB).
 pub fn runner() -> &'static Runner {
     static RUNNER: OnceLock<Runner> = OnceLock::new();
-    RUNNER.get_or_init(|| match GpuContext::with_options(ContextOptions { max_binding_bytes: Some(128 << 20) }) {
+    RUNNER.get_or_init(|| match GpuContext::with_options(ContextOptions { max_binding_bytes: Some(128 << 20), ..Default::default() }) {
         Ok(ctx) => Runner::new(ctx),
         Err(e) => panic!("GPU tests need an adapter and found none: {e}"),
     })

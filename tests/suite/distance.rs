@@ -182,7 +182,7 @@ fn an_exact_line_of_the_longest_accepted_length_is_not_cut_short() {
 #[test]
 fn chunked_bindings_give_the_same_maps() {
     // 4 KiB bindings: a few masks per chunk, many chunks.
-    let small = GpuContext::with_options(ContextOptions { max_binding_bytes: Some(4096) }).unwrap();
+    let small = GpuContext::with_options(ContextOptions { max_binding_bytes: Some(4096), ..Default::default() }).unwrap();
     let mut r = rng(5);
     let target = noisy_labels(&mut r, &[3, 20, 24], 4);
     let classes = [0, 1, 2, 3];

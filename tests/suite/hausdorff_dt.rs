@@ -398,7 +398,7 @@ fn a_compound_of_dice_and_hausdorff_dt_sums_the_weighted_terms() {
 #[test]
 fn chunked_bindings_give_the_reference() {
     // 16 KiB bindings: many chunks in the mask, transform and loss passes.
-    let small = Runner::new(GpuContext::with_options(ContextOptions { max_binding_bytes: Some(16384) }).unwrap());
+    let small = Runner::new(GpuContext::with_options(ContextOptions { max_binding_bytes: Some(16384), ..Default::default() }).unwrap());
     for (i, (mode, shape, params)) in [
         ("multiclass", [3usize, 3, 30, 40], r#"{"log": true}"#),
         ("multilabel", [3, 2, 30, 40], r#"{"mode": "multilabel", "reduction": "none", "spacing": [1.5, 0.5]}"#),

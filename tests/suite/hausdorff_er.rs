@@ -87,7 +87,7 @@ fn gpu_matches_reference_on_random_2d_and_3d_inputs() {
 #[test]
 fn tensors_split_over_several_bindings_match_the_reference() {
     // 64 KiB bindings: [6, 3, 30, 40] logits are 84 KiB, so chunks of images.
-    let small = Runner::new(GpuContext::with_options(ContextOptions { max_binding_bytes: Some(64 * 1024) }).unwrap());
+    let small = Runner::new(GpuContext::with_options(ContextOptions { max_binding_bytes: Some(64 * 1024), ..Default::default() }).unwrap());
     let mut rng = rng(123);
     for (mode, config) in configurations() {
         let (x, t) = random(&mut rng, mode, 6, 3, &[30, 40], 6.0);

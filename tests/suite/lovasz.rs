@@ -409,7 +409,7 @@ fn labels_only_the_gpu_sees_set_the_status_flag() {
 
 #[test]
 fn inputs_over_one_binding_are_a_clear_error() {
-    let small = GpuContext::with_options(ContextOptions { max_binding_bytes: Some(1 << 20) }).unwrap();
+    let small = GpuContext::with_options(ContextOptions { max_binding_bytes: Some(1 << 20), ..Default::default() }).unwrap();
     let c = config(r#"{"loss": "lovasz_softmax", "params": {}}"#);
     let shapes = segloss::InputShapes::new(&[2, 19, 128, 128], &[2, 128, 128]);
     match c.plan(&small, &shapes, PlanOptions::default()) {

@@ -16,6 +16,7 @@ mod engine;
 mod golden;
 mod hausdorff_dt;
 mod hausdorff_er;
+mod limits;
 mod lovasz;
 mod overlap;
 mod mask_giou;

@@ -221,7 +221,7 @@ fn the_tallest_mask_the_hull_takes_is_computed_in_full() {
 #[test]
 fn chunked_bindings_match_the_reference() {
     // A 64 KiB binding cap: each 100×90 instance (36 KB) splits across chunks.
-    let small = Runner::new(GpuContext::with_options(ContextOptions { max_binding_bytes: Some(64 << 10) }).unwrap());
+    let small = Runner::new(GpuContext::with_options(ContextOptions { max_binding_bytes: Some(64 << 10), ..Default::default() }).unwrap());
     let (x, y) = blobs(&mut rng(204), [3, 100, 90]);
     for enclosing in ENCLOSINGS {
         check_on(&small, &mask_config(enclosing, "none", ""), &x, &y);
@@ -229,7 +229,7 @@ fn chunked_bindings_match_the_reference() {
     }
     // Per-row data of 99,400 bytes under a 100,000-byte cap: the pooled
     // buffers, bound whole, must not round up past what one binding takes.
-    let capped = Runner::new(GpuContext::with_options(ContextOptions { max_binding_bytes: Some(100_000) }).unwrap());
+    let capped = Runner::new(GpuContext::with_options(ContextOptions { max_binding_bytes: Some(100_000), ..Default::default() }).unwrap());
     assert!(capped.context().scratch("test", 99_400, wgpu::BufferUsages::STORAGE).unwrap().size() <= 100_000);
     let (x, y) = blobs(&mut rng(208), [25, 497, 3]);
     for enclosing in ENCLOSINGS {

@@ -140,7 +140,7 @@ fn class_counts_that_do_not_fill_a_reduction_batch_match_the_reference() {
 #[test]
 fn tensors_split_over_several_bindings_match_the_reference() {
     // 64 KiB bindings: the [5, 4, 40, 60] logits (188 KiB) need several.
-    let small = Runner::new(GpuContext::with_options(ContextOptions { max_binding_bytes: Some(64 * 1024) }).unwrap());
+    let small = Runner::new(GpuContext::with_options(ContextOptions { max_binding_bytes: Some(64 * 1024), ..Default::default() }).unwrap());
     let mut rng = rng(34);
     for (mode, config) in configurations() {
         let (x, target) = inputs_for(&mut rng, mode, &[5, 4, 40, 60], 3.0, ignore_of(&config));

@@ -75,23 +75,13 @@ fn bce_with_weights_and_soft_targets() {
 }
 
 #[test]
-fn more_than_65535_workgroups() {
-    // 70M elements / 1,024 per workgroup = 68,360 workgroups: the dispatch folds into 2D.
-    let n = 70_000_000usize;
-    let mut r = rng(6);
-    let x = logits(&mut r, &[n], 5.0);
-    let y = binary(&mut r, &[n]);
-    let c = config(r#"{"loss": "bce", "params": {"pos_weight": 2.0}}"#);
-    gpu_vs_reference(&c, HostInputs { logits: &x, target: &y, weight: None, distance: None }, 1e-4, 1e-6);
-}
-
-#[test]
 fn cross_entropy_over_128_mib_matches_the_reference() {
-    // 16×19×512×512 f32 logits are 304 MiB: several bindings on lavapipe.
-    let shape = [16, 19, 512, 512];
+    // 8×19×512×512 f32 logits are 152 MiB: two bindings of WebGPU's
+    // default 128 MiB, and within its 256 MiB buffer.
+    let shape = [8, 19, 512, 512];
     let mut r = rng(7);
     let x = logits(&mut r, &shape, 4.0);
-    let y = labels(&mut r, &[16, 512, 512], 19, Some(255));
+    let y = labels(&mut r, &[8, 512, 512], 19, Some(255));
     let c = config(r#"{"loss": "cross_entropy", "params": {"ignore_index": 255, "class_weights": [1,2,1,2,1,2,1,2,1,2,1,2,1,2,1,2,1,2,0.5]}}"#);
     assert!(x.bytes().len() as u64 > ctx().binding_limit(), "the test must exceed one binding");
     gpu_vs_reference(&c, HostInputs { logits: &x, target: &y, weight: None, distance: None }, 1e-4, 1e-6);
@@ -100,7 +90,7 @@ fn cross_entropy_over_128_mib_matches_the_reference() {
 #[test]
 fn chunked_bindings_match_unchunked() {
     // A 128 KiB binding cap forces many chunks, images split across chunks, on small tensors.
-    let small = Runner::new(GpuContext::with_options(ContextOptions { max_binding_bytes: Some(128 << 10) }).unwrap());
+    let small = Runner::new(GpuContext::with_options(ContextOptions { max_binding_bytes: Some(128 << 10), ..Default::default() }).unwrap());
     let mut r = rng(8);
     for shape in [[3usize, 5, 97, 61], [2, 1, 300, 211]] {
         let x = logits(&mut r, &shape, 4.0);
