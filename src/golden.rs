@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::gpu::tensor::{HostTensor, integer_labels};
+use crate::gpu::tensor::{DType, HostTensor, integer_labels};
 use crate::losses::{HostInputs, LossConfig};
 use crate::runner::Runner;
 
@@ -216,24 +216,7 @@ pub fn check_case(case: &GoldenCase, runner: Option<&Runner>) -> Result<Outcome>
         }
         return Ok(Outcome::Skip(format!("{} is not implemented yet", case.loss)));
     }
-    let config = LossConfig::from_parts(&case.loss, case.params.clone())?;
-    let [logits_name, target_name] = config.input_names();
-    // A misspelt or unsupported input must not be run without being read.
-    let mut known = vec![logits_name, target_name, "weight"];
-    if config.takes_distance() {
-        known.push("distance");
-    }
-    if let Some(unknown) = case.inputs.keys().find(|k| !known.contains(&k.as_str())) {
-        return Err(case.error(format!("unknown input {unknown:?}: {} takes {known:?}", case.loss)));
-    }
-    let (logits, target) = match (case.input(logits_name)?, case.input(target_name)?) {
-        (Some(l), Some(t)) => (l, t),
-        _ => {
-            return Err(case.error(format!("needs inputs {logits_name} and {target_name}")));
-        }
-    };
-    let weight = case.input("weight")?;
-    let distance = case.input("distance")?;
+    let (config, CaseInputs { logits, target, weight, distance }) = case_inputs(case)?;
     let inputs = HostInputs { logits: &logits, target: &target, weight: weight.as_ref(), distance: distance.as_ref() };
     let exp_loss = case.expected_loss()?;
     let exp_grad = case.expected_grad()?;
@@ -277,6 +260,80 @@ pub fn check_case(case: &GoldenCase, runner: Option<&Runner>) -> Result<Outcome>
         return Ok(Outcome::Fail(format!("gpu {}", describe(m))));
     }
     Ok(Outcome::Pass { reference: ref_ratio, gpu: Some(checks.iter().map(|m| m.ratio).fold(0.0, f64::max)) })
+}
+
+/// The case's configuration and inputs (logits, target, weight, distance),
+/// looked up by [`LossConfig::input_names`]; an input the loss does not
+/// take is an error, not left unread.
+fn case_inputs(case: &GoldenCase) -> Result<(LossConfig, CaseInputs)> {
+    let config = LossConfig::from_parts(&case.loss, case.params.clone())?;
+    let [logits_name, target_name] = config.input_names();
+    let mut known = vec![logits_name, target_name, "weight"];
+    if config.takes_distance() {
+        known.push("distance");
+    }
+    if let Some(unknown) = case.inputs.keys().find(|k| !known.contains(&k.as_str())) {
+        return Err(case.error(format!("unknown input {unknown:?}: {} takes {known:?}", case.loss)));
+    }
+    let (logits, target) = match (case.input(logits_name)?, case.input(target_name)?) {
+        (Some(l), Some(t)) => (l, t),
+        _ => return Err(case.error(format!("needs inputs {logits_name} and {target_name}"))),
+    };
+    Ok((config, CaseInputs { logits, target, weight: case.input("weight")?, distance: case.input("distance")? }))
+}
+
+/// A case's input tensors.
+struct CaseInputs {
+    logits: HostTensor,
+    target: HostTensor,
+    weight: Option<HostTensor>,
+    distance: Option<HostTensor>,
+}
+
+/// How far a gradient written in `dtype` may be from its f32 value, as a
+/// share of the largest gradient: one unit in the last place of the type
+/// (f16 keeps 11 significant bits, bf16 8; the GPU rounds to nearest even,
+/// an error of half a unit, so this leaves a factor 2), and for f16 its
+/// subnormal spacing (2^-24) as an absolute term.
+pub fn rounding_tolerance(dtype: DType) -> (f64, f64) {
+    match dtype {
+        DType::F16 => (2f64.powi(-10), 2f64.powi(-24)),
+        DType::BF16 => (2f64.powi(-7), 0.0),
+        _ => (0.0, 0.0),
+    }
+}
+
+/// Runs one case with its floating inputs (logits, dense targets, weights;
+/// not distance maps) rounded to `dtype` (f16 or bf16) and the gradient
+/// written in it, on the GPU, against the float64 reference on the rounded
+/// inputs: the value within the case's tolerance, the gradient within it
+/// plus [`rounding_tolerance`]. The case's own `expected` is for the
+/// unrounded inputs and is not used.
+pub fn check_case_in_dtype(case: &GoldenCase, runner: &Runner, dtype: DType) -> Result<Outcome> {
+    if !LossConfig::implemented(&case.loss) {
+        return Ok(Outcome::Skip(format!("{} is not implemented yet", case.loss)));
+    }
+    if !matches!(dtype, DType::F16 | DType::BF16) {
+        return Err(Error::input("golden", format!("golden cases are checked in f16 or bf16, not {}", dtype.name())));
+    }
+    let (config, CaseInputs { logits, target, weight, distance }) = case_inputs(case)?;
+    let round = |t: HostTensor| if t.dtype().is_float() { t.to_dtype(dtype) } else { Ok(t) };
+    let (logits, target, weight) = (round(logits)?, round(target)?, weight.map(round).transpose()?);
+    let inputs = HostInputs { logits: &logits, target: &target, weight: weight.as_ref(), distance: distance.as_ref() };
+    let wide = inputs.widened();
+    let reference = config.reference(&wide.inputs())?;
+    let gpu = runner.compute(&config, inputs)?;
+    let widen = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
+    let tol = case.tolerance;
+    let (rounding, subnormal) = rounding_tolerance(dtype);
+    let checks = [
+        compare("loss", &widen(&gpu.value), &reference.value, tol.rtol, tol.atol, false),
+        compare("grad", &widen(&gpu.grad), &reference.grad, tol.rtol + rounding, tol.atol + subnormal, true),
+    ];
+    if let Some(m) = checks.iter().find(|m| m.ratio > 1.0) {
+        return Ok(Outcome::Fail(format!("gpu ({}) {}", dtype.name(), describe(m))));
+    }
+    Ok(Outcome::Pass { reference: 0.0, gpu: Some(checks.iter().map(|m| m.ratio).fold(0.0, f64::max)) })
 }
 
 fn describe(m: &Mismatch) -> String {

@@ -21,7 +21,7 @@ pub struct LossResult {
     pub value: Vec<f32>,
     /// The value's shape.
     pub value_shape: Vec<usize>,
-    /// ∂(Σ value)/∂logits, the logits' shape.
+    /// ∂(Σ value)/∂logits, the logits' shape: written in the logits' type and widened to f32 here.
     pub grad: Vec<f32>,
     /// The plan's named extra results ([`LossPlan::extra`]), read back:
     /// `mask_giou`'s `enclosing_count` (i32).
@@ -70,7 +70,7 @@ impl Runner {
         let shapes = inputs.shapes();
         config.validate()?;
         config.check_shapes(&shapes)?;
-        config.check_values(&inputs)?;
+        config.check_values(&inputs.widened().inputs())?;
         let plan = self.plan(config, &shapes)?;
         let record = |e: &mut wgpu::CommandEncoder, i: LossInputs<'_>, o: LossOutputs<'_>| plan.record(e, i, o);
         self.execute(config.name(), inputs, plan.value_shape(), record, &[(config, &*plan)]).await
@@ -86,7 +86,7 @@ impl Runner {
     pub async fn compute_compound_async(&self, config: &CompoundConfig, inputs: HostInputs<'_>) -> Result<LossResult> {
         inputs.check()?;
         config.check_shapes(&inputs.shapes())?;
-        config.check_values(&inputs)?;
+        config.check_values(&inputs.widened().inputs())?;
         let plan = config.plan(&self.ctx, &inputs.shapes(), PlanOptions::default())?;
         let terms: Vec<(&LossConfig, &LossPlan)> = config.terms.iter().map(|t| &t.loss).zip(plan.terms()).collect();
         let record = |e: &mut wgpu::CommandEncoder, i: LossInputs<'_>, o: LossOutputs<'_>| plan.record(e, i, o);
@@ -106,21 +106,23 @@ impl Runner {
     ) -> Result<LossResult> {
         let ctx = &self.ctx;
         let upload = |h: &HostTensor| -> Result<(GpuTensor, crate::gpu::pool::PooledBuffer)> {
-            let b = ctx.scratch("segloss input", h.bytes().len() as u64, tensor_usage())?;
-            ctx.queue().write_buffer(&b, 0, h.bytes());
+            let bytes = h.padded_bytes();
+            let b = ctx.scratch("segloss input", bytes.len() as u64, tensor_usage())?;
+            ctx.queue().write_buffer(&b, 0, &bytes);
             Ok((GpuTensor::new(ctx, b.buffer().clone(), 0, &h.shape, h.dtype())?, b))
         };
         let (logits, _l) = upload(inputs.logits)?;
         let (target, _t) = upload(inputs.target)?;
         let weight = inputs.weight.map(upload).transpose()?;
         let distance = inputs.distance.map(upload).transpose()?;
-        let output = |shape: &[usize]| -> Result<(GpuTensor, crate::gpu::pool::PooledBuffer)> {
-            let bytes = shape.iter().product::<usize>() as u64 * 4;
+        let output = |shape: &[usize], dtype: DType| -> Result<(GpuTensor, crate::gpu::pool::PooledBuffer)> {
+            let bytes = (shape.iter().product::<usize>() as u64 * dtype.size()).next_multiple_of(4);
             let b = ctx.scratch("segloss output", bytes, tensor_usage())?;
-            Ok((GpuTensor::new(ctx, b.buffer().clone(), 0, shape, DType::F32)?, b))
+            Ok((GpuTensor::new(ctx, b.buffer().clone(), 0, shape, dtype)?, b))
         };
-        let (value, _v) = output(value_shape)?;
-        let (grad, _g) = output(&inputs.logits.shape)?;
+        let (value, _v) = output(value_shape, DType::F32)?;
+        // The gradient in the logits' type, as a plan on these inputs writes it.
+        let (grad, _g) = output(&inputs.logits.shape, inputs.logits.dtype())?;
         // Anything wgpu still rejects becomes an error here rather than a panic.
         let scope = ctx.device().push_error_scope(wgpu::ErrorFilter::Validation);
         let mut encoder = ctx.device().create_command_encoder(&Default::default());

@@ -30,6 +30,7 @@ const SOURCES: &[(&str, &str)] = sources![
     "radix_sort_subgroup.wgsl",
     "finalize.wgsl",
     "copy.wgsl",
+    "convert.wgsl",
     "sigmoid_pointwise.wgsl",
     "softmax_pointwise.wgsl",
     "lovasz.wgsl",

@@ -3,13 +3,75 @@
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 
-/// Element types segloss reads and writes. Both are four bytes wide.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// Element types segloss reads and writes.
+///
+/// The kernels compute in f32 and read i32 class indices; a tensor of
+/// another type is converted on the GPU as a plan records it (see
+/// [`crate::InputShapes::dtypes`]). Values stay f32.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum DType {
     /// 32-bit float: logits, dense targets, weights, values, gradients.
     F32,
     /// 32-bit signed integer: class-index targets (which may hold an ignore value).
     I32,
+    /// IEEE half precision: logits, dense targets, weights, gradients.
+    F16,
+    /// bfloat16 (the upper half of an f32): logits, dense targets, weights, gradients.
+    BF16,
+    /// Unsigned byte class indices.
+    U8,
+    /// Unsigned 16-bit class indices.
+    U16,
+    /// 64-bit class indices (PyTorch's default); a value outside i32 is an
+    /// out-of-range label.
+    I64,
+}
+
+impl DType {
+    /// Every element type.
+    pub const ALL: [DType; 7] = [DType::F32, DType::I32, DType::F16, DType::BF16, DType::U8, DType::U16, DType::I64];
+
+    /// Bytes one element takes.
+    pub fn size(self) -> u64 {
+        match self {
+            DType::U8 => 1,
+            DType::F16 | DType::BF16 | DType::U16 => 2,
+            DType::F32 | DType::I32 => 4,
+            DType::I64 => 8,
+        }
+    }
+
+    /// Whether it holds floating-point values (logits, dense targets, weights, gradients).
+    pub fn is_float(self) -> bool {
+        matches!(self, DType::F32 | DType::F16 | DType::BF16)
+    }
+
+    /// The type the kernels compute in: f32 for the floats, i32 for the integers.
+    pub fn widened(self) -> DType {
+        if self.is_float() { DType::F32 } else { DType::I32 }
+    }
+
+    /// `f32`, `f16`, … as the command line and the JSON name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::F32 => "f32",
+            DType::I32 => "i32",
+            DType::F16 => "f16",
+            DType::BF16 => "bf16",
+            DType::U8 => "u8",
+            DType::U16 => "u16",
+            DType::I64 => "i64",
+        }
+    }
+
+    /// The type named `name` (`f16`, `u8`, …).
+    pub fn from_name(name: &str) -> Result<DType> {
+        DType::ALL.into_iter().find(|d| d.name() == name).ok_or_else(|| {
+            let names: Vec<&str> = DType::ALL.iter().map(|d| d.name()).collect();
+            Error::input("dtype", format!("{name} is not an element type; one of {}", names.join(", ")))
+        })
+    }
 }
 
 /// A tensor living in a GPU buffer: `buffer[offset..]` holds `shape`'s
@@ -52,7 +114,7 @@ impl GpuTensor {
     /// A new zeroed tensor in its own buffer (storage, copy source and
     /// destination); an error when the device cannot hold a buffer that large.
     pub fn zeros(ctx: &GpuContext, shape: &[usize], dtype: DType) -> Result<Self> {
-        let bytes = (shape.iter().product::<usize>() as u64 * 4).max(4);
+        let bytes = (shape.iter().product::<usize>() as u64 * dtype.size()).next_multiple_of(4).max(4);
         let buffer = ctx.create_buffer("segloss tensor", bytes, tensor_usage())?;
         Ok(GpuTensor { buffer, offset: 0, shape: shape.to_vec(), dtype })
     }
@@ -62,7 +124,7 @@ impl GpuTensor {
     pub fn from_host(ctx: &GpuContext, host: &HostTensor) -> Result<Self> {
         host.check("tensor")?;
         let t = Self::zeros(ctx, &host.shape, host.dtype())?;
-        ctx.queue().write_buffer(&t.buffer, 0, host.bytes());
+        ctx.queue().write_buffer(&t.buffer, 0, &host.padded_bytes());
         Ok(t)
     }
 
@@ -91,9 +153,12 @@ impl GpuTensor {
         self.shape.iter().product()
     }
 
-    /// Bytes the elements occupy.
+    /// Bytes segloss binds for the elements: their size rounded up to a
+    /// multiple of 4 (a storage binding's granule), so an f16 tensor of odd
+    /// length needs two bytes of padding in its buffer (an engine's pool,
+    /// which aligns every tensor, always has them).
     pub fn byte_len(&self) -> u64 {
-        self.numel() as u64 * 4
+        (self.numel() as u64 * self.dtype.size()).next_multiple_of(4)
     }
 
     /// Reads the tensor back as f32, blocking.
@@ -105,7 +170,11 @@ impl GpuTensor {
     /// `device.poll` until the copy is done (no helper thread is spawned).
     pub async fn read_f32_async(&self, ctx: &GpuContext) -> Result<Vec<f32>> {
         let bytes = read_bytes(ctx, &self.buffer, self.offset, self.byte_len()).await?;
-        Ok(bytemuck::pod_collect_to_vec(&bytes))
+        let host = HostTensor::from_bytes(&self.shape, self.dtype, &bytes);
+        if !self.dtype.is_float() {
+            return Err(Error::input("tensor", format!("read_f32 reads floats; this tensor is {}", self.dtype.name())));
+        }
+        Ok(host.widened().as_f32("tensor")?.to_vec())
     }
 
     /// Reads the tensor back with its own element type, blocking.
@@ -200,13 +269,53 @@ impl std::future::Future for YieldOnce {
     }
 }
 
-/// Host-side element storage.
+/// Host-side element storage, one variant per [`DType`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum HostData {
     /// f32 elements.
     F32(Vec<f32>),
     /// i32 elements.
     I32(Vec<i32>),
+    /// f16 elements.
+    F16(Vec<half::f16>),
+    /// bf16 elements.
+    BF16(Vec<half::bf16>),
+    /// u8 elements.
+    U8(Vec<u8>),
+    /// u16 elements.
+    U16(Vec<u16>),
+    /// i64 elements.
+    I64(Vec<i64>),
+}
+
+impl HostData {
+    /// The element type.
+    pub fn dtype(&self) -> DType {
+        match self {
+            HostData::F32(_) => DType::F32,
+            HostData::I32(_) => DType::I32,
+            HostData::F16(_) => DType::F16,
+            HostData::BF16(_) => DType::BF16,
+            HostData::U8(_) => DType::U8,
+            HostData::U16(_) => DType::U16,
+            HostData::I64(_) => DType::I64,
+        }
+    }
+}
+
+/// `$body` with `$v` bound to the elements of whichever variant `$data` is.
+macro_rules! each_host_data {
+    ($data:expr, $v:ident => $body:expr) => {
+        match $data {
+            HostData::F32($v) => $body,
+            HostData::I32($v) => $body,
+            HostData::F16($v) => $body,
+            HostData::BF16($v) => $body,
+            HostData::U8($v) => $body,
+            HostData::U16($v) => $body,
+            HostData::I64($v) => $body,
+        }
+    };
 }
 
 /// A tensor in host memory: the convenience layer's and the references' currency.
@@ -254,7 +363,15 @@ impl HostTensor {
     /// loss that refuses it. Integer tensors always pass. The one host-side
     /// check of [`crate::losses::STATUS_NON_FINITE`]'s rule.
     pub fn check_finite(&self, scope: &'static str, what: &str) -> Result<()> {
-        let HostData::F32(v) = &self.data else { return Ok(()) };
+        let wide;
+        let v = match &self.data {
+            HostData::F32(v) => v,
+            HostData::F16(_) | HostData::BF16(_) => {
+                wide = self.widened();
+                wide.as_f32(what)?
+            }
+            _ => return Ok(()),
+        };
         let Some((i, x)) = v.iter().enumerate().find(|(_, x)| !x.is_finite()) else { return Ok(()) };
         Err(Error::input(scope, format!(
             "{what}[{i}] = {x} (at {:?} of shape {:?}) is not finite; inputs must hold no NaN or ±Inf",
@@ -281,10 +398,7 @@ impl HostTensor {
 
     /// Number of elements.
     pub fn len(&self) -> usize {
-        match &self.data {
-            HostData::F32(v) => v.len(),
-            HostData::I32(v) => v.len(),
-        }
+        each_host_data!(&self.data, v => v.len())
     }
 
     /// Whether the tensor has no elements.
@@ -294,52 +408,128 @@ impl HostTensor {
 
     /// The element type.
     pub fn dtype(&self) -> DType {
-        match self.data {
-            HostData::F32(_) => DType::F32,
-            HostData::I32(_) => DType::I32,
-        }
+        self.data.dtype()
     }
 
-    /// A tensor of `shape` and `dtype` from its raw bytes (as [`HostTensor::bytes`] gives them).
+    /// A tensor of `shape` and `dtype` from its raw bytes (as
+    /// [`HostTensor::bytes`] gives them; padding past the elements is ignored).
     pub(crate) fn from_bytes(shape: &[usize], dtype: DType, bytes: &[u8]) -> Self {
+        let bytes = &bytes[..shape.iter().product::<usize>() * dtype.size() as usize];
         let data = match dtype {
             DType::F32 => HostData::F32(bytemuck::pod_collect_to_vec(bytes)),
             DType::I32 => HostData::I32(bytemuck::pod_collect_to_vec(bytes)),
+            DType::F16 => HostData::F16(bytemuck::pod_collect_to_vec(bytes)),
+            DType::BF16 => HostData::BF16(bytemuck::pod_collect_to_vec(bytes)),
+            DType::U8 => HostData::U8(bytes.to_vec()),
+            DType::U16 => HostData::U16(bytemuck::pod_collect_to_vec(bytes)),
+            DType::I64 => HostData::I64(bytemuck::pod_collect_to_vec(bytes)),
         };
         HostTensor { shape: shape.to_vec(), data }
     }
 
     /// The raw bytes.
     pub fn bytes(&self) -> &[u8] {
-        match &self.data {
-            HostData::F32(v) => bytemuck::cast_slice(v),
-            HostData::I32(v) => bytemuck::cast_slice(v),
-        }
+        each_host_data!(&self.data, v => bytemuck::cast_slice(v))
     }
 
-    /// The elements as f64, whatever their type.
+    /// The raw bytes, zero-padded to a multiple of 4 (what a GPU buffer holds).
+    pub(crate) fn padded_bytes(&self) -> Vec<u8> {
+        let mut b = self.bytes().to_vec();
+        b.resize(b.len().next_multiple_of(4), 0);
+        b
+    }
+
+    /// The elements as f64, whatever their type (an i64 beyond 2^53 rounds).
     pub fn to_f64(&self) -> Vec<f64> {
         match &self.data {
             HostData::F32(v) => v.iter().map(|&x| x as f64).collect(),
             HostData::I32(v) => v.iter().map(|&x| x as f64).collect(),
+            HostData::F16(v) => v.iter().map(|x| x.to_f64()).collect(),
+            HostData::BF16(v) => v.iter().map(|x| x.to_f64()).collect(),
+            HostData::U8(v) => v.iter().map(|&x| x as f64).collect(),
+            HostData::U16(v) => v.iter().map(|&x| x as f64).collect(),
+            HostData::I64(v) => v.iter().map(|&x| x as f64).collect(),
         }
     }
 
-    /// The f32 elements, or an error naming `what` when the tensor holds integers.
+    /// The tensor in the type the kernels compute in ([`DType::widened`]),
+    /// exactly as the GPU widens it: f16 and bf16 to f32, u8, u16 and i64
+    /// to i32, an i64 outside i32 to [`I64_OUT_OF_RANGE`].
+    pub fn widened(&self) -> HostTensor {
+        let data = match &self.data {
+            HostData::F32(_) | HostData::I32(_) => self.data.clone(),
+            HostData::F16(v) => HostData::F32(v.iter().map(|x| x.to_f32()).collect()),
+            HostData::BF16(v) => HostData::F32(v.iter().map(|x| x.to_f32()).collect()),
+            HostData::U8(v) => HostData::I32(v.iter().map(|&x| x as i32).collect()),
+            HostData::U16(v) => HostData::I32(v.iter().map(|&x| x as i32).collect()),
+            HostData::I64(v) => HostData::I32(v.iter().map(|&x| i32::try_from(x).unwrap_or(I64_OUT_OF_RANGE)).collect()),
+        };
+        HostTensor { shape: self.shape.clone(), data }
+    }
+
+    /// The tensor rounded or narrowed to `dtype`: round to nearest even for
+    /// f16 and bf16, finite values beyond the type's range saturating to its
+    /// largest (as the GPU narrows a gradient); an error naming the first
+    /// element an integer type cannot hold, or when floats and class indices
+    /// would be mixed.
+    pub fn to_dtype(&self, dtype: DType) -> Result<HostTensor> {
+        let wide = self.widened();
+        let data = match (&wide.data, dtype) {
+            (HostData::F32(v), DType::F32) => HostData::F32(v.clone()),
+            (HostData::F32(v), DType::F16) => HostData::F16(v.iter().map(|&x| half::f16::from_f32(saturate(x, half::f16::MAX.to_f32()))).collect()),
+            (HostData::F32(v), DType::BF16) => HostData::BF16(v.iter().map(|&x| saturated_bf16(x)).collect()),
+            (HostData::I32(v), DType::I32) => HostData::I32(v.clone()),
+            (HostData::I32(v), DType::I64) => HostData::I64(v.iter().map(|&x| x as i64).collect()),
+            (HostData::I32(v), DType::U8) => HostData::U8(narrow_labels(v, "u8")?),
+            (HostData::I32(v), DType::U16) => HostData::U16(narrow_labels(v, "u16")?),
+            (_, to) => {
+                return Err(Error::input("tensor", format!("a {} tensor cannot become {}: floats and class indices do not mix", self.dtype().name(), to.name())));
+            }
+        };
+        Ok(HostTensor { shape: self.shape.clone(), data })
+    }
+
+    /// The f32 elements, or an error naming `what` when the tensor holds another type.
     pub fn as_f32(&self, what: &str) -> Result<&[f32]> {
         match &self.data {
             HostData::F32(v) => Ok(v),
-            HostData::I32(_) => Err(Error::input("tensor", format!("{what} must be f32, not integer"))),
+            other => Err(Error::input("tensor", format!("{what} must be f32 here, not {}", other.dtype().name()))),
         }
     }
 
-    /// The i32 elements, or an error naming `what` when the tensor holds floats.
+    /// The i32 elements, or an error naming `what` when the tensor holds another type.
     pub fn as_i32(&self, what: &str) -> Result<&[i32]> {
         match &self.data {
             HostData::I32(v) => Ok(v),
-            HostData::F32(_) => Err(Error::input("tensor", format!("{what} must hold integer class indices, not floats"))),
+            HostData::F32(_) | HostData::F16(_) | HostData::BF16(_) => {
+                Err(Error::input("tensor", format!("{what} must hold integer class indices, not floats")))
+            }
+            other => Err(Error::input("tensor", format!("{what} must be i32 here, not {}", other.dtype().name()))),
         }
     }
+}
+
+/// The i32 an i64 class index outside i32 becomes, on the GPU and on the
+/// host alike: outside `[0, C)` for every loss, so it is reported as an
+/// out-of-range label (unless `ignore_index` is this very value).
+pub const I64_OUT_OF_RANGE: i32 = i32::MIN;
+
+/// `x` clamped to `±max` when finite.
+fn saturate(x: f32, max: f32) -> f32 {
+    if x.is_finite() { x.clamp(-max, max) } else { x }
+}
+
+/// `x` rounded to bf16, a finite `x` that rounds past bf16's range to its largest.
+fn saturated_bf16(x: f32) -> half::bf16 {
+    let b = half::bf16::from_f32(x);
+    if x.is_finite() && b.is_infinite() { if x > 0.0 { half::bf16::MAX } else { half::bf16::MIN } } else { b }
+}
+
+fn narrow_labels<T: TryFrom<i32>>(v: &[i32], name: &str) -> Result<Vec<T>> {
+    v.iter()
+        .enumerate()
+        .map(|(i, &x)| T::try_from(x).map_err(|_| Error::input("tensor", format!("class index [{i}] = {x} does not fit {name}"))))
+        .collect()
 }
 
 /// The i32 labels of floating `data`, or an error naming (as `what`) the

@@ -44,6 +44,8 @@ const U32_OVERRIDES: &[(&str, &str, &[u32])] = &[
     ("stencil.wgsl", "OP", &[0, 1, 2, 3, 4]),
     // `losses::builder`'s finalize of one value.
     ("finalize.wgsl", "COUNT", &[1]),
+    // `primitives::convert`'s five packed source types.
+    ("convert.wgsl", "SOURCE", &[0, 1, 2, 3, 4]),
 ];
 
 /// Kernels that only adapters with subgroup operations get.

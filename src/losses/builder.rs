@@ -212,6 +212,7 @@ impl<'a> PlanBuilder<'a> {
             extras: self.extras,
             optional,
             optional_given: Default::default(),
+            conversion: None,
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod box_iou;
 pub mod cl_dice;
 pub(crate) mod builder;
 pub(crate) mod checks;
+pub(crate) mod convert;
 pub mod compound;
 pub mod cross_entropy;
 pub mod focal;
@@ -34,7 +35,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
-use crate::gpu::tensor::HostTensor;
+use crate::gpu::tensor::{DType, HostTensor};
 use crate::losses::loss::AnyLoss;
 
 pub use bce::BceConfig;
@@ -176,12 +177,60 @@ pub struct InputShapes {
     pub target: Vec<usize>,
     /// Per-element weights, when given.
     pub weight: Option<Vec<usize>>,
+    /// The element types the plan will be recorded with; the default is the
+    /// types the kernels read (f32, and i32 class indices).
+    pub dtypes: InputDTypes,
 }
 
 impl InputShapes {
     /// Shapes of logits and targets, without weights.
     pub fn new(logits: &[usize], target: &[usize]) -> Self {
-        InputShapes { logits: logits.to_vec(), target: target.to_vec(), weight: None }
+        InputShapes { logits: logits.to_vec(), target: target.to_vec(), weight: None, dtypes: InputDTypes::default() }
+    }
+
+    /// With the inputs' (and the gradient's) element types.
+    pub fn with_dtypes(self, dtypes: InputDTypes) -> Self {
+        InputShapes { dtypes, ..self }
+    }
+}
+
+/// The element types of a plan's tensors, where they are not the ones the
+/// kernels read. Tensors of another type are converted on the GPU as the
+/// plan records: widened into f32 (or i32 class indices) scratch first, the
+/// gradient narrowed into the caller's type last (accumulated there when the
+/// plan accumulates). Values are f32 in every case.
+///
+/// ```
+/// use segloss::{DType, InputDTypes, InputShapes};
+/// // f16 logits and gradient, u8 class indices.
+/// let shapes = InputShapes::new(&[2, 19, 64, 64], &[2, 64, 64])
+///     .with_dtypes(InputDTypes { logits: DType::F16, target: Some(DType::U8), ..Default::default() });
+/// assert_eq!(shapes.dtypes.grad(), DType::F16);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct InputDTypes {
+    /// Logits (or predicted boxes): f32, f16 or bf16.
+    pub logits: DType,
+    /// Targets: `None` for the loss's own (f32 dense targets or boxes, i32
+    /// class indices); f16 or bf16 for dense ones, u8, u16 or i64 for class indices.
+    pub target: Option<DType>,
+    /// Per-element weights: f32, f16 or bf16.
+    pub weight: DType,
+    /// The gradient: `None` for the logits' type; `Some(F32)` for an f32
+    /// master gradient beside f16 or bf16 logits.
+    pub grad: Option<DType>,
+}
+
+impl Default for InputDTypes {
+    fn default() -> Self {
+        InputDTypes { logits: DType::F32, target: None, weight: DType::F32, grad: None }
+    }
+}
+
+impl InputDTypes {
+    /// The gradient's type.
+    pub fn grad(&self) -> DType {
+        self.grad.unwrap_or(self.logits)
     }
 }
 
@@ -233,11 +282,49 @@ impl<'a> HostInputs<'a> {
 
     /// The inputs' shapes.
     pub fn shapes(&self) -> InputShapes {
+        let target = self.target.dtype();
         InputShapes {
             logits: self.logits.shape.clone(),
             target: self.target.shape.clone(),
             weight: self.weight.map(|w| w.shape.clone()),
+            dtypes: InputDTypes {
+                logits: self.logits.dtype(),
+                target: (target != target.widened()).then_some(target),
+                weight: self.weight.map_or(DType::F32, |w| w.dtype()),
+                grad: None,
+            },
         }
+    }
+
+    /// The inputs in the types the kernels and the references compute in
+    /// ([`HostTensor::widened`]): what a plan on these tensors computes from.
+    pub fn widened(&self) -> WidenedInputs {
+        WidenedInputs {
+            logits: self.logits.widened(),
+            target: self.target.widened(),
+            weight: self.weight.map(HostTensor::widened),
+            distance: self.distance.cloned(),
+        }
+    }
+}
+
+/// [`HostInputs::widened`]'s tensors, owned.
+#[derive(Clone, Debug)]
+pub struct WidenedInputs {
+    /// Logits, f32.
+    pub logits: HostTensor,
+    /// Targets, f32 or i32.
+    pub target: HostTensor,
+    /// Weights, f32.
+    pub weight: Option<HostTensor>,
+    /// Distance maps, f32.
+    pub distance: Option<HostTensor>,
+}
+
+impl WidenedInputs {
+    /// Borrowed as [`HostInputs`].
+    pub fn inputs(&self) -> HostInputs<'_> {
+        HostInputs { logits: &self.logits, target: &self.target, weight: self.weight.as_ref(), distance: self.distance.as_ref() }
     }
 }
 
@@ -335,7 +422,7 @@ impl LossConfig {
 
     /// Prepares the loss for inputs of `shapes` on `ctx`.
     pub fn plan(&self, ctx: &GpuContext, shapes: &InputShapes, options: PlanOptions) -> Result<LossPlan> {
-        self.loss().plan(ctx, shapes, options)
+        convert::plan_with_dtypes(ctx, shapes, options, |shapes, options| self.loss().plan(ctx, shapes, options))
     }
 
     /// What the loss's target holds.

@@ -9,6 +9,7 @@ use crate::gpu::layout::LossIo;
 use crate::gpu::pool::PooledBuffer;
 use crate::gpu::program::Program;
 use crate::gpu::tensor::GpuTensor;
+use crate::losses::convert::Conversion;
 
 /// The bit of [`LossPlan::status_buffer`] that every loss sets when an
 /// input it read held NaN or ±Inf: a logit (or predicted box coordinate), a
@@ -146,6 +147,9 @@ pub struct LossPlan {
     /// Whether the last recording was given the optional input: its extra
     /// (the plan's own tensor) was then not written, so it is not reported.
     pub(crate) optional_given: AtomicBool,
+    /// The element-type conversions around the kernels, for inputs or a
+    /// gradient of other types than f32 and i32 ([`crate::InputDTypes`]).
+    pub(crate) conversion: Option<Conversion>,
 }
 
 /// An optional input that a plan computes in its own program when the caller
@@ -178,6 +182,15 @@ impl LossPlan {
     /// unless `inputs.distance` brings them (`[N, C, S…]`, every class's map).
     /// (`hausdorff_dt` computes the prediction's maps in every recording.)
     pub fn record(&self, encoder: &mut wgpu::CommandEncoder, inputs: LossInputs<'_>, outputs: LossOutputs<'_>) -> Result<()> {
+        let Some(c) = &self.conversion else { return self.record_kernels(encoder, inputs, outputs) };
+        let grad = if self.options.grad { outputs.grad } else { None };
+        let (inputs, wide_grad) = c.widen(encoder, inputs, grad)?;
+        self.record_kernels(encoder, inputs, LossOutputs { value: outputs.value, grad: wide_grad })?;
+        c.narrow(encoder, grad)
+    }
+
+    /// [`LossPlan::record`] on the types the kernels read.
+    fn record_kernels(&self, encoder: &mut wgpu::CommandEncoder, inputs: LossInputs<'_>, outputs: LossOutputs<'_>) -> Result<()> {
         if inputs.distance.is_some() && self.optional.is_none() {
             return Err(Error::input("plan", "distance maps were given, but this loss takes none"));
         }
@@ -211,7 +224,10 @@ impl LossPlan {
 
     /// The options the plan was made with (with the current scale).
     pub fn options(&self) -> PlanOptions {
-        self.options
+        match &self.conversion {
+            Some(c) => PlanOptions { accumulate_grad: c.accumulate_grad, ..self.options },
+            None => self.options,
+        }
     }
 
     /// Sets the factor on value and gradient from the next submission on

@@ -43,7 +43,7 @@ fn host_inputs(config: &LossConfig, shape: &[usize], r: &mut StdRng) -> Vec<(&'s
 
 fn shapes_of(inputs: &[(&str, HostTensor)]) -> InputShapes {
     let find = |name: &str| inputs.iter().find(|(n, _)| *n == name).map(|(_, t)| t.shape.clone());
-    InputShapes { logits: find("logits").unwrap(), target: find("target").unwrap(), weight: find("weight") }
+    InputShapes { weight: find("weight"), ..InputShapes::new(&find("logits").unwrap(), &find("target").unwrap()) }
 }
 
 /// Records `plan` on `inputs` placed by `place` (name, shape, dtype → tensor), returns value and gradient bits.

@@ -11,6 +11,8 @@ mod box_iou;
 mod cl_dice;
 mod boundary;
 mod compound;
+mod convert;
+mod dtypes;
 mod distance;
 mod engine;
 mod golden;

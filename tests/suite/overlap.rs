@@ -389,7 +389,7 @@ fn a_label_out_of_range_sets_the_status_on_the_gpu() {
     let status = plan.status_buffer().expect("multiclass plans have a status");
     let readback = GpuTensor::new(c, segloss_status_copy(c, &mut encoder, status), 0, &[1], DType::I32).unwrap();
     c.queue().submit([encoder.finish()]);
-    let bits = readback.read_f32(c).unwrap()[0].to_bits();
+    let bits = readback.read_host(c).unwrap().as_i32("status").unwrap()[0] as u32;
     assert_eq!(bits & 1, 1, "the kernel flags label 7 of 3 classes");
 }
 

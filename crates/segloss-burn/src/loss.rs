@@ -286,7 +286,7 @@ impl State {
 
 fn make_plan(inner: &Inner, key: &PlanKey, weights: &[f64]) -> Result<Planned> {
     let ctx = inner.engine.context();
-    let shapes = InputShapes { logits: key.logits.clone(), target: key.target.clone(), weight: key.weight.clone() };
+    let shapes = InputShapes { weight: key.weight.clone(), ..InputShapes::new(&key.logits, &key.target) };
     let options = PlanOptions { grad: key.grad, ..PlanOptions::default() };
     let mut planned = match &inner.kind {
         Kind::Single(config) => Planned::Single(config.plan(ctx, &shapes, options)?),

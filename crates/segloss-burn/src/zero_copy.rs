@@ -54,6 +54,11 @@ fn check(engine: &SeglossBurn, input: &Input) -> Result<()> {
     let expected = match input.dtype {
         segloss::DType::F32 => DType::F32,
         segloss::DType::I32 => DType::I32,
+        segloss::DType::F16 => DType::F16,
+        segloss::DType::BF16 => DType::BF16,
+        segloss::DType::U8 => DType::U8,
+        segloss::DType::U16 => DType::U16,
+        segloss::DType::I64 => DType::I64,
     };
     if t.dtype != expected {
         return Err(Error::DType { input: input.name, found: format!("{:?}", t.dtype), expected: dtype_name(input.dtype) });
@@ -70,6 +75,7 @@ fn dtype_name(dtype: segloss::DType) -> &'static str {
     match dtype {
         segloss::DType::F32 => "F32 (float logits, dense targets, weights, maps)",
         segloss::DType::I32 => "I32 (class indices)",
+        other => other.name(),
     }
 }
 

@@ -2,13 +2,14 @@
 
 use std::path::Path;
 
-use segloss::golden::{GoldenCase, Outcome, case_files, check_case};
-use segloss::{GpuContext, Result, Runner};
+use segloss::golden::{GoldenCase, Outcome, case_files, check_case, check_case_in_dtype};
+use segloss::{DType, GpuContext, Result, Runner};
 
-pub fn run(dir: &Path, only: &[String], cpu_only: bool) -> Result<bool> {
+pub fn run(dir: &Path, only: &[String], cpu_only: bool, dtype: Option<DType>) -> Result<bool> {
     let runner = if cpu_only { None } else { Some(Runner::new(GpuContext::new()?)) };
     if let Some(r) = &runner {
-        println!("device: {}", r.context().adapter_name());
+        let inputs = dtype.map(|d| format!(", inputs and gradient in {}", d.name())).unwrap_or_default();
+        println!("device: {}{inputs}", r.context().adapter_name());
     }
     let (mut passed, mut failed, mut skipped) = (0, 0, 0);
     for file in case_files(dir)? {
@@ -17,14 +18,22 @@ pub fn run(dir: &Path, only: &[String], cpu_only: bool) -> Result<bool> {
             if !only.is_empty() && !only.contains(&case.loss) {
                 return Ok(None);
             }
-            check_case(&case, runner.as_ref()).map(Some)
+            match (dtype, &runner) {
+                (Some(d), Some(r)) => check_case_in_dtype(&case, r, d).map(Some),
+                _ => check_case(&case, runner.as_ref()).map(Some),
+            }
         });
         match outcome {
             Ok(None) => {}
             Ok(Some(Outcome::Pass { reference, gpu })) => {
                 passed += 1;
-                let gpu = gpu.map(|g| format!(", gpu at {g:.3} of tolerance")).unwrap_or_default();
-                println!("PASS {name} (reference at {reference:.3} of 1e-8{gpu})");
+                match (dtype, gpu) {
+                    (Some(d), Some(g)) => println!("PASS {name} (gpu at {g:.3} of tolerance, against the reference on {} inputs)", d.name()),
+                    _ => {
+                        let gpu = gpu.map(|g| format!(", gpu at {g:.3} of tolerance")).unwrap_or_default();
+                        println!("PASS {name} (reference at {reference:.3} of 1e-8{gpu})");
+                    }
+                }
             }
             Ok(Some(Outcome::Fail(why))) => {
                 failed += 1;

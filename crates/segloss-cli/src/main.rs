@@ -30,6 +30,10 @@ enum Command {
         /// Check the float64 reference alone, without a GPU.
         #[arg(long)]
         cpu_only: bool,
+        /// Round the floating inputs to f16 or bf16 (the gradient written in
+        /// it too) and hold the GPU to the reference on the rounded inputs.
+        #[arg(long, value_parser = parse_dtype, conflicts_with = "cpu_only")]
+        dtype: Option<segloss::DType>,
     },
     /// Times each implemented loss on the anchor workloads.
     Bench(bench::Args),
@@ -45,7 +49,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info => info::run(),
-        Command::Check { dir, only, cpu_only } => check::run(&dir, &only, cpu_only),
+        Command::Check { dir, only, cpu_only, dtype } => check::run(&dir, &only, cpu_only, dtype),
         Command::Bench(args) => bench::run(&args),
         Command::Selftest { seed } => selftest::run(seed),
     };
@@ -57,4 +61,8 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn parse_dtype(name: &str) -> Result<segloss::DType, String> {
+    segloss::DType::from_name(name).map_err(|e| e.to_string())
 }
