@@ -431,11 +431,14 @@ impl LossConfig {
     }
 
     /// Bytes the loss must move at the least: read the logits and targets
-    /// (and weights), write the gradient (and per-element values).
+    /// (and weights), write the gradient, each in its type ([`InputShapes::dtypes`]).
     pub fn min_bytes(&self, shapes: &InputShapes) -> u64 {
-        let count = |s: &[usize]| s.iter().product::<usize>() as u64 * 4;
-        let weight = shapes.weight.as_deref().map_or(0, count);
-        2 * count(&shapes.logits) + count(&shapes.target) + weight
+        let count = |s: &[usize], dtype: DType| s.iter().product::<usize>() as u64 * dtype.size();
+        let d = shapes.dtypes;
+        let weight = shapes.weight.as_deref().map_or(0, |w| count(w, d.weight));
+        // A loss's own target type (f32 or i32) is 4 bytes either way.
+        let target = count(&shapes.target, d.target.unwrap_or(DType::F32));
+        count(&shapes.logits, d.logits) + count(&shapes.logits, d.grad()) + target + weight
     }
 }
 

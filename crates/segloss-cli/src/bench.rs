@@ -9,7 +9,7 @@ use segloss::primitives::sort::SortPlan;
 use segloss::tools::copy::copy_pipeline;
 use segloss::tools::jump_flood::measure_jump_flood;
 use segloss::tools::samples;
-use segloss::{DType, GpuContext, GpuTensor, InputShapes, LossConfig, LossInputs, LossOutputs, PlanOptions, Result};
+use segloss::{DType, GpuContext, GpuTensor, HostInputs, LossConfig, LossInputs, LossOutputs, PlanOptions, Result};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -28,6 +28,13 @@ pub struct Args {
     /// One JSON object per line, to join with anchor_bench.py's output.
     #[arg(long)]
     json: bool,
+    /// The losses' floating inputs and gradient in f32, f16 or bf16 (GB/s
+    /// and `vs copy` count the bytes of these types).
+    #[arg(long, value_parser = crate::parse_dtype, default_value = "f32")]
+    dtype: DType,
+    /// Class-index targets in i32, u8, u16 or i64.
+    #[arg(long, value_parser = crate::parse_dtype, default_value = "i32")]
+    labels: DType,
 }
 
 /// A workload of anchor_bench.py and the losses the anchors run on it, with
@@ -197,14 +204,15 @@ struct Case<'a> {
 /// A loss on its workload's inputs, planned once, inputs resident on the GPU.
 /// With `maps_given`, the target's distance maps are the plan's own from a
 /// first recording, passed back in as a data loader would keep them.
-fn loss_case<'a>(ctx: &'a GpuContext, loss: &'static str, json: &str, shape: &[usize], maps_given: bool) -> Result<Case<'a>> {
+fn loss_case<'a>(ctx: &'a GpuContext, loss: &'static str, json: &str, shape: &[usize], maps_given: bool, args: &Args) -> Result<Case<'a>> {
     let config = LossConfig::from_json(json)?;
     let (logits, target) = samples::inputs(&config, shape, &mut samples::rng(0))?;
+    let (logits, target) = (logits.to_dtype(args.dtype)?, target.to_dtype(if target.dtype().is_float() { args.dtype } else { args.labels })?);
     let (x, y) = (GpuTensor::from_host(ctx, &logits)?, GpuTensor::from_host(ctx, &target)?);
-    let shapes = InputShapes::new(shape, &target.shape);
+    let shapes = HostInputs::new(&logits, &target).shapes();
     let plan = config.plan(ctx, &shapes, PlanOptions::default())?;
     let value = GpuTensor::zeros(ctx, plan.value_shape(), DType::F32)?;
-    let grad = GpuTensor::zeros(ctx, shape, DType::F32)?;
+    let grad = GpuTensor::zeros(ctx, shape, args.dtype)?;
     let maps = match maps_given {
         false => None,
         true => {
@@ -280,7 +288,7 @@ pub fn run(args: &Args) -> Result<bool> {
     let ctx = GpuContext::new()?;
     let device = ctx.adapter_name();
     if !args.json {
-        println!("device: {device}");
+        println!("device: {device}; floats in {}, class indices in {}", args.dtype.name(), args.labels.name());
         println!("{:<20} {:<20} {:>10} {:>8} {:>10}  timing", "workload", "loss", "ms", "GB/s", "vs copy");
     }
     for w in workloads(args.scale) {
@@ -294,7 +302,7 @@ pub fn run(args: &Args) -> Result<bool> {
             let case = match *loss {
                 "sort" => sort_case(&ctx, w.shape[0])?,
                 "distance" | "distance_jump_flood" => distance_case(&ctx, loss, json, &w.shape)?,
-                _ => loss_case(&ctx, loss, json, &w.shape, loss.ends_with("_maps_given"))?,
+                _ => loss_case(&ctx, loss, json, &w.shape, loss.ends_with("_maps_given"), args)?,
             };
             let (ms, timing) = time_gpu(&ctx, args.iters, &*case.record)?;
             let copy = copy_ms(&ctx, case.bytes, args.iters)?;
@@ -302,7 +310,8 @@ pub fn run(args: &Args) -> Result<bool> {
             let per_second = (case.loss == "sort").then(|| w.shape[0] as f64 / (ms * 1e-3));
             if args.json {
                 let mut line = serde_json::json!({"workload": w.name, "loss": case.loss, "ms": round4(ms), "gbps": round4(gbps),
-                    "copy_ratio": round4(ms / copy), "device": device, "shape": w.shape, "timing": timing});
+                    "copy_ratio": round4(ms / copy), "device": device, "shape": w.shape, "timing": timing,
+                    "dtype": args.dtype.name(), "labels": args.labels.name()});
                 if let Some(k) = per_second {
                     line["keys_per_s"] = serde_json::json!(k.round());
                 }
