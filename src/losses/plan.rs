@@ -31,9 +31,11 @@ pub const STATUS_NON_FINITE: u32 = 1 << 31;
 /// The caller's input tensors for one loss evaluation.
 #[derive(Clone, Copy, Debug)]
 pub struct LossInputs<'a> {
-    /// Logits `[N, C, S…]` (f32); for `box_iou`, the predicted boxes.
+    /// Logits `[N, C, S…]` (f32, or the f16 / bf16 the plan was made for:
+    /// [`crate::InputDTypes`]); for `box_iou`, the predicted boxes.
     pub logits: &'a GpuTensor,
-    /// Targets: f32 of the logits' shape, or i32 class indices `[N, S…]`.
+    /// Targets: f32 (f16, bf16) of the logits' shape, or i32 (u8, u16, i64)
+    /// class indices `[N, S…]`.
     pub target: &'a GpuTensor,
     /// Optional per-element weights (`bce`).
     pub weight: Option<&'a GpuTensor>,
@@ -76,7 +78,9 @@ impl<'a> LossOutputs<'a> {
 pub struct LossOutputs<'a> {
     /// f32, [`LossPlan::value_shape`]: one value, or per element / group for reduction "none".
     pub value: &'a GpuTensor,
-    /// f32 of the logits' shape; required unless the plan was made without a gradient.
+    /// The logits' shape, in the logits' type or the one
+    /// [`crate::InputDTypes::grad`] names; required unless the plan was made
+    /// without a gradient.
     pub grad: Option<&'a GpuTensor>,
 }
 

@@ -209,3 +209,20 @@ fn a_tensor_of_another_type_than_planned_is_refused_when_recording() {
     let e = plan.record(&mut encoder, LossInputs::new(&x, &y), LossOutputs::new(&value, &grad)).err().expect("bf16 logits").to_string();
     assert!(e.contains("logits is bf16") && e.contains("f16"), "{e}");
 }
+
+#[test]
+fn a_compound_on_f16_logits_and_u8_labels() {
+    // Each term narrows into the one f16 gradient, the second adding to the
+    // first: two roundings, so twice one term's rounding tolerance.
+    let mut r = rng(505);
+    let x = logits(&mut r, &[2, 4, 10, 12], 3.0).to_dtype(DType::F16).unwrap();
+    let y = labels(&mut r, &[2, 10, 12], 4, None).to_dtype(DType::U8).unwrap();
+    let terms = vec![(0.7, config(r#"{"loss": "cross_entropy"}"#)), (0.3, config(r#"{"loss": "dice", "params": {"mode": "multiclass"}}"#))];
+    let compound = segloss::CompoundConfig::new(terms).unwrap();
+    let got = runner().compute_compound(&compound, HostInputs::new(&x, &y)).unwrap();
+    let wide = HostInputs::new(&x, &y).widened();
+    let reference = compound.reference(&wide.inputs()).unwrap();
+    let (rounding, subnormal) = rounding_tolerance(DType::F16);
+    assert_within(&got.value, &reference.value, 1e-5, 1e-7, "value");
+    assert_within(&got.grad, &reference.grad, 1e-5 + 2.0 * rounding, 1e-8 + 2.0 * subnormal, "grad");
+}
