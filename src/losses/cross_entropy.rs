@@ -20,7 +20,7 @@ use crate::losses::{HostInputs, InputShapes, Reduction, TargetKind};
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CrossEntropyConfig {
-    /// `"mean"` (over Σ v·w[y], PyTorch's convention), `"sum"` or `"none"` (per pixel).
+    /// `"mean"` (over Σ v·w\[y\], PyTorch's convention), `"sum"` or `"none"` (per pixel).
     pub reduction: Reduction,
     /// One weight per class.
     pub class_weights: Option<Vec<f64>>,

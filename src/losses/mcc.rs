@@ -6,7 +6,7 @@
 //! count M (FP = P − I, FN = G − I, TN = M − P − G + I), so it runs on the
 //! overlap kernels (`shaders/overlap.wgsl`: `pixel_stats`, the segmented
 //! sum, its own group stage `mcc_groups`, `pixel_grad`), planned by
-//! [`OverlapPlan`]; its gradient is `∂l/∂p = a·g + b` per pixel, the form
+//! `OverlapPlan`; its gradient is `∂l/∂p = a·g + b` per pixel, the form
 //! `pixel_grad` takes. The float64 twin is reference/mcc.rs.
 
 use bytemuck::Zeroable;

@@ -3,9 +3,9 @@
 //! and the host code that plans its kernels.
 //!
 //! Every loss has the same shape: its configuration implements
-//! [`loss::Loss`] (name, validation, a shape check that returns a typed
+//! `loss::Loss` (name, validation, a shape check that returns a typed
 //! layout, the plan, the target kind) in `losses/<name>.rs`, and
-//! [`LossConfig`] dispatches to it in one place, [`LossConfig::loss`]. Its
+//! [`LossConfig`] dispatches to it in one place, `LossConfig::loss`. Its
 //! float64 twin is `reference/<name>.rs`; its kernels are `shaders/<name>.wgsl`.
 
 pub mod bce;
@@ -236,14 +236,16 @@ impl InputDTypes {
 
 /// Host tensors for one evaluation (the convenience layer and the references).
 ///
-/// Every f32 tensor must be finite: [`LossConfig::check_values`] (which
+/// Every floating tensor must be finite: [`LossConfig::check_values`] (which
 /// [`crate::Runner`] and [`LossConfig::reference`] call) refuses NaN and ±Inf,
-/// naming the tensor, the first bad index and its value.
+/// naming the tensor, the first bad index and its value. [`crate::Runner`]
+/// takes every [`DType`] (see [`InputDTypes`]); the references and
+/// `check_values` take f32 and i32, so give them [`HostInputs::widened`].
 #[derive(Clone, Copy, Debug)]
 pub struct HostInputs<'a> {
-    /// Logits, f32.
+    /// Logits: f32, f16 or bf16.
     pub logits: &'a HostTensor,
-    /// Targets: f32 or i32 as the loss needs.
+    /// Targets: floating or class indices as the loss needs.
     pub target: &'a HostTensor,
     /// Optional per-element weights.
     pub weight: Option<&'a HostTensor>,

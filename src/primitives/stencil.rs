@@ -16,7 +16,7 @@
 //! have stood in for. The strip is kept so that a kernel's per-map
 //! reductions run once per strip of 16 tiles, not once per tile.
 //! `shaders/stencil.wgsl` is the stand-alone form over a buffer
-//! ([`record_stencil`]), which the suite checks against the CPU twins here.
+//! (`record_stencil`), which the suite checks against the CPU twins here.
 //!
 //! "Absent" padding means a neighbour outside the map takes no part in the
 //! minimum or maximum (MONAI pools with −∞ padding); "zero" padding means it
