@@ -110,14 +110,17 @@ fn f16_to_f32(h: u32) -> f32 {
 }
 
 // f32 to f16 bits, rounding to nearest even: finite values that would round
-// past f16's range saturate to ±65504, so a gradient stays finite; a
-// non-finite one (a non-finite input's NaN) becomes f16's quiet NaN.
+// past f16's range saturate to ±65504, so a gradient stays finite; ±∞ stays
+// ±∞ and NaN becomes f16's quiet NaN (a non-finite input's gradient).
 fn f32_to_f16(v: f32) -> u32 {
     let bits = bitcast<u32>(v);
     let sign = (bits >> 16u) & 0x8000u;
     let magnitude = bits & 0x7FFFFFFFu;
-    if (magnitude >= 0x7F800000u) {
+    if (magnitude > 0x7F800000u) {
         return sign | 0x7E00u;
+    }
+    if (magnitude == 0x7F800000u) {
+        return sign | 0x7C00u;
     }
     if (magnitude >= 0x477FF000u) {
         // 65520 and up round to +∞ in f16.
@@ -134,12 +137,16 @@ fn f32_to_f16(v: f32) -> u32 {
     return sign | u32(round(abs(v) * 16777216.0));
 }
 
-// f32 to bf16 bits, rounding to nearest even; values that would round past
-// bf16's range saturate to its largest, a non-finite one becomes a quiet NaN.
+// f32 to bf16 bits, rounding to nearest even; finite values that would
+// round past bf16's range saturate to its largest, ±∞ stays ±∞, NaN becomes
+// a quiet NaN.
 fn to_bf16(v: f32) -> u32 {
     let bits = bitcast<u32>(v);
     if (non_finite(v)) {
-        return 0x7FC0u;
+        if ((bits & 0x7FFFFFu) != 0u) {
+            return ((bits >> 16u) & 0x8000u) | 0x7FC0u;
+        }
+        return bits >> 16u;
     }
     let rounded = (bits + 0x7FFFu + ((bits >> 16u) & 1u)) >> 16u;
     if ((rounded & 0x7FFFu) >= 0x7F80u) {

@@ -121,13 +121,14 @@ impl EntryUse {
     /// device error at pipeline creation.
     pub(crate) fn check(&self, label: &str, limits: &wgpu::Limits) -> Result<()> {
         let [x, y, z] = self.workgroup_size;
-        let needs: [(&str, u64, u64); 6] = [
+        let needs: [(&str, u64, u64); 7] = [
             ("max_storage_buffers_per_shader_stage", self.storage_buffers.into(), limits.max_storage_buffers_per_shader_stage.into()),
             ("max_uniform_buffers_per_shader_stage", self.uniform_buffers.into(), limits.max_uniform_buffers_per_shader_stage.into()),
             ("max_compute_workgroup_storage_size", self.workgroup_bytes.into(), limits.max_compute_workgroup_storage_size.into()),
             ("max_compute_invocations_per_workgroup", u64::from(x) * u64::from(y) * u64::from(z), limits.max_compute_invocations_per_workgroup.into()),
             ("max_compute_workgroup_size_x", x.into(), limits.max_compute_workgroup_size_x.into()),
             ("max_compute_workgroup_size_y", y.into(), limits.max_compute_workgroup_size_y.into()),
+            ("max_compute_workgroup_size_z", z.into(), limits.max_compute_workgroup_size_z.into()),
         ];
         match needs.iter().find(|(_, need, have)| need > have) {
             Some((limit, need, have)) => Err(Error::Limit {

@@ -196,34 +196,50 @@ impl Program {
             if !t.buffer.usage().contains(wgpu::BufferUsages::STORAGE) {
                 return Err(Error::input(self.name, format!("{}'s buffer lacks STORAGE usage", spec.name)));
             }
-            // Tensors may share a buffer (an engine's pool sub-allocates), at
-            // disjoint ranges wherever one of them is written.
-            for (j, other) in self.slots.iter().enumerate().skip(i + 1) {
-                let Some(u) = tensors.get(j).copied().flatten() else { continue };
-                if u.buffer != t.buffer || !(spec.written || other.written) {
-                    continue;
-                }
-                let overlap = t.offset < u.offset + u.byte_len().max(4) && u.offset < t.offset + t.byte_len().max(4);
-                if overlap {
-                    let written = if spec.written { spec.name } else { other.name };
-                    return Err(Error::input(
-                        self.name,
-                        format!(
-                            "{} (bytes {}..{}) and {} (bytes {}..{}) overlap in one buffer, and {written} is written",
-                            spec.name,
-                            t.offset,
-                            t.offset + t.byte_len(),
-                            other.name,
-                            u.offset,
-                            u.offset + u.byte_len()
-                        ),
-                    ));
-                }
-                access = Access::ReadWrite;
-            }
+        }
+        let given: Vec<(&str, bool, &GpuTensor)> = self
+            .slots
+            .iter()
+            .zip(tensors)
+            .filter_map(|(spec, t)| t.map(|t| (spec.name, spec.written, t)))
+            .collect();
+        if check_disjoint(self.name, &given)? {
+            access = Access::ReadWrite;
         }
         Ok(access)
     }
+}
+
+/// Refuses two of the caller's `(name, written, tensor)` that share a buffer
+/// at overlapping ranges where one of them is written (an engine's pool
+/// sub-allocates, so disjoint ranges of one buffer are fine); returns
+/// whether any two share a buffer with one written, which needs the
+/// kernels' all-read-write variant ([`Access::ReadWrite`]).
+pub(crate) fn check_disjoint(scope: &'static str, tensors: &[(&str, bool, &GpuTensor)]) -> Result<bool> {
+    let mut shared = false;
+    for (i, &(name, written, t)) in tensors.iter().enumerate() {
+        for &(other, other_written, u) in &tensors[i + 1..] {
+            if u.buffer != t.buffer || !(written || other_written) {
+                continue;
+            }
+            let overlap = t.offset < u.offset + u.byte_len().max(4) && u.offset < t.offset + t.byte_len().max(4);
+            if overlap {
+                let w = if written { name } else { other };
+                return Err(Error::input(
+                    scope,
+                    format!(
+                        "{name} (bytes {}..{}) and {other} (bytes {}..{}) overlap in one buffer, and {w} is written",
+                        t.offset,
+                        t.offset + t.byte_len(),
+                        u.offset,
+                        u.offset + u.byte_len()
+                    ),
+                ));
+            }
+            shared = true;
+        }
+    }
+    Ok(shared)
 }
 
 fn bind(ctx: &GpuContext, step: &Step, kernel: &Kernel, tensors: &[Option<&GpuTensor>]) -> wgpu::BindGroup {

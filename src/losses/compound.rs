@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
+use crate::losses::convert::{self, Conversion};
 use crate::losses::{HostInputs, InputShapes, LossConfig};
 use crate::losses::plan::{LossInputs, LossOutputs, LossPlan, PlanOptions};
 
@@ -152,17 +153,22 @@ impl CompoundConfig {
     /// writing (unless `options` accumulate) and the rest accumulating.
     pub fn plan(&self, ctx: &GpuContext, shapes: &InputShapes, options: PlanOptions) -> Result<CompoundPlan> {
         let value_shape = self.check_shapes(shapes)?;
+        // The terms run on the kernels' types; one conversion around them
+        // all, so converted inputs are widened once and the gradient
+        // rounded once, after the terms have added up in f32.
+        let (kernels_shapes, kernels_options) = convert::kernels_request(shapes, options);
         let mut terms = Vec::with_capacity(self.terms.len());
         for (i, t) in self.terms.iter().enumerate() {
             let term_options = PlanOptions {
                 scale: options.scale * t.weight as f32,
                 accumulate_value: options.accumulate_value || i > 0,
-                accumulate_grad: options.accumulate_grad || i > 0,
+                accumulate_grad: kernels_options.accumulate_grad || i > 0,
                 grad: options.grad,
             };
-            terms.push(t.loss.plan(ctx, shapes, term_options)?);
+            terms.push(t.loss.plan(ctx, &kernels_shapes, term_options)?);
         }
-        Ok(CompoundPlan { terms, weights: self.terms.iter().map(|t| t.weight).collect(), scale: options.scale, value_shape })
+        let conversion = Conversion::new(ctx, "compound", shapes, options, terms[0].target_dtype())?;
+        Ok(CompoundPlan { terms, weights: self.terms.iter().map(|t| t.weight).collect(), scale: options.scale, value_shape, conversion })
     }
 }
 
@@ -174,6 +180,8 @@ pub struct CompoundPlan {
     weights: Vec<f64>,
     scale: f32,
     value_shape: Vec<usize>,
+    /// The element-type conversions around all the terms.
+    conversion: Option<Conversion>,
 }
 
 impl CompoundPlan {
@@ -196,6 +204,14 @@ impl CompoundPlan {
                  hausdorff_dt's two-sided): plan and record those terms apart"
             )));
         }
+        let Some(c) = &self.conversion else { return self.record_terms(encoder, inputs, outputs) };
+        let outputs = LossOutputs { grad: if self.terms[0].options().grad { outputs.grad } else { None }, ..outputs };
+        let (wide, wide_grad) = c.widen(encoder, inputs, outputs)?;
+        self.record_terms(encoder, wide, LossOutputs { value: outputs.value, grad: wide_grad })?;
+        c.narrow(encoder, outputs.grad)
+    }
+
+    fn record_terms(&self, encoder: &mut wgpu::CommandEncoder, inputs: LossInputs<'_>, outputs: LossOutputs<'_>) -> Result<()> {
         for term in &self.terms {
             let term_inputs = if term.takes_distance() { inputs } else { LossInputs { distance: None, ..inputs } };
             term.record(encoder, term_inputs, outputs)?;

@@ -1,5 +1,6 @@
 //! Plans on tensors of other element types than the kernels read: the
-//! plan is made for f32 and i32, and a [`Conversion`] widens the caller's
+//! plan (a loss's, or a compound's terms) is made for f32 and i32
+//! ([`kernels_request`]), and a [`Conversion`] widens the caller's
 //! f16, bf16, u8, u16 or i64 inputs into plan-owned scratch before it and
 //! narrows the gradient into the caller's f16 or bf16 after it. One
 //! mechanism for every loss, so every loss takes every type; the
@@ -9,7 +10,8 @@ use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 use crate::gpu::pool::PooledBuffer;
 use crate::gpu::tensor::{DType, GpuTensor};
-use crate::losses::plan::{LossInputs, LossPlan, PlanOptions, slot};
+use crate::gpu::program::check_disjoint;
+use crate::losses::plan::{LossInputs, LossOutputs, PlanOptions};
 use crate::losses::{InputDTypes, InputShapes};
 use crate::primitives::convert::Convert;
 
@@ -17,14 +19,17 @@ use crate::primitives::convert::Convert;
 struct Converted {
     convert: Convert,
     wide: GpuTensor,
-    /// The caller's type, checked before converting (the error names the input).
-    dtype: DType,
     _buffer: PooledBuffer,
 }
 
 /// What a plan converts around its kernels.
 pub(crate) struct Conversion {
     loss: &'static str,
+    /// The types and shapes the caller's tensors must have, and the
+    /// kernels' own target type (f32 or i32).
+    dtypes: InputDTypes,
+    shapes: InputShapes,
+    own_target: DType,
     logits: Option<Converted>,
     target: Option<Converted>,
     weight: Option<Converted>,
@@ -34,62 +39,65 @@ pub(crate) struct Conversion {
     pub accumulate_grad: bool,
 }
 
-/// `make`'s plan for `shapes`, with a [`Conversion`] where `shapes.dtypes`
-/// are not the kernels' own.
-pub(crate) fn plan_with_dtypes(
-    ctx: &GpuContext,
-    shapes: &InputShapes,
-    options: PlanOptions,
-    make: impl FnOnce(&InputShapes, PlanOptions) -> Result<LossPlan>,
-) -> Result<LossPlan> {
-    let d = shapes.dtypes;
+/// What a plan for `shapes` with `options` is made as when its types are
+/// converted: the kernels' own types, and the gradient overwritten (not
+/// accumulated) in the f32 copy when it is narrowed (the narrowing adds
+/// into the caller's gradient instead).
+pub(crate) fn kernels_request(shapes: &InputShapes, options: PlanOptions) -> (InputShapes, PlanOptions) {
+    let narrow_grad = options.grad && shapes.dtypes.grad() != DType::F32;
     let native = InputShapes { dtypes: InputDTypes::default(), ..shapes.clone() };
-    let narrow_grad = options.grad && d.grad() != DType::F32;
-    let kernels_own = d.logits == DType::F32 && d.weight == DType::F32 && d.grad() == DType::F32 && d.target.is_none_or(|t| t == t.widened());
-    if kernels_own && d.target.is_none() {
-        return make(&native, options);
-    }
-    for (what, t) in [("logits", d.logits), ("weights", d.weight), ("the gradient", d.grad())] {
-        if !t.is_float() {
-            return Err(Error::input("plan", format!("{what} must be f32, f16 or bf16, not {}", t.name())));
-        }
-    }
-    let inner = PlanOptions { accumulate_grad: options.accumulate_grad && !narrow_grad, ..options };
-    let mut plan = make(&native, inner)?;
-    let loss = plan.program.name;
-    let own_target = plan.program.slots[slot::TARGET].dtype;
-    if let Some(t) = d.target
-        && t.widened() != own_target
-    {
-        let takes = if own_target == DType::I32 { "class indices (i32, u8, u16 or i64)" } else { "f32 targets (or f16, bf16)" };
-        return Err(Error::input(loss, format!("{loss} takes {takes}; {} targets cannot be given", t.name())));
-    }
-    let widen = |what, shape: &[usize], dtype: DType| -> Result<Option<Converted>> {
-        if dtype == dtype.widened() {
+    (native, PlanOptions { accumulate_grad: options.accumulate_grad && !narrow_grad, ..options })
+}
+
+impl Conversion {
+    /// The conversions a plan named `loss`, made by [`kernels_request`] for
+    /// `shapes` and reading targets of `own_target` (f32 or i32), needs
+    /// around its kernels; `None` when the types are the kernels' own.
+    pub fn new(ctx: &GpuContext, loss: &'static str, shapes: &InputShapes, options: PlanOptions, own_target: DType) -> Result<Option<Self>> {
+        let d = shapes.dtypes;
+        if d == InputDTypes::default() {
             return Ok(None);
         }
-        let (wide, buffer) = scratch(ctx, shape, dtype.widened())?;
-        Ok(Some(Converted { convert: Convert::widen(ctx, what, shape, dtype)?, wide, dtype, _buffer: buffer }))
-    };
-    let conversion = Conversion {
-        loss,
-        logits: widen("logits", &shapes.logits, d.logits)?,
-        target: widen("target", &shapes.target, d.target.unwrap_or(own_target))?,
-        weight: match &shapes.weight {
-            Some(w) => widen("weight", w, d.weight)?,
-            None => None,
-        },
-        grad: if narrow_grad {
-            let (wide, buffer) = scratch(ctx, &shapes.logits, DType::F32)?;
-            let convert = Convert::narrow(ctx, "grad", &shapes.logits, d.grad(), options.accumulate_grad)?;
-            Some(Converted { convert, wide, dtype: d.grad(), _buffer: buffer })
-        } else {
-            None
-        },
-        accumulate_grad: options.accumulate_grad,
-    };
-    plan.conversion = Some(conversion);
-    Ok(plan)
+        for (what, t) in [("logits", d.logits), ("weights", d.weight), ("the gradient", d.grad())] {
+            if !t.is_float() {
+                return Err(Error::input(loss, format!("{what} must be f32, f16 or bf16, not {}", t.name())));
+            }
+        }
+        if let Some(t) = d.target
+            && t.widened() != own_target
+        {
+            let takes = if own_target == DType::I32 { "class indices (i32, u8, u16 or i64)" } else { "f32 targets (or f16, bf16)" };
+            return Err(Error::input(loss, format!("{loss} takes {takes}; {} targets cannot be given", t.name())));
+        }
+        let widen = |what, shape: &[usize], dtype: DType| -> Result<Option<Converted>> {
+            if dtype == dtype.widened() {
+                return Ok(None);
+            }
+            let (wide, buffer) = scratch(ctx, shape, dtype.widened())?;
+            Ok(Some(Converted { convert: Convert::widen(ctx, what, shape, dtype)?, wide, _buffer: buffer }))
+        };
+        let narrow_grad = options.grad && d.grad() != DType::F32;
+        Ok(Some(Conversion {
+            loss,
+            logits: widen("logits", &shapes.logits, d.logits)?,
+            target: widen("target", &shapes.target, d.target.unwrap_or(own_target))?,
+            weight: match &shapes.weight {
+                Some(w) => widen("weight", w, d.weight)?,
+                None => None,
+            },
+            grad: if narrow_grad {
+                let (wide, buffer) = scratch(ctx, &shapes.logits, DType::F32)?;
+                let convert = Convert::narrow(ctx, "grad", &shapes.logits, d.grad(), options.accumulate_grad)?;
+                Some(Converted { convert, wide, _buffer: buffer })
+            } else {
+                None
+            },
+            dtypes: d,
+            shapes: shapes.clone(),
+            own_target,
+            accumulate_grad: options.accumulate_grad,
+        }))
+    }
 }
 
 /// A plan-owned tensor of `shape` and `dtype` from the pool.
@@ -100,36 +108,63 @@ fn scratch(ctx: &GpuContext, shape: &[usize], dtype: DType) -> Result<(GpuTensor
 }
 
 impl Conversion {
-    /// Records the widenings; returns the inputs and the gradient the plan's
-    /// kernels take in their place.
+    /// Checks the caller's tensors (types, shapes, and that none overlaps
+    /// one that is written), then records the widenings; returns the inputs
+    /// and the gradient the plan's kernels take in their place.
     pub fn widen<'a>(
         &'a self,
         encoder: &mut wgpu::CommandEncoder,
         inputs: LossInputs<'a>,
-        grad: Option<&'a GpuTensor>,
+        outputs: LossOutputs<'a>,
     ) -> Result<(LossInputs<'a>, Option<&'a GpuTensor>)> {
-        let one = |c: &'a Option<Converted>, what: &str, t: &'a GpuTensor, encoder: &mut wgpu::CommandEncoder| -> Result<&'a GpuTensor> {
+        self.check(inputs, outputs)?;
+        let one = |c: &'a Option<Converted>, t: &'a GpuTensor, encoder: &mut wgpu::CommandEncoder| -> Result<&'a GpuTensor> {
             let Some(c) = c else { return Ok(t) };
-            if t.dtype() != c.dtype {
-                return Err(Error::input(self.loss, format!("{what} is {}; this plan was made for {}", t.dtype().name(), c.dtype.name())));
-            }
             c.convert.record(encoder, t, &c.wide)?;
             Ok(&c.wide)
         };
-        let logits = one(&self.logits, "logits", inputs.logits, encoder)?;
-        let target = one(&self.target, "target", inputs.target, encoder)?;
+        let logits = one(&self.logits, inputs.logits, encoder)?;
+        let target = one(&self.target, inputs.target, encoder)?;
         let weight = match inputs.weight {
-            Some(w) => Some(one(&self.weight, "weight", w, encoder)?),
+            Some(w) => Some(one(&self.weight, w, encoder)?),
             None => None,
         };
-        let grad = match (&self.grad, grad) {
-            (Some(c), Some(g)) if g.dtype() != c.dtype => {
-                return Err(Error::input(self.loss, format!("grad is {}; this plan was made for {}", g.dtype().name(), c.dtype.name())));
-            }
+        let grad = match (&self.grad, outputs.grad) {
             (Some(c), Some(_)) => Some(&c.wide),
             (_, g) => g,
         };
         Ok((LossInputs { logits, target, weight, distance: inputs.distance }, grad))
+    }
+
+    /// The caller's tensors against what the plan was made for, before
+    /// anything is recorded: the kernels see only the plan's own copies of
+    /// converted tensors, so they cannot check these.
+    fn check(&self, inputs: LossInputs<'_>, outputs: LossOutputs<'_>) -> Result<()> {
+        let d = self.dtypes;
+        let expected = [
+            ("logits", Some(inputs.logits), d.logits, Some(&self.shapes.logits)),
+            ("target", Some(inputs.target), d.target.unwrap_or(self.own_target), Some(&self.shapes.target)),
+            ("distance", inputs.distance, DType::F32, None),
+            ("value", Some(outputs.value), DType::F32, None),
+            ("weight", inputs.weight, d.weight, self.shapes.weight.as_ref()),
+            ("grad", outputs.grad, d.grad(), Some(&self.shapes.logits)),
+        ];
+        for (what, t, dtype, shape) in expected {
+            let Some(t) = t else { continue };
+            if t.dtype() != dtype {
+                return Err(Error::input(self.loss, format!("{what} is {}; this plan was made for {}", t.dtype().name(), dtype.name())));
+            }
+            if let Some(shape) = shape
+                && t.shape() != shape.as_slice()
+            {
+                return Err(Error::shape(self.loss, what, t.shape(), format!("{what} has shape {:?}; this plan was made for {shape:?}", t.shape())));
+            }
+        }
+        let mut all = vec![("logits", false, inputs.logits), ("target", false, inputs.target), ("value", true, outputs.value)];
+        all.extend(inputs.weight.map(|t| ("weight", false, t)));
+        all.extend(inputs.distance.map(|t| ("distance", false, t)));
+        all.extend(outputs.grad.map(|t| ("grad", true, t)));
+        check_disjoint(self.loss, &all).map(|_| ())
     }
 
     /// Records the narrowing of the gradient into the caller's `grad`.

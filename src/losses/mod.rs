@@ -424,7 +424,10 @@ impl LossConfig {
 
     /// Prepares the loss for inputs of `shapes` on `ctx`.
     pub fn plan(&self, ctx: &GpuContext, shapes: &InputShapes, options: PlanOptions) -> Result<LossPlan> {
-        convert::plan_with_dtypes(ctx, shapes, options, |shapes, options| self.loss().plan(ctx, shapes, options))
+        let (kernels_shapes, kernels_options) = convert::kernels_request(shapes, options);
+        let mut plan = self.loss().plan(ctx, &kernels_shapes, kernels_options)?;
+        plan.conversion = convert::Conversion::new(ctx, plan.program.name, shapes, options, plan.target_dtype())?;
+        Ok(plan)
     }
 
     /// What the loss's target holds.

@@ -187,10 +187,10 @@ impl LossPlan {
     /// (`hausdorff_dt` computes the prediction's maps in every recording.)
     pub fn record(&self, encoder: &mut wgpu::CommandEncoder, inputs: LossInputs<'_>, outputs: LossOutputs<'_>) -> Result<()> {
         let Some(c) = &self.conversion else { return self.record_kernels(encoder, inputs, outputs) };
-        let grad = if self.options.grad { outputs.grad } else { None };
-        let (inputs, wide_grad) = c.widen(encoder, inputs, grad)?;
-        self.record_kernels(encoder, inputs, LossOutputs { value: outputs.value, grad: wide_grad })?;
-        c.narrow(encoder, grad)
+        let outputs = LossOutputs { grad: if self.options.grad { outputs.grad } else { None }, ..outputs };
+        let (wide, wide_grad) = c.widen(encoder, inputs, outputs)?;
+        self.record_kernels(encoder, wide, LossOutputs { value: outputs.value, grad: wide_grad })?;
+        c.narrow(encoder, outputs.grad)
     }
 
     /// [`LossPlan::record`] on the types the kernels read.
@@ -214,6 +214,11 @@ impl LossPlan {
             None => &self.program,
         };
         program.record(&self.ctx, encoder, &tensors)
+    }
+
+    /// The target type its kernels read (f32 or i32).
+    pub(crate) fn target_dtype(&self) -> crate::gpu::tensor::DType {
+        self.program.slots[slot::TARGET].dtype
     }
 
     /// Whether the plan takes precomputed distance maps in [`LossInputs::distance`] (`boundary`, `hausdorff_dt`).

@@ -84,9 +84,9 @@ impl Convert {
     }
 
     /// Narrows `shape` f32 elements into `to` (f16 or bf16), rounding to
-    /// the nearest; `accumulate` adds into the destination instead. Finite
-    /// values beyond the type's range saturate to its largest, so a finite
-    /// gradient stays finite; non-finite values become NaN.
+    /// the nearest even; `accumulate` adds into the destination instead.
+    /// Finite values beyond the type's range saturate to its largest, so a
+    /// finite gradient stays finite; ±∞ and NaN stay what they are.
     /// `what` names the destination in errors (`"grad"`).
     pub fn narrow(ctx: &GpuContext, what: &'static str, shape: &[usize], to: DType, accumulate: bool) -> Result<Self> {
         if !matches!(to, DType::F16 | DType::BF16) {

@@ -48,7 +48,8 @@ fn run(
     let weight = inputs.weight.map(upload).transpose()?;
     let distance = inputs.distance.map(upload).transpose()?;
     let value = GpuTensor::zeros(ctx, value_shape, DType::F32)?;
-    let grad = GpuTensor::zeros(ctx, &inputs.logits.shape, DType::F32)?;
+    // In the logits' type, as a plan on these inputs writes it.
+    let grad = GpuTensor::zeros(ctx, &inputs.logits.shape, inputs.logits.dtype())?;
     let status = GpuTensor::zeros(ctx, &[plans.len()], DType::I32)?;
     let mut encoder = ctx.device().create_command_encoder(&Default::default());
     let loss_inputs = LossInputs { logits: &logits, target: &target, weight: weight.as_ref(), distance: distance.as_ref() };
