@@ -70,7 +70,7 @@ impl Runner {
         let shapes = inputs.shapes();
         config.validate()?;
         config.check_shapes(&shapes)?;
-        config.check_values(&inputs.widened().inputs())?;
+        inputs.with_widened(|wide| config.check_values(wide))?;
         let plan = self.plan(config, &shapes)?;
         let record = |e: &mut wgpu::CommandEncoder, i: LossInputs<'_>, o: LossOutputs<'_>| plan.record(e, i, o);
         self.execute(config.name(), inputs, plan.value_shape(), record, &[(config, &*plan)]).await
@@ -86,7 +86,7 @@ impl Runner {
     pub async fn compute_compound_async(&self, config: &CompoundConfig, inputs: HostInputs<'_>) -> Result<LossResult> {
         inputs.check()?;
         config.check_shapes(&inputs.shapes())?;
-        config.check_values(&inputs.widened().inputs())?;
+        inputs.with_widened(|wide| config.check_values(wide))?;
         let plan = config.plan(&self.ctx, &inputs.shapes(), PlanOptions::default())?;
         let terms: Vec<(&LossConfig, &LossPlan)> = config.terms.iter().map(|t| &t.loss).zip(plan.terms()).collect();
         let record = |e: &mut wgpu::CommandEncoder, i: LossInputs<'_>, o: LossOutputs<'_>| plan.record(e, i, o);

@@ -169,12 +169,14 @@ impl GpuTensor {
     /// Reads the tensor back as f32. The future blocks its thread in
     /// `device.poll` until the copy is done (no helper thread is spawned).
     pub async fn read_f32_async(&self, ctx: &GpuContext) -> Result<Vec<f32>> {
-        let bytes = read_bytes(ctx, &self.buffer, self.offset, self.byte_len()).await?;
-        let host = HostTensor::from_bytes(&self.shape, self.dtype, &bytes);
         if !self.dtype.is_float() {
             return Err(Error::input("tensor", format!("read_f32 reads floats; this tensor is {}", self.dtype.name())));
         }
-        Ok(host.widened().as_f32("tensor")?.to_vec())
+        let bytes = read_bytes(ctx, &self.buffer, self.offset, self.byte_len()).await?;
+        match HostTensor::from_bytes(&self.shape, self.dtype, &bytes).into_widened().data {
+            HostData::F32(v) => Ok(v),
+            other => Err(Error::input("tensor", format!("read_f32 widened a float tensor to {}", other.dtype().name()))),
+        }
     }
 
     /// Reads the tensor back with its own element type, blocking.
@@ -456,15 +458,28 @@ impl HostTensor {
     /// exactly as the GPU widens it: f16 and bf16 to f32, u8, u16 and i64
     /// to i32, an i64 outside i32 to [`I64_OUT_OF_RANGE`].
     pub fn widened(&self) -> HostTensor {
-        let data = match &self.data {
-            HostData::F32(_) | HostData::I32(_) => self.data.clone(),
+        let data = self.widened_data().unwrap_or_else(|| self.data.clone());
+        HostTensor { shape: self.shape.clone(), data }
+    }
+
+    /// [`HostTensor::widened`], without a copy when the tensor is f32 or i32 already.
+    pub fn into_widened(self) -> HostTensor {
+        match self.widened_data() {
+            Some(data) => HostTensor { data, ..self },
+            None => self,
+        }
+    }
+
+    /// The widened elements, or `None` when the type is the kernels' own.
+    fn widened_data(&self) -> Option<HostData> {
+        Some(match &self.data {
+            HostData::F32(_) | HostData::I32(_) => return None,
             HostData::F16(v) => HostData::F32(v.iter().map(|x| x.to_f32()).collect()),
             HostData::BF16(v) => HostData::F32(v.iter().map(|x| x.to_f32()).collect()),
             HostData::U8(v) => HostData::I32(v.iter().map(|&x| x as i32).collect()),
             HostData::U16(v) => HostData::I32(v.iter().map(|&x| x as i32).collect()),
             HostData::I64(v) => HostData::I32(v.iter().map(|&x| i32::try_from(x).unwrap_or(I64_OUT_OF_RANGE)).collect()),
-        };
-        HostTensor { shape: self.shape.clone(), data }
+        })
     }
 
     /// The tensor rounded or narrowed to `dtype`: round to nearest even for

@@ -308,6 +308,16 @@ impl<'a> HostInputs<'a> {
             distance: self.distance.cloned(),
         }
     }
+
+    /// `f` on the inputs in the kernels' types: on these very tensors when
+    /// they are f32 and i32 already (no copy), else on [`HostInputs::widened`].
+    pub fn with_widened<R>(&self, f: impl FnOnce(&HostInputs<'_>) -> R) -> R {
+        let native = |t: &HostTensor| t.dtype() == t.dtype().widened();
+        if native(self.logits) && native(self.target) && self.weight.is_none_or(native) {
+            return f(self);
+        }
+        f(&self.widened().inputs())
+    }
 }
 
 /// [`HostInputs::widened`]'s tensors, owned.
