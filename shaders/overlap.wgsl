@@ -78,7 +78,7 @@ struct GroupParams {
     alpha: f32,
     beta: f32,
     mean_scale: f32,     // factor on a weighted loss in the value: 1/Σw for "mean", else 1
-    pixels: f32,         // M, a group's pixels (mcc)
+    _pad0: u32,
     _pad1: u32,
 }
 
@@ -89,7 +89,9 @@ struct GroupParams {
 @group(0) @binding(3) var<storage, read> targets: array<u32>;
 @group(0) @binding(4) var<storage, read_write> partials: array<f32>;
 @group(0) @binding(5) var<storage, read_write> status: atomic<u32>;
-// I of every group, then P of every group, then G.
+// I of every group, then P of every group, then G; then M, a group's pixels
+// (mcc's TN = M − P − G + I): a count like the others, so that a
+// data-parallel plan adds it across devices with them (losses/shards.rs).
 @group(0) @binding(6) var<storage, read> stats: array<f32>;
 @group(0) @binding(7) var<storage, read_write> coef: array<vec2<f32>>;
 @group(0) @binding(8) var<storage, read_write> grad: array<f32>;
@@ -498,7 +500,8 @@ fn mcc_groups(
     let tp = i + e;
     let f_p = max(p - i, 0.0) + e;
     let f_n = max(g - i, 0.0) + e;
-    let tn = max(gp.pixels - p - g + i, 0.0) + e;
+    let pixels = stats[3u * gp.stat_groups];
+    let tn = max(pixels - p - g + i, 0.0) + e;
     // The four factors under the root: predicted, actual, and their complements.
     let pred = tp + f_p;
     let act = tp + f_n;
@@ -510,7 +513,7 @@ fn mcc_groups(
     var l = 1.0 - score;
     var ds = vec2<f32>(0.0);  // ∂l/∂(I, P)
     let perfect = f_p == 0.0 && f_n == 0.0;
-    let degenerate = e == 0.0 && (g == 0.0 || g >= gp.pixels);
+    let degenerate = e == 0.0 && (g == 0.0 || g >= pixels);
     if (perfect) {
         l = 0.0;
     } else if (!degenerate) {

@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::gpu::tensor::{DType, HostTensor, integer_labels};
 use crate::losses::{HostInputs, LossConfig};
-use crate::runner::Runner;
+use crate::runner::{LossResult, Runner};
 
 /// How close the float64 reference must come to a golden value: relative to
 /// the expected magnitude, with a floor for values that are exactly 0.
@@ -243,23 +243,53 @@ pub fn check_case(case: &GoldenCase, runner: Option<&Runner>) -> Result<Outcome>
 
     let Some(runner) = runner else { return Ok(Outcome::Pass { reference: ref_ratio, gpu: None }) };
     let gpu = runner.compute(&config, inputs)?;
+    Ok(gpu_outcome(case, &gpu, &exp_extras, ref_ratio, "gpu"))
+}
+
+/// The GPU's result against the case's `expected`, within the case's tolerance.
+fn gpu_outcome(case: &GoldenCase, gpu: &LossResult, exp_extras: &[(String, JsonTensor)], ref_ratio: f64, what: &str) -> Outcome {
+    let (exp_loss, exp_grad) = match (case.expected_loss(), case.expected_grad()) {
+        (Ok(l), Ok(g)) => (l, g),
+        (Err(e), _) | (_, Err(e)) => return Outcome::Fail(e.to_string()),
+    };
     let widen = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
     let tol = case.tolerance;
     let mut checks = vec![
         compare("loss", &widen(&gpu.value), &exp_loss, tol.rtol, tol.atol, false),
         compare("grad", &widen(&gpu.grad), &exp_grad, tol.rtol, tol.atol, true),
     ];
-    for (name, expected) in &exp_extras {
+    for (name, expected) in exp_extras {
         let Some((_, got)) = gpu.extras.iter().find(|(n, _)| n == name) else {
-            return Ok(Outcome::Fail(format!("the GPU plan does not report expected.{name}")));
+            return Outcome::Fail(format!("the GPU plan does not report expected.{name}"));
         };
         let (rtol, atol) = if expected.is_integer() { (0.0, 0.0) } else { (tol.rtol, tol.atol) };
         checks.push(compare(name, &got.to_f64(), &expected.data, rtol, atol, false));
     }
     if let Some(m) = checks.iter().find(|m| m.ratio > 1.0) {
-        return Ok(Outcome::Fail(format!("gpu {}", describe(m))));
+        return Outcome::Fail(format!("{what} {}", describe(m)));
     }
-    Ok(Outcome::Pass { reference: ref_ratio, gpu: Some(checks.iter().map(|m| m.ratio).fold(0.0, f64::max)) })
+    Outcome::Pass { reference: ref_ratio, gpu: Some(checks.iter().map(|m| m.ratio).fold(0.0, f64::max)) }
+}
+
+/// Runs one case through the data-parallel path ([`Runner::compute_sharded`]):
+/// its batch (the boxes for `box_iou`, the instances for `mask_giou`) split
+/// into min(`shards`, N) contiguous slices whose statistics are added, each
+/// slice finished with the sums, the gradients concatenated, and all of it
+/// held to the case's `expected` and tolerance. A configuration that cannot
+/// split (the Lovász losses with `per_image: false`) is skipped with the reason.
+pub fn check_case_sharded(case: &GoldenCase, runner: &Runner, shards: usize) -> Result<Outcome> {
+    if !LossConfig::implemented(&case.loss) {
+        return Ok(Outcome::Skip(format!("{} is not implemented yet", case.loss)));
+    }
+    let (config, CaseInputs { logits, target, weight, distance }) = case_inputs(case)?;
+    if let Some(why) = config.unsplittable() {
+        return Ok(Outcome::Skip(format!("{} does not split: {why}", case.loss)));
+    }
+    let inputs = HostInputs { logits: &logits, target: &target, weight: weight.as_ref(), distance: distance.as_ref() };
+    let exp_extras: Vec<_> = case.expected_extras()?.into_iter().filter(|(name, _)| !case.inputs.contains_key(name)).collect();
+    let gpu = runner.compute_sharded(&config, inputs, shards)?;
+    let slices = shards.clamp(1, logits.shape[0].max(1));
+    Ok(gpu_outcome(case, &gpu, &exp_extras, 0.0, &format!("gpu ({slices} shards)")))
 }
 
 /// The case's configuration and inputs (logits, target, weight, distance),

@@ -38,7 +38,7 @@ pub use gpu::context::{AdapterSummary, ContextOptions, GpuContext};
 pub use gpu::pool::PooledBuffer;
 pub use gpu::tensor::{DType, GpuTensor, HostData, HostTensor};
 pub use losses::compound::{ALPHA_START, CompoundConfig, CompoundPlan, CompoundTerm, alpha_step, steal_weight};
-pub use losses::{HostInputs, InputDTypes, InputShapes, WidenedInputs, LossConfig, LossInputs, LossOutputs, LossPlan, PlanOptions, Reduction, STATUS_NON_FINITE, TargetKind};
+pub use losses::{HostInputs, InputDTypes, InputShapes, WidenedInputs, LossConfig, LossInputs, LossOutputs, LossPlan, PlanOptions, Reduction, STATUS_NON_FINITE, ShardedPlan, TargetKind};
 pub use primitives::distance::{DistanceField, DistanceMode, DistancePlan};
 pub use reference::Reference;
 pub use runner::{LossResult, Runner};

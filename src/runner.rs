@@ -13,6 +13,7 @@ use crate::gpu::tensor::{DType, GpuTensor, HostTensor};
 use crate::losses::{HostInputs, LossConfig};
 use crate::losses::compound::CompoundConfig;
 use crate::losses::plan::{LossInputs, LossOutputs, LossPlan, PlanOptions};
+use crate::losses::shards::ShardedPlan;
 
 /// A loss's value and gradient, read back to the host.
 #[derive(Clone, Debug, PartialEq)]
@@ -175,6 +176,104 @@ impl Runner {
             grad: grad.read_f32_async(ctx).await?,
             extras: extra_values,
         })
+    }
+
+    /// Computes value and gradient as `shards` data-parallel devices would
+    /// ([`LossConfig::plan_sharded`]), on this one context, blocking. The
+    /// inputs are split along axis 0 into min(`shards`, N) contiguous
+    /// slices; each slice's statistics are recorded and read back, summed in
+    /// f32 in device order (the engine's all-reduce), and each slice is
+    /// finished with the sums. Every device's value must then be the same
+    /// (or, for values per item, is its slice's), and the gradients and
+    /// extras are concatenated.
+    pub fn compute_sharded(&self, config: &LossConfig, inputs: HostInputs<'_>, shards: usize) -> Result<LossResult> {
+        pollster::block_on(self.compute_sharded_async(config, inputs, shards))
+    }
+
+    async fn compute_sharded_async(&self, config: &LossConfig, inputs: HostInputs<'_>, shards: usize) -> Result<LossResult> {
+        inputs.check()?;
+        config.validate()?;
+        config.check_shapes(&inputs.shapes())?;
+        inputs.with_widened(|wide| config.check_values(wide))?;
+        let ctx = &self.ctx;
+        let n = inputs.logits.shape.first().copied().unwrap_or(1);
+        let k = shards.clamp(1, n.max(1));
+        let upload = |h: Option<&HostTensor>| h.map(|h| GpuTensor::from_host(ctx, h)).transpose();
+        struct Slice {
+            plan: ShardedPlan,
+            tensors: [Option<GpuTensor>; 4],
+            stats: GpuTensor,
+        }
+        let mut slices = Vec::with_capacity(k);
+        for i in 0..k {
+            let rows = i * n / k..(i + 1) * n / k;
+            let (logits, target) = (inputs.logits.rows(rows.clone()), inputs.target.rows(rows.clone()));
+            let weight = inputs.weight.map(|w| w.rows(rows.clone()));
+            let distance = inputs.distance.map(|d| d.rows(rows.clone()));
+            let host = HostInputs { logits: &logits, target: &target, weight: weight.as_ref(), distance: distance.as_ref() };
+            let plan = config.plan_sharded(ctx, &host.shapes(), PlanOptions::default())?;
+            let tensors = [upload(Some(&logits))?, upload(Some(&target))?, upload(weight.as_ref())?, upload(distance.as_ref())?];
+            let stats = GpuTensor::zeros(ctx, &[plan.statistics_len()], DType::F32)?;
+            slices.push(Slice { plan, tensors, stats });
+        }
+        fn loss_inputs(t: &[Option<GpuTensor>; 4]) -> LossInputs<'_> {
+            LossInputs { logits: t[0].as_ref().expect("uploaded"), target: t[1].as_ref().expect("uploaded"), weight: t[2].as_ref(), distance: t[3].as_ref() }
+        }
+        // Phase 1 on every device, then the all-reduce.
+        let mut global = vec![0f32; slices[0].plan.statistics_len()];
+        for s in &slices {
+            let mut encoder = ctx.device().create_command_encoder(&Default::default());
+            s.plan.record_statistics(&mut encoder, loss_inputs(&s.tensors), &s.stats)?;
+            ctx.queue().submit([encoder.finish()]);
+            for (g, v) in global.iter_mut().zip(s.stats.read_f32_async(ctx).await?) {
+                *g += v;
+            }
+        }
+        let global = GpuTensor::from_host(ctx, &HostTensor::f32(&[global.len()], global)?)?;
+        // Phase 2 on every device.
+        let (mut values, mut grads, mut extras) = (Vec::new(), Vec::new(), Vec::<(&'static str, HostTensor)>::new());
+        for s in &slices {
+            let value = GpuTensor::zeros(ctx, s.plan.value_shape(), DType::F32)?;
+            let logits = s.tensors[0].as_ref().expect("uploaded");
+            let grad = GpuTensor::zeros(ctx, logits.shape(), logits.dtype())?;
+            let scope = ctx.device().push_error_scope(wgpu::ErrorFilter::Validation);
+            let mut encoder = ctx.device().create_command_encoder(&Default::default());
+            s.plan.record_finish(&mut encoder, loss_inputs(&s.tensors), &global, LossOutputs::new(&value, &grad))?;
+            ctx.queue().submit([encoder.finish()]);
+            if let Some(e) = scope.pop().await {
+                return Err(Error::Device(format!("{}: {e}", config.name())));
+            }
+            if let Some(status) = s.plan.status_buffer() {
+                let flags = read_bytes(ctx, status, 0, 4).await?;
+                let word = u32::from_le_bytes([flags[0], flags[1], flags[2], flags[3]]);
+                if word != 0 {
+                    return Err(config.status_error(word));
+                }
+            }
+            values.push(value.read_f32_async(ctx).await?);
+            grads.extend(grad.read_f32_async(ctx).await?);
+            for (name, t) in s.plan.extras() {
+                let part = t.read_host(ctx)?;
+                match extras.iter_mut().find(|(n, _)| *n == name) {
+                    Some((_, all)) => *all = HostTensor::concat_rows(all, &part)?,
+                    None => extras.push((name, part)),
+                }
+            }
+        }
+        // Values per item are each slice's own; any other value is the global one, on every device alike.
+        let value = if slices[0].plan.statistics_len() == 0 {
+            values.concat()
+        } else {
+            if let Some(i) = values.iter().position(|v| v != &values[0]) {
+                return Err(Error::Device(format!("{}: device {i}'s value {:?} differs from device 0's {:?}", config.name(), values[i], values[0])));
+            }
+            values.swap_remove(0)
+        };
+        let mut value_shape = slices[0].plan.value_shape().to_vec();
+        if slices[0].plan.statistics_len() == 0 && !value_shape.is_empty() {
+            value_shape[0] = slices.iter().map(|s| s.plan.value_shape()[0]).sum();
+        }
+        Ok(LossResult { value, value_shape, grad: grads, extras })
     }
 
     /// Drops every cached plan, returning their scratch buffers to the pool:

@@ -2,6 +2,7 @@
 //! refer either to buffers the plan owns or to the caller's tensors, which
 //! are only known when the program is recorded into an encoder.
 
+use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
@@ -128,6 +129,7 @@ const BOUND_KEPT: usize = 8;
 /// A recording's caller buffers (buffer and offset per slot), and what was made for them.
 struct Bound {
     key: Vec<Option<(wgpu::Buffer, u64)>>,
+    steps: Range<usize>,
     kernels: Vec<Arc<Kernel>>,
     groups: Vec<wgpu::BindGroup>,
 }
@@ -139,21 +141,28 @@ impl Program {
 
     /// Checks the caller's tensors against the slots, then records every step.
     pub fn record(&self, ctx: &GpuContext, encoder: &mut wgpu::CommandEncoder, tensors: &[Option<&GpuTensor>]) -> Result<()> {
-        let access = self.check(ctx, tensors)?;
+        self.record_steps(ctx, encoder, tensors, 0..self.steps.len())
+    }
+
+    /// Records the steps `steps` alone (one phase of a data-parallel plan,
+    /// `losses/shards.rs`): a slot is required when one of these steps binds it.
+    pub fn record_steps(&self, ctx: &GpuContext, encoder: &mut wgpu::CommandEncoder, tensors: &[Option<&GpuTensor>], steps: Range<usize>) -> Result<()> {
+        let access = self.check(ctx, tensors, &steps)?;
         let key: Vec<Option<(wgpu::Buffer, u64)>> = tensors.iter().map(|t| t.map(|t| (t.buffer.clone(), t.offset))).collect();
+        let part = &self.steps[steps.clone()];
         let mut bound = self.bound.lock().unwrap_or_else(|e| e.into_inner());
-        match bound.iter().position(|b| b.key == key) {
+        match bound.iter().position(|b| b.key == key && b.steps == steps) {
             Some(i) => bound[..=i].rotate_right(1),
             None => {
-                let kernels = self.steps.iter().map(|s| ctx.with_access(&s.kernel, access)).collect::<Result<Vec<_>>>()?;
-                let groups = self.steps.iter().zip(&kernels).map(|(s, k)| bind(ctx, s, k, tensors)).collect();
+                let kernels = part.iter().map(|s| ctx.with_access(&s.kernel, access)).collect::<Result<Vec<_>>>()?;
+                let groups = part.iter().zip(&kernels).map(|(s, k)| bind(ctx, s, k, tensors)).collect();
                 bound.truncate(BOUND_KEPT - 1);
-                bound.insert(0, Bound { key, kernels, groups });
+                bound.insert(0, Bound { key, steps, kernels, groups });
             }
         }
         let Bound { kernels, groups, .. } = &bound[0];
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("segloss"), timestamp_writes: None });
-        for ((step, kernel), group) in self.steps.iter().zip(kernels).zip(groups) {
+        for ((step, kernel), group) in part.iter().zip(kernels).zip(groups) {
             pass.set_pipeline(&kernel.pipeline);
             pass.set_bind_group(0, group, &[]);
             let (x, y) = grid(step.groups);
@@ -164,17 +173,22 @@ impl Program {
 
     /// Whether any step binds caller slot `slot`.
     fn binds(&self, slot: usize) -> bool {
-        self.steps.iter().flat_map(|s| &s.sources).any(|(_, source)| matches!(source, Binding::Slot(i, _) if *i == slot))
+        self.binds_in(slot, &(0..self.steps.len()))
+    }
+
+    /// Whether one of the steps `steps` binds caller slot `slot`.
+    fn binds_in(&self, slot: usize, steps: &Range<usize>) -> bool {
+        self.steps[steps.clone()].iter().flat_map(|s| &s.sources).any(|(_, source)| matches!(source, Binding::Slot(i, _) if *i == slot))
     }
 
     /// Checks the caller's tensors against the slots, and says how the
     /// kernels must declare their bindings for them: read-write throughout
     /// when a written tensor shares its buffer with another.
-    fn check(&self, ctx: &GpuContext, tensors: &[Option<&GpuTensor>]) -> Result<Access> {
+    fn check(&self, ctx: &GpuContext, tensors: &[Option<&GpuTensor>], steps: &Range<usize>) -> Result<Access> {
         let mut access = Access::Declared;
         for (i, spec) in self.slots.iter().enumerate() {
             let Some(t) = tensors.get(i).copied().flatten() else {
-                if spec.required {
+                if spec.required && self.binds_in(i, steps) {
                     return Err(Error::input(self.name, format!("{} is required but was not given", spec.name)));
                 }
                 continue;

@@ -31,6 +31,7 @@ const SOURCES: &[(&str, &str)] = sources![
     "finalize.wgsl",
     "copy.wgsl",
     "convert.wgsl",
+    "shards.wgsl",
     "sigmoid_pointwise.wgsl",
     "softmax_pointwise.wgsl",
     "lovasz.wgsl",

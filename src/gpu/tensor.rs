@@ -335,6 +335,53 @@ impl HostTensor {
         Self::checked(shape, HostData::F32(data))
     }
 
+    /// `a` with `b`'s items after its own along axis 0 (slices put back
+    /// together); an error unless the types and the other axes agree.
+    pub fn concat_rows(a: &HostTensor, b: &HostTensor) -> Result<HostTensor> {
+        if a.dtype() != b.dtype() || a.shape.get(1..) != b.shape.get(1..) || a.shape.is_empty() {
+            return Err(Error::input("tensor", format!("cannot join {} {:?} and {} {:?} along axis 0", a.dtype().name(), a.shape, b.dtype().name(), b.shape)));
+        }
+        let mut shape = a.shape.clone();
+        shape[0] += b.shape[0];
+        let data = match (&a.data, &b.data) {
+            (HostData::F32(x), HostData::F32(y)) => HostData::F32([x.as_slice(), y].concat()),
+            (HostData::I32(x), HostData::I32(y)) => HostData::I32([x.as_slice(), y].concat()),
+            (HostData::F16(x), HostData::F16(y)) => HostData::F16([x.as_slice(), y].concat()),
+            (HostData::BF16(x), HostData::BF16(y)) => HostData::BF16([x.as_slice(), y].concat()),
+            (HostData::U8(x), HostData::U8(y)) => HostData::U8([x.as_slice(), y].concat()),
+            (HostData::U16(x), HostData::U16(y)) => HostData::U16([x.as_slice(), y].concat()),
+            (HostData::I64(x), HostData::I64(y)) => HostData::I64([x.as_slice(), y].concat()),
+            _ => unreachable!("the types were checked equal"),
+        };
+        Ok(HostTensor { shape, data })
+    }
+
+    /// Items `rows` of axis 0 (one device's slice of a batch), every type.
+    ///
+    /// ```
+    /// let t = segloss::HostTensor::f32(&[3, 2], vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0])?;
+    /// assert_eq!(t.rows(1..3).to_f64(), vec![2.0, 3.0, 4.0, 5.0]);
+    /// # Ok::<(), segloss::Error>(())
+    /// ```
+    pub fn rows(&self, rows: std::ops::Range<usize>) -> HostTensor {
+        let row: usize = self.shape.iter().skip(1).product();
+        let (a, b) = (rows.start * row, rows.end * row);
+        let mut shape = self.shape.clone();
+        if let Some(n) = shape.first_mut() {
+            *n = rows.end - rows.start;
+        }
+        let data = match &self.data {
+            HostData::F32(v) => HostData::F32(v[a..b].to_vec()),
+            HostData::I32(v) => HostData::I32(v[a..b].to_vec()),
+            HostData::F16(v) => HostData::F16(v[a..b].to_vec()),
+            HostData::BF16(v) => HostData::BF16(v[a..b].to_vec()),
+            HostData::U8(v) => HostData::U8(v[a..b].to_vec()),
+            HostData::U16(v) => HostData::U16(v[a..b].to_vec()),
+            HostData::I64(v) => HostData::I64(v[a..b].to_vec()),
+        };
+        HostTensor { shape, data }
+    }
+
     /// An i32 tensor (class indices); errors on a size mismatch.
     pub fn i32(shape: &[usize], data: Vec<i32>) -> Result<Self> {
         Self::checked(shape, HostData::I32(data))

@@ -5,6 +5,7 @@
 use bytemuck::{Pod, Zeroable};
 use serde::{Deserialize, Serialize};
 
+use crate::losses::shards::Sharding;
 use crate::error::{Error, Result};
 use crate::gpu::chunks::PixelLayout;
 use crate::gpu::context::GpuContext;
@@ -65,6 +66,10 @@ impl Loss for BceConfig {
 
     fn target_kind(&self) -> TargetKind {
         TargetKind::Dense
+    }
+
+    fn sharding(&self) -> Sharding {
+        Sharding::of(self.reduction)
     }
 
     fn validate(&self) -> Result<()> {

@@ -13,6 +13,7 @@
 use bytemuck::{Pod, Zeroable};
 use serde::{Deserialize, Serialize};
 
+use crate::losses::shards::Sharding;
 use crate::error::{Error, Result};
 use crate::gpu::chunks::PixelLayout;
 use crate::gpu::layout::{Chunk, LOSS_TILE};
@@ -127,6 +128,10 @@ impl Loss for BoundaryConfig {
 
     fn target_kind(&self) -> TargetKind {
         TargetKind::Classes
+    }
+
+    fn sharding(&self) -> Sharding {
+        Sharding::of(self.reduction)
     }
 
     fn takes_distance(&self) -> bool {

@@ -27,6 +27,7 @@
 use bytemuck::{Pod, Zeroable};
 use serde::{Deserialize, Serialize};
 
+use crate::losses::shards::Sharding;
 use crate::error::{Error, Result};
 use crate::gpu::chunks::PixelLayout;
 use crate::gpu::context::GpuContext;
@@ -109,6 +110,10 @@ impl Loss for BoxIouConfig {
 
     fn target_kind(&self) -> TargetKind {
         TargetKind::Boxes
+    }
+
+    fn sharding(&self) -> Sharding {
+        Sharding::of(self.reduction)
     }
 
     fn input_names(&self) -> [&'static str; 2] {

@@ -14,7 +14,7 @@ use crate::gpu::pool::PooledBuffer;
 use crate::gpu::program::{Binding, Program, SlotSpec, Step};
 use crate::gpu::tensor::{DType, GpuTensor};
 use crate::losses::InputShapes;
-use crate::losses::plan::{LossPlan, OptionalInput, PlanOptions, slot};
+use crate::losses::plan::{LossPlan, OptionalInput, PlanOptions, Split, slot};
 use crate::primitives::reduce::record_segmented_sum;
 
 /// A loss plan under construction. Steps run in the order they are added.
@@ -29,6 +29,8 @@ pub(crate) struct PlanBuilder<'a> {
     scratch: Vec<PooledBuffer>,
     slots: Vec<SlotSpec>,
     extras: Vec<(&'static str, GpuTensor)>,
+    split: Option<Split>,
+    denominator: Option<wgpu::Buffer>,
 }
 
 const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE;
@@ -39,7 +41,8 @@ impl<'a> PlanBuilder<'a> {
     /// `shapes` has one), gradient (required when the options ask for it)
     /// and value (its shape set by [`PlanBuilder::finish`]).
     pub fn new(loss: &'static str, ctx: &'a GpuContext, options: PlanOptions, shapes: &InputShapes, target_dtype: DType) -> Self {
-        let io = ctx.create_buffer_with("loss io", bytemuck::bytes_of(&options.io()), wgpu::BufferUsages::UNIFORM);
+        // STORAGE too: a data-parallel plan sets the scale on the GPU (losses/shards.rs).
+        let io = ctx.create_buffer_with("loss io", bytemuck::bytes_of(&options.io()), wgpu::BufferUsages::UNIFORM | STORAGE);
         let spec = |name, shape: &[usize], dtype, written, required| SlotSpec { name, shape: shape.to_vec(), dtype, written, required };
         let slots = vec![
             spec("logits", &shapes.logits, DType::F32, false, true),
@@ -48,7 +51,7 @@ impl<'a> PlanBuilder<'a> {
             spec("grad", &shapes.logits, DType::F32, true, options.grad),
             spec("value", &[], DType::F32, true, true),
         ];
-        PlanBuilder { loss, ctx, options, io, status: None, unused_input: None, steps: Vec::new(), scratch: Vec::new(), slots, extras: Vec::new() }
+        PlanBuilder { loss, ctx, options, io, status: None, unused_input: None, steps: Vec::new(), scratch: Vec::new(), slots, extras: Vec::new(), split: None, denominator: None }
     }
 
     /// Renames the logits and target slots in error messages (`box_iou`'s
@@ -177,6 +180,19 @@ impl<'a> PlanBuilder<'a> {
         )
     }
 
+    /// Divides the plan's programs before their last `tail` steps, which
+    /// read the first `len` f32 of `stats` ([`Split`]: what a data-parallel
+    /// plan records in two parts, replacing `stats` between them).
+    pub fn split_tail(&mut self, stats: &wgpu::Buffer, len: u64, tail: usize) {
+        self.split = Some(Split { tail, stats: stats.clone(), len });
+    }
+
+    /// Names the buffer holding the mean's denominator when the plan
+    /// computes it from the data (added across devices by a data-parallel plan).
+    pub fn data_denominator(&mut self, buffer: &wgpu::Buffer) {
+        self.denominator = Some(buffer.clone());
+    }
+
     /// Adds a named result beside value and gradient ([`LossPlan::extra`]).
     pub fn extra(&mut self, name: &'static str, tensor: GpuTensor) {
         self.extras.push((name, tensor));
@@ -213,6 +229,8 @@ impl<'a> PlanBuilder<'a> {
             optional,
             optional_given: Default::default(),
             conversion: None,
+            split: self.split,
+            denominator: self.denominator,
         }
     }
 }

@@ -27,6 +27,7 @@
 use bytemuck::{Pod, Zeroable};
 use serde::{Deserialize, Serialize};
 
+use crate::losses::shards::Sharding;
 use crate::error::{Error, Result};
 use crate::gpu::chunks::{PixelChunk, PixelLayout};
 use crate::gpu::context::GpuContext;
@@ -111,6 +112,10 @@ impl Loss for ClDiceConfig {
 
     fn target_kind(&self) -> TargetKind {
         overlap_target(self.mode)
+    }
+
+    fn sharding(&self) -> Sharding {
+        Sharding::of(self.reduction)
     }
 
     fn validate(&self) -> Result<()> {

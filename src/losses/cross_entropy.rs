@@ -6,6 +6,7 @@
 use bytemuck::{Pod, Zeroable};
 use serde::{Deserialize, Serialize};
 
+use crate::losses::shards::Sharding;
 use crate::error::Result;
 use crate::gpu::chunks::PixelLayout;
 use crate::gpu::context::GpuContext;
@@ -77,6 +78,11 @@ impl Loss for CrossEntropyConfig {
 
     fn target_kind(&self) -> TargetKind {
         TargetKind::Classes
+    }
+
+    fn sharding(&self) -> Sharding {
+        // A mean divides by Σ w[y], which the plan counts from the data.
+        Sharding::of(self.reduction)
     }
 
     fn validate(&self) -> Result<()> {

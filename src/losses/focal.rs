@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::losses::shards::Sharding;
 use crate::error::{Error, Result};
 use crate::gpu::chunks::PixelLayout;
 use crate::gpu::context::GpuContext;
@@ -76,6 +77,10 @@ impl Loss for FocalConfig {
             FocalMode::Multiclass => TargetKind::Classes,
             _ => TargetKind::Dense,
         }
+    }
+
+    fn sharding(&self) -> Sharding {
+        Sharding::of(self.reduction)
     }
 
     fn validate(&self) -> Result<()> {

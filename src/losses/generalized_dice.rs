@@ -6,6 +6,7 @@
 use bytemuck::Zeroable;
 use serde::{Deserialize, Serialize};
 
+use crate::losses::shards::Sharding;
 use crate::error::Result;
 use crate::gpu::chunks::PixelLayout;
 use crate::gpu::context::GpuContext;
@@ -84,6 +85,10 @@ impl Loss for GeneralizedDiceConfig {
         overlap_target(self.mode)
     }
 
+    fn sharding(&self) -> Sharding {
+        self.aggregate.sharding(self.reduction)
+    }
+
     fn validate(&self) -> Result<()> {
         check_range(LOSS, "smooth_nr", self.smooth_nr, 0.0, F32_MAX)?;
         check_range(LOSS, "smooth_dr", self.smooth_dr, 0.0, F32_MAX)
@@ -124,6 +129,7 @@ impl Loss for GeneralizedDiceConfig {
             entry: "generalized_groups",
             class_weights: None,
             denominator,
+            pixels: 0.0,
             params: GroupParams {
                 count: units as u32,
                 classes: c as u32,

@@ -31,6 +31,7 @@
 use bytemuck::{Pod, Zeroable};
 use serde::{Deserialize, Serialize};
 
+use crate::losses::shards::Sharding;
 use crate::error::{Error, Result};
 use crate::gpu::chunks::{PixelChunk, PixelLayout, tile_span};
 use crate::gpu::context::GpuContext;
@@ -161,6 +162,16 @@ impl Loss for HausdorffDtConfig {
 
     fn target_kind(&self) -> TargetKind {
         overlap_target(self.mode)
+    }
+
+    fn sharding(&self) -> Sharding {
+        let log = self.log;
+        match (self.aggregate, self.reduction) {
+            (Aggregate::Image, Reduction::None) => Sharding::Local,
+            (Aggregate::Image, Reduction::Sum) => Sharding::Sum { log },
+            // Over the batch every value divides by N·|S|: each, "sum" and "none" too, is a mean over the images.
+            (Aggregate::Batch, _) | (_, Reduction::Mean) => Sharding::Mean { log },
+        }
     }
 
     fn takes_distance(&self) -> bool {
@@ -493,7 +504,10 @@ impl HausdorffPlanner<'_> {
             ],
         )?);
         if config.log && options.grad {
-            steps.extend(pixel_pass(plan, false, true)?);
+            let grad_pass = pixel_pass(plan, false, true)?;
+            // A data-parallel plan gives this pass the factors of the global values.
+            plan.split_tail(&factors, groups as u64, grad_pass.len());
+            steps.extend(grad_pass);
         }
         Ok(steps)
     }

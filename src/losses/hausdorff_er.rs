@@ -26,6 +26,7 @@
 use bytemuck::{Pod, Zeroable};
 use serde::{Deserialize, Serialize};
 
+use crate::losses::shards::Sharding;
 use crate::error::{Error, Result};
 use crate::gpu::chunks::PixelLayout;
 use crate::gpu::context::GpuContext;
@@ -85,6 +86,10 @@ impl Loss for HausdorffErConfig {
 
     fn target_kind(&self) -> TargetKind {
         overlap_target(self.mode)
+    }
+
+    fn sharding(&self) -> Sharding {
+        Sharding::of(self.reduction)
     }
 
     fn validate(&self) -> Result<()> {

@@ -5,6 +5,7 @@
 use crate::error::Result;
 use crate::gpu::context::GpuContext;
 use crate::losses::plan::{LossPlan, PlanOptions};
+use crate::losses::shards::Sharding;
 use crate::losses::{HostInputs, InputShapes, TargetKind};
 
 /// What a loss's shape check learns: its typed view of the inputs (which
@@ -37,6 +38,9 @@ pub(crate) trait Loss {
     /// What the target tensor holds.
     fn target_kind(&self) -> TargetKind;
 
+    /// How the loss divides across data-parallel devices (`losses/shards.rs`).
+    fn sharding(&self) -> Sharding;
+
     /// What golden cases and errors call the logits and target inputs.
     fn input_names(&self) -> [&'static str; 2] {
         ["logits", "target"]
@@ -62,6 +66,7 @@ pub(crate) trait AnyLoss {
     fn check_values(&self, inputs: &HostInputs<'_>) -> Result<()>;
     fn plan(&self, ctx: &GpuContext, shapes: &InputShapes, options: PlanOptions) -> Result<LossPlan>;
     fn target_kind(&self) -> TargetKind;
+    fn sharding(&self) -> Sharding;
     fn input_names(&self) -> [&'static str; 2];
     fn status_rule(&self) -> &'static str;
     fn takes_distance(&self) -> bool;
@@ -96,6 +101,10 @@ impl<T: Loss> AnyLoss for T {
 
     fn input_names(&self) -> [&'static str; 2] {
         Loss::input_names(self)
+    }
+
+    fn sharding(&self) -> Sharding {
+        Loss::sharding(self)
     }
 
     fn status_rule(&self) -> &'static str {

@@ -10,6 +10,7 @@
 use bytemuck::{Pod, Zeroable};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::losses::shards::Sharding;
 use crate::error::{Error, Result};
 use crate::gpu::layout::WG_SIZE;
 use crate::gpu::context::GpuContext;
@@ -99,6 +100,10 @@ impl Loss for LovaszSoftmaxConfig {
         TargetKind::Classes
     }
 
+    fn sharding(&self) -> Sharding {
+        lovasz_sharding(self.per_image)
+    }
+
     fn validate(&self) -> Result<()> {
         check_ignore_index("lovasz_softmax", self.ignore_index)?;
         if let LovaszClasses::List(list) = &self.classes {
@@ -160,6 +165,10 @@ impl Loss for LovaszHingeConfig {
     /// The hinge's labels are classes 0 and 1 (logits `[N, 1, S…]`).
     fn target_kind(&self) -> TargetKind {
         TargetKind::Classes
+    }
+
+    fn sharding(&self) -> Sharding {
+        lovasz_sharding(self.per_image)
     }
 
     fn validate(&self) -> Result<()> {
@@ -475,5 +484,16 @@ mod tests {
                 assert!(full.1.iter().any(|&g| g != 0), "inputs {i}: an all-zero gradient proves nothing");
             }
         }
+    }
+}
+
+/// Per image, a Lovász loss is a mean over images and splits; over the
+/// whole batch it sorts every pixel of the batch together, which no sum of
+/// per-device statistics can stand for.
+fn lovasz_sharding(per_image: bool) -> Sharding {
+    if per_image {
+        Sharding::Mean { log: false }
+    } else {
+        Sharding::Unsplittable("per_image = false sorts the errors of the whole batch at once; per_image = true splits")
     }
 }

@@ -27,6 +27,7 @@
 use bytemuck::{Pod, Zeroable};
 use serde::{Deserialize, Serialize};
 
+use crate::losses::shards::Sharding;
 use crate::error::{Error, Result};
 use crate::gpu::chunks::{ElementRange, plan_chunks, tile_span};
 use crate::gpu::layout::{LOSS_TILE, WG_SIZE};
@@ -167,6 +168,10 @@ impl Loss for MaskGiouConfig {
 
     fn target_kind(&self) -> TargetKind {
         TargetKind::Masks
+    }
+
+    fn sharding(&self) -> Sharding {
+        Sharding::of(self.reduction)
     }
 
     fn validate(&self) -> Result<()> {

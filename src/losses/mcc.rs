@@ -12,6 +12,7 @@
 use bytemuck::Zeroable;
 use serde::{Deserialize, Serialize};
 
+use crate::losses::shards::Sharding;
 use crate::error::{Error, Result};
 use crate::gpu::chunks::PixelLayout;
 use crate::gpu::context::GpuContext;
@@ -79,6 +80,10 @@ impl Loss for MccConfig {
         overlap_target(self.mode)
     }
 
+    fn sharding(&self) -> Sharding {
+        self.aggregate.sharding(self.reduction)
+    }
+
     fn validate(&self) -> Result<()> {
         check_range(LOSS, "smooth_nr", self.smooth_nr, 0.0, F32_MAX)?;
         check_range(LOSS, "smooth_dr", self.smooth_dr, 0.0, F32_MAX)?;
@@ -131,6 +136,7 @@ impl Loss for MccConfig {
             entry: "mcc_groups",
             class_weights: None,
             denominator,
+            pixels: (if batch { n * s } else { s }) as f64,
             params: GroupParams {
                 count: groups as u32,
                 classes: c as u32,
@@ -141,7 +147,6 @@ impl Loss for MccConfig {
                 smooth_dr: self.smooth_dr as f32,
                 eps: self.eps as f32,
                 mean_scale: mean_scale as f32,
-                pixels: (if batch { n * s } else { s }) as f32,
                 // The fields this loss does not read.
                 ..Zeroable::zeroed()
             },

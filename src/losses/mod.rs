@@ -28,6 +28,7 @@ pub mod mcc;
 pub mod unified_focal;
 pub mod overlap;
 pub mod plan;
+pub mod shards;
 pub(crate) mod params;
 pub(crate) mod pointwise;
 
@@ -54,6 +55,7 @@ pub use mcc::MccConfig;
 pub use unified_focal::UnifiedFocalConfig;
 pub use overlap::{Aggregate, DiceConfig, Empty, JaccardConfig, OverlapConfig, OverlapMode, Score, TverskyConfig};
 pub use plan::{LossInputs, LossOutputs, LossPlan, PlanOptions, STATUS_NON_FINITE};
+pub use shards::ShardedPlan;
 
 /// How per-element (or per-group) losses become the returned value.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -9,6 +9,7 @@
 use bytemuck::{Pod, Zeroable};
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::losses::shards::Sharding;
 use crate::error::{Error, Result};
 use crate::gpu::chunks::{PixelChunk, PixelLayout, tile_span};
 use crate::gpu::layout::{Chunk, LOSS_TILE, WG_SIZE};
@@ -65,6 +66,17 @@ impl Aggregate {
             (Reduction::None, Aggregate::Image) => vec![images, classes],
             (Reduction::None, Aggregate::Batch) => vec![classes],
             _ => vec![1],
+        }
+    }
+}
+
+impl Aggregate {
+    /// How a loss over these groups divides across data-parallel devices:
+    /// groups over the batch add their sums; groups per image are terms local to one image.
+    pub(crate) fn sharding(self, reduction: Reduction) -> Sharding {
+        match self {
+            Aggregate::Batch => Sharding::Groups,
+            Aggregate::Image => Sharding::of(reduction),
         }
     }
 }
@@ -297,6 +309,10 @@ impl<T: ScoredOverlap> Loss for T {
         overlap_target(self.overlap().mode)
     }
 
+    fn sharding(&self) -> Sharding {
+        self.overlap().aggregate.sharding(self.overlap().reduction)
+    }
+
     fn validate(&self) -> Result<()> {
         self.validate_score()?;
         self.overlap().validate(self.score())
@@ -404,6 +420,7 @@ impl OverlapConfig {
             entry: "overlap_groups",
             class_weights: Some(weights.iter().map(|&w| w as f32).collect()),
             denominator,
+            pixels: 0.0,
             params: GroupParams {
                 count: groups as u32,
                 classes: c as u32,
@@ -506,9 +523,7 @@ pub(crate) struct GroupParams {
     pub alpha: f32,
     pub beta: f32,
     pub mean_scale: f32,
-    /// M, the pixels of one group (mcc's TN = M − P − G + I).
-    pub pixels: f32,
-    pub _pad: u32,
+    pub _pad: [u32; 2],
 }
 
 /// An overlap loss to plan: the pixel passes are the same for all four
@@ -529,6 +544,8 @@ pub(crate) struct OverlapPlan<'a> {
     pub class_weights: Option<Vec<f32>>,
     /// What the summed contributions are divided by (mean), else 1.
     pub denominator: f64,
+    /// M, the pixels of one group (mcc's TN = M − P − G + I): stored after the sums.
+    pub pixels: f64,
     pub params: GroupParams,
 }
 
@@ -557,7 +574,10 @@ impl OverlapPlan<'_> {
         // them; the groups' values are then NaN).
         let status = plan.status();
         let partials = plan.scratch("overlap partials", 3 * groups * seg_len * 4)?;
-        let stats = plan.scratch("overlap stats", 3 * groups * 4)?;
+        // I, P, G of every group, then M (mcc's pixels per group).
+        let mut initial = vec![0f32; 3 * groups as usize];
+        initial.push(self.pixels as f32);
+        let stats = plan.storage("overlap stats", bytemuck::cast_slice(&initial));
         let coef = plan.scratch("overlap coefficients", groups * 8)?;
         let contrib = plan.scratch("overlap contributions", invocations * 4)?;
         let pixel_params = |chunk: Chunk| {
@@ -595,6 +615,7 @@ impl OverlapPlan<'_> {
         }
         plan.steps_mut().extend(stat_steps);
         plan.segmented_sum(Binding::owned(&partials), 3 * groups, seg_len, Binding::owned(&stats))?;
+        let split = plan.steps_mut().len();
 
         // 2. Per group: the loss, its share of the value, the coefficients.
         let write_elements = self.reduction == Reduction::None;
@@ -640,6 +661,11 @@ impl OverlapPlan<'_> {
                 )?);
             }
             plan.steps_mut().extend(grad_steps);
+        }
+        if self.batch {
+            // Groups that span the batch: their sums are what data-parallel devices add.
+            let tail = plan.steps_mut().len() - split;
+            plan.split_tail(&stats, 3 * groups + 1, tail);
         }
         Ok(plan.finish(self.value_shape.clone()))
     }

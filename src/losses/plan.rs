@@ -154,6 +154,33 @@ pub struct LossPlan {
     /// The element-type conversions around the kernels, for inputs or a
     /// gradient of other types than f32 and i32 ([`crate::InputDTypes`]).
     pub(crate) conversion: Option<Conversion>,
+    /// Where the program divides into a data-parallel plan's two phases,
+    /// for a loss whose groups span the batch (`losses/shards.rs`).
+    pub(crate) split: Option<Split>,
+    /// The one-value buffer a mean divides by, when the plan computes it
+    /// from the data (cross-entropy's `Σ w[y]`): a data-parallel plan adds
+    /// it across devices.
+    pub(crate) denominator: Option<wgpu::Buffer>,
+}
+
+/// The point where a plan's program divides in two for a data-parallel
+/// plan (`losses/shards.rs`): the last `tail` steps of each of its programs
+/// read what the steps before them left in the first `len` f32 of `stats`,
+/// which a data-parallel plan replaces between the parts: the groups' sums
+/// (`overlap.wgsl`'s I, P, G over the batch), or the gradient's factor per
+/// value entry (`hausdorff_dt.wgsl`'s under `log`).
+#[derive(Clone)]
+pub(crate) struct Split {
+    pub tail: usize,
+    pub stats: wgpu::Buffer,
+    pub len: u64,
+}
+
+/// Which steps of a split program to record.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Part {
+    Statistics,
+    Finish,
 }
 
 /// An optional input that a plan computes in its own program when the caller
@@ -186,19 +213,20 @@ impl LossPlan {
     /// unless `inputs.distance` brings them (`[N, C, S…]`, every class's map).
     /// (`hausdorff_dt` computes the prediction's maps in every recording.)
     pub fn record(&self, encoder: &mut wgpu::CommandEncoder, inputs: LossInputs<'_>, outputs: LossOutputs<'_>) -> Result<()> {
-        let Some(c) = &self.conversion else { return self.record_kernels(encoder, inputs, outputs) };
+        let Some(c) = &self.conversion else { return self.record_kernels(encoder, inputs, outputs, None) };
         let outputs = LossOutputs { grad: if self.options.grad { outputs.grad } else { None }, ..outputs };
         let (wide, wide_grad) = c.widen(encoder, inputs, outputs)?;
-        self.record_kernels(encoder, wide, LossOutputs { value: outputs.value, grad: wide_grad })?;
+        self.record_kernels(encoder, wide, LossOutputs { value: outputs.value, grad: wide_grad }, None)?;
         c.narrow(encoder, outputs.grad)
     }
 
-    /// [`LossPlan::record`] on the types the kernels read.
-    fn record_kernels(&self, encoder: &mut wgpu::CommandEncoder, inputs: LossInputs<'_>, outputs: LossOutputs<'_>) -> Result<()> {
+    /// [`LossPlan::record`] on the types the kernels read: the whole
+    /// program, or one part of a split one.
+    fn record_kernels(&self, encoder: &mut wgpu::CommandEncoder, inputs: LossInputs<'_>, outputs: LossOutputs<'_>, part: Option<Part>) -> Result<()> {
         if inputs.distance.is_some() && self.optional.is_none() {
             return Err(Error::input("plan", "distance maps were given, but this loss takes none"));
         }
-        if let Some(status) = &self.status {
+        if let (Some(status), None | Some(Part::Statistics)) = (&self.status, part) {
             encoder.clear_buffer(status, 0, None);
         }
         let grad = if self.options.grad { outputs.grad } else { None };
@@ -213,7 +241,29 @@ impl LossPlan {
             }
             None => &self.program,
         };
-        program.record(&self.ctx, encoder, &tensors)
+        let len = program.steps.len();
+        let at = len - self.split.as_ref().map_or(0, |s| s.tail);
+        let steps = match part {
+            None => 0..len,
+            Some(Part::Statistics) => 0..at,
+            Some(Part::Finish) => at..len,
+        };
+        program.record_steps(&self.ctx, encoder, &tensors, steps)
+    }
+
+    /// Records one part of a split program ([`LossPlan::split`]): the steps
+    /// before the split (the statistics, into the plan's own buffer; the
+    /// gradient is not written) or after it (which the caller has given the
+    /// buffer's new contents). The inputs are widened again for each part.
+    pub(crate) fn record_part(&self, encoder: &mut wgpu::CommandEncoder, inputs: LossInputs<'_>, outputs: LossOutputs<'_>, part: Part) -> Result<()> {
+        if self.split.is_none() {
+            return Err(Error::Device("this plan has no split".into()));
+        }
+        let outputs = LossOutputs { grad: if self.options.grad { outputs.grad } else { None }, ..outputs };
+        let Some(c) = &self.conversion else { return self.record_kernels(encoder, inputs, outputs, Some(part)) };
+        let (wide, wide_grad) = c.widen(encoder, inputs, outputs)?;
+        self.record_kernels(encoder, wide, LossOutputs { value: outputs.value, grad: wide_grad }, Some(part))?;
+        if part == Part::Finish { c.narrow(encoder, outputs.grad) } else { Ok(()) }
     }
 
     /// The target type its kernels read (f32 or i32).

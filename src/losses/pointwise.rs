@@ -108,6 +108,9 @@ impl Pointwise<'_> {
             Denominator::Constant(d) => d as f32,
             Denominator::LabelSum(_) => 0.0,
         });
+        if matches!(self.denominator, Denominator::LabelSum(_)) {
+            plan.data_denominator(&denom);
+        }
         let tiles_total: u64 = chunks.iter().map(|ch| (ch.units.end - ch.units.start).div_ceil(LOSS_TILE)).sum();
         let partials = plan.scratch("loss partials", tiles_total * 4)?;
         let (logits_name, target_name, weights_name) = self.kernel.binding_names();

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use bytemuck::{Pod, Zeroable};
 
+use crate::losses::shards::Sharding;
 use crate::error::{Error, Result};
 use crate::gpu::chunks::{PixelChunk, PixelLayout, tile_span};
 use crate::gpu::context::GpuContext;
@@ -80,6 +81,10 @@ impl Loss for UnifiedFocalConfig {
 
     fn target_kind(&self) -> TargetKind {
         overlap_target(self.mode)
+    }
+
+    fn sharding(&self) -> Sharding {
+        Sharding::of(self.reduction)
     }
 
     fn validate(&self) -> Result<()> {

@@ -28,6 +28,7 @@ mod pointwise;
 mod reduce;
 mod reference_golden;
 mod scan;
+mod shards;
 mod shaders;
 mod sort;
 mod stencil;

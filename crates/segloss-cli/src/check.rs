@@ -2,14 +2,15 @@
 
 use std::path::Path;
 
-use segloss::golden::{GoldenCase, Outcome, case_files, check_case, check_case_in_dtype};
+use segloss::golden::{GoldenCase, Outcome, case_files, check_case, check_case_in_dtype, check_case_sharded};
 use segloss::{DType, GpuContext, Result, Runner};
 
-pub fn run(dir: &Path, only: &[String], cpu_only: bool, dtype: Option<DType>) -> Result<bool> {
+pub fn run(dir: &Path, only: &[String], cpu_only: bool, dtype: Option<DType>, shards: Option<usize>) -> Result<bool> {
     let runner = if cpu_only { None } else { Some(Runner::new(GpuContext::new()?)) };
     if let Some(r) = &runner {
         let inputs = dtype.map(|d| format!(", inputs and gradient in {}", d.name())).unwrap_or_default();
-        println!("device: {}{inputs}", r.context().adapter_name());
+        let sharded = shards.map(|k| format!(", each batch split over {k} data-parallel devices")).unwrap_or_default();
+        println!("device: {}{inputs}{sharded}", r.context().adapter_name());
     }
     let (mut passed, mut failed, mut skipped) = (0, 0, 0);
     for file in case_files(dir)? {
@@ -18,8 +19,9 @@ pub fn run(dir: &Path, only: &[String], cpu_only: bool, dtype: Option<DType>) ->
             if !only.is_empty() && !only.contains(&case.loss) {
                 return Ok(None);
             }
-            match (dtype, &runner) {
-                (Some(d), Some(r)) => check_case_in_dtype(&case, r, d).map(Some),
+            match (dtype, shards, &runner) {
+                (Some(d), _, Some(r)) => check_case_in_dtype(&case, r, d).map(Some),
+                (_, Some(k), Some(r)) => check_case_sharded(&case, r, k).map(Some),
                 _ => check_case(&case, runner.as_ref()).map(Some),
             }
         });
@@ -29,6 +31,7 @@ pub fn run(dir: &Path, only: &[String], cpu_only: bool, dtype: Option<DType>) ->
                 passed += 1;
                 match (dtype, gpu) {
                     (Some(d), Some(g)) => println!("PASS {name} (gpu at {g:.3} of tolerance, against the reference on {} inputs)", d.name()),
+                    (None, Some(g)) if shards.is_some() => println!("PASS {name} (gpu at {g:.3} of tolerance)"),
                     _ => {
                         let gpu = gpu.map(|g| format!(", gpu at {g:.3} of tolerance")).unwrap_or_default();
                         println!("PASS {name} (reference at {reference:.3} of 1e-8{gpu})");

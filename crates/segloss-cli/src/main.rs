@@ -34,6 +34,11 @@ enum Command {
         /// it too) and hold the GPU to the reference on the rounded inputs.
         #[arg(long, value_parser = parse_dtype, conflicts_with = "cpu_only")]
         dtype: Option<segloss::DType>,
+        /// Run each case as K data-parallel devices would: the batch split
+        /// into min(K, N) slices, their statistics added, each slice
+        /// finished with the sums, the gradients put back together.
+        #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..), conflicts_with_all = ["cpu_only", "dtype"])]
+        shards: Option<u32>,
     },
     /// Times each implemented loss on the anchor workloads.
     Bench(bench::Args),
@@ -49,7 +54,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info => info::run(),
-        Command::Check { dir, only, cpu_only, dtype } => check::run(&dir, &only, cpu_only, dtype),
+        Command::Check { dir, only, cpu_only, dtype, shards } => check::run(&dir, &only, cpu_only, dtype, shards.map(|k| k as usize)),
         Command::Bench(args) => bench::run(&args),
         Command::Selftest { seed } => selftest::run(seed),
     };
