@@ -12,7 +12,7 @@
 //! logits: concatenated over devices, the single-device gradient on the whole
 //! batch. segloss does no communication itself.
 //!
-//! Three kinds of loss ([`Sharding`]), in the one mechanism here and
+//! Three kinds of loss (`Sharding`), in the one mechanism here and
 //! `shaders/shards.wgsl`:
 //! - nothing couples the slices (reduction `"none"` of per-image values):
 //!   no statistics, the finish is the one-phase plan;
@@ -22,7 +22,7 @@
 //!   the loss's value-only plan on the slice; its finish, the plan with the
 //!   gradient, scaled on the GPU by `D / ΣD`;
 //! - groups that span the batch (aggregate `"batch"`): the loss's own group
-//!   sums, which its plan marks ([`crate::losses::plan::Split`]); the finish
+//!   sums, which its plan marks (`losses::plan::Split`); the finish
 //!   is the rest of its program, run on the summed groups.
 
 use bytemuck::{Pod, Zeroable};

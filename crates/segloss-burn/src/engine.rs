@@ -8,6 +8,7 @@ use segloss::{CompoundConfig, ContextOptions, GpuContext, LossConfig};
 
 use crate::error::{Error, Result};
 use crate::loss::BurnLoss;
+use crate::sharded::ShardedBurnLoss;
 
 /// burn's wgpu device and segloss's context on the same `wgpu::Device` and
 /// `wgpu::Queue`, so that segloss's kernels read burn's buffers in place and
@@ -46,6 +47,23 @@ impl SeglossBurn {
         Self::share(device, &setup)
     }
 
+    /// Opens a wgpu device of its own on the default adapter and registers
+    /// it ([`SeglossBurn::from_setup`]): a second burn device on the same
+    /// GPU, as a data-parallel replica or a test's fresh device.
+    pub fn on_own_device(label: &str) -> Result<Self> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
+        let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions::default())).map_err(|e| Error::Init(format!("no wgpu adapter: {e}")))?;
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some(label),
+            required_features: adapter.features() - wgpu::Features::MAPPABLE_PRIMARY_BUFFERS,
+            required_limits: adapter.limits(),
+            ..Default::default()
+        }))
+        .map_err(|e| Error::Init(format!("no wgpu device: {e}")))?;
+        let backend = adapter.get_info().backend;
+        Self::from_setup(WgpuSetup { instance, adapter, device, queue, backend })
+    }
+
     fn share(device: Device, setup: &WgpuSetup) -> Result<Self> {
         let wgpu_device = wgpu_device_of(&device).ok_or_else(|| Error::Init(format!("{device:?} is not a wgpu device")))?;
         let ctx = GpuContext::from_device(setup.device.clone(), setup.queue.clone(), ContextOptions::default());
@@ -82,6 +100,16 @@ impl SeglossBurn {
     /// A loss from its JSON configuration, `{"loss": "dice", "params": {…}}`.
     pub fn loss_json(&self, json: &str) -> Result<BurnLoss> {
         self.loss(LossConfig::from_json(json)?)
+    }
+
+    /// A loss for one device of a data-parallel batch: its statistics, then
+    /// the global loss from their sum over devices ([`ShardedBurnLoss`]).
+    pub fn sharded_loss(&self, config: LossConfig) -> Result<ShardedBurnLoss> {
+        config.validate()?;
+        if let Some(why) = config.unsplittable() {
+            return Err(segloss::Error::Config { loss: config.name(), message: format!("does not split across data-parallel devices: {why}") }.into());
+        }
+        Ok(ShardedBurnLoss::new(self.clone(), config))
     }
 
     /// A weighted sum of losses, recorded into one value and one gradient.

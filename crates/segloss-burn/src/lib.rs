@@ -43,11 +43,13 @@ mod engine;
 mod error;
 mod loss;
 mod primitive;
+mod sharded;
 mod zero_copy;
 
 pub use engine::SeglossBurn;
 pub use error::{Error, Result};
 pub use loss::{BurnLoss, Extras, Target};
+pub use sharded::ShardedBurnLoss;
 
 /// The segloss crate this one is built on: configurations, schedules (`alpha_step`), references.
 pub use segloss;

@@ -8,7 +8,7 @@ use segloss::{CompoundConfig, CompoundPlan, InputShapes, LossConfig, LossInputs,
 
 use crate::engine::SeglossBurn;
 use crate::error::{Error, Result};
-use crate::primitive::{self, Flat, FlatTarget};
+use crate::primitive::{self, Flat, FlatTarget, Primitives};
 use crate::zero_copy::{self, Input, Inputs, Outputs};
 
 /// A target tensor of any rank: i32 class indices (`Tensor<D, Int>`) or f32
@@ -63,6 +63,67 @@ impl Extras {
     /// With the target's distance maps, from the data loader.
     pub fn distance<const D: usize>(self, distance: Tensor<D>) -> Self {
         Extras { distance: Some(FlatFloat::new(distance)), ..self }
+    }
+}
+
+/// The shapes and types segloss sees for one evaluation's inputs, which
+/// burn hands over flat.
+pub(crate) struct Roles {
+    pub logits: Vec<usize>,
+    pub target: Vec<usize>,
+    target_dtype: segloss::DType,
+    pub weight: Option<Vec<usize>>,
+    distance: Option<Vec<usize>>,
+}
+
+impl Roles {
+    /// The roles of these tensors, and the tensors flat.
+    pub(crate) fn split<const D: usize>(logits: Tensor<D>, target: Target, extras: Extras) -> (Roles, Flat) {
+        let logits = FlatFloat::new(logits);
+        let target_dtype = match target.flat {
+            FlatTarget::Classes(_) => segloss::DType::I32,
+            FlatTarget::Dense(_) => segloss::DType::F32,
+        };
+        let roles = Roles {
+            logits: logits.dims,
+            target: target.dims,
+            target_dtype,
+            weight: extras.weight.as_ref().map(|w| w.dims.clone()),
+            distance: extras.distance.as_ref().map(|d| d.dims.clone()),
+        };
+        let flat = Flat { logits: logits.flat, target: target.flat, weight: extras.weight.map(|w| w.flat), distance: extras.distance.map(|d| d.flat) };
+        (roles, flat)
+    }
+
+    /// The primitives in their roles.
+    pub(crate) fn inputs(&self, p: Primitives) -> Inputs {
+        let input = |name, tensor, dims: &[usize], dtype| Input { name, tensor, dims: dims.to_vec(), dtype };
+        Inputs {
+            logits: input("logits", p.logits, &self.logits, segloss::DType::F32),
+            target: input("target", p.target, &self.target, self.target_dtype),
+            weight: p.weight.map(|t| input("weight", t, self.weight.as_deref().expect("weight dims"), segloss::DType::F32)),
+            distance: p.distance.map(|t| input("distance", t, self.distance.as_deref().expect("distance dims"), segloss::DType::F32)),
+        }
+    }
+
+    /// The shapes a plan is made for.
+    pub(crate) fn shapes(&self) -> InputShapes {
+        InputShapes { weight: self.weight.clone(), ..InputShapes::new(&self.logits, &self.target) }
+    }
+}
+
+/// Refuses a target of the other kind than the loss takes (class indices or dense).
+pub(crate) fn check_target_kind(kind: TargetKind, target: &Target) -> Result<()> {
+    let (classes, expected) = match kind {
+        TargetKind::Classes => (true, "an Int tensor of class indices"),
+        TargetKind::Dense => (false, "a float tensor of the logits' shape"),
+        TargetKind::Boxes => (false, "a float tensor of boxes [M, 4]"),
+        TargetKind::Masks => (false, "a float tensor of instance masks [M, H, W]"),
+    };
+    match (&target.flat, classes) {
+        (FlatTarget::Classes(_), false) => Err(Error::DType { input: "target", found: "an Int tensor".into(), expected }),
+        (FlatTarget::Dense(_), true) => Err(Error::DType { input: "target", found: "a float tensor".into(), expected }),
+        _ => Ok(()),
     }
 }
 
@@ -181,52 +242,16 @@ impl BurnLoss {
     /// [`BurnLoss::forward`] with weights or distance maps.
     pub fn forward_with<const D: usize>(&self, logits: Tensor<D>, target: impl Into<Target>, extras: Extras) -> Result<Tensor<1>> {
         let target = target.into();
-        self.check_target_kind(&target)?;
-        let logits = FlatFloat::new(logits);
-        let key = PlanKey {
-            logits: logits.dims.clone(),
-            target: target.dims.clone(),
-            weight: extras.weight.as_ref().map(|w| w.dims.clone()),
-            grad: false,
-        };
-        let distance_dims = extras.distance.as_ref().map(|d| d.dims.clone());
-        let target_dtype = match target.flat {
-            FlatTarget::Classes(_) => segloss::DType::I32,
-            FlatTarget::Dense(_) => segloss::DType::F32,
-        };
-        let flat = Flat {
-            logits: logits.flat,
-            target: target.flat,
-            weight: extras.weight.map(|w| w.flat),
-            distance: extras.distance.map(|d| d.flat),
-        };
-        primitive::run(flat, |p, grad| {
-            let input = |name, tensor, dims: &[usize], dtype| Input { name, tensor, dims: dims.to_vec(), dtype };
-            let inputs = Inputs {
-                logits: input("logits", p.logits, &key.logits, segloss::DType::F32),
-                target: input("target", p.target, &key.target, target_dtype),
-                weight: p.weight.map(|t| input("weight", t, key.weight.as_deref().expect("weight dims"), segloss::DType::F32)),
-                distance: p.distance.map(|t| input("distance", t, distance_dims.as_deref().expect("distance dims"), segloss::DType::F32)),
-            };
-            self.evaluate(PlanKey { grad, ..key.clone() }, inputs)
-        })
+        check_target_kind(self.target_kind(), &target)?;
+        let (roles, flat) = Roles::split(logits, target, extras);
+        let key = PlanKey { logits: roles.logits.clone(), target: roles.target.clone(), weight: roles.weight.clone(), grad: false };
+        primitive::run(flat, |p, grad| self.evaluate(PlanKey { grad, ..key.clone() }, roles.inputs(p)))
     }
 
-    fn check_target_kind(&self, target: &Target) -> Result<()> {
-        let kind = match &self.inner.kind {
+    fn target_kind(&self) -> TargetKind {
+        match &self.inner.kind {
             Kind::Single(c) => c.target_kind(),
             Kind::Compound(c) => c.terms[0].loss.target_kind(),
-        };
-        let (classes, expected) = match kind {
-            TargetKind::Classes => (true, "an Int tensor of class indices"),
-            TargetKind::Dense => (false, "a float tensor of the logits' shape"),
-            TargetKind::Boxes => (false, "a float tensor of boxes [M, 4]"),
-            TargetKind::Masks => (false, "a float tensor of instance masks [M, H, W]"),
-        };
-        match (&target.flat, classes) {
-            (FlatTarget::Classes(_), false) => Err(Error::DType { input: "target", found: "an Int tensor".into(), expected }),
-            (FlatTarget::Dense(_), true) => Err(Error::DType { input: "target", found: "a float tensor".into(), expected }),
-            _ => Ok(()),
         }
     }
 

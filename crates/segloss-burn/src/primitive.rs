@@ -68,17 +68,27 @@ where
 }
 
 fn run_plain(flat: Flat, evaluate: impl FnOnce(Primitives, bool) -> Result<Outputs>) -> Result<Tensor<1>> {
-    let primitives = Primitives {
-        logits: float::<Cube>(flat.logits, "logits")?,
-        target: match flat.target {
-            FlatTarget::Classes(t) => int::<Cube>(t, "target")?,
-            FlatTarget::Dense(t) => float::<Cube>(t, "target")?,
-        },
-        weight: flat.weight.map(|t| float::<Cube>(t, "weight")).transpose()?,
-        distance: flat.distance.map(|t| float::<Cube>(t, "distance")).transpose()?,
-    };
-    let outputs = evaluate(primitives, false)?;
+    let outputs = evaluate(plain(flat)?, false)?;
     Ok(Tensor::<1>::from_primitive::<Cube>(outputs.value))
+}
+
+/// The tensors as cubecl primitives outside any autodiff graph (what a
+/// loss's statistics read: they carry no gradient).
+pub(crate) fn plain(flat: Flat) -> Result<Primitives> {
+    Ok(Primitives {
+        logits: plain_float(flat.logits, "logits")?,
+        target: match flat.target {
+            FlatTarget::Classes(t) => int::<Cube>(t.without_autodiff(), "target")?,
+            FlatTarget::Dense(t) => plain_float(t, "target")?,
+        },
+        weight: flat.weight.map(|t| plain_float(t, "weight")).transpose()?,
+        distance: flat.distance.map(|t| plain_float(t, "distance")).transpose()?,
+    })
+}
+
+/// A float tensor as a cubecl primitive outside any autodiff graph.
+pub(crate) fn plain_float(t: Tensor<1>, input: &'static str) -> Result<CubeTensor> {
+    float::<Cube>(t.without_autodiff(), input)
 }
 
 fn run_autodiff<C: CheckpointStrategy>(flat: Flat, evaluate: impl FnOnce(Primitives, bool) -> Result<Outputs>) -> Result<Tensor<1>>

@@ -93,55 +93,55 @@ fn is_dense(shape: &[usize], strides: &[usize]) -> bool {
 /// Records `planned` on the inputs where burn placed them and submits it on
 /// burn's queue, after burn's pending work and before its later work.
 pub(crate) fn evaluate(engine: &SeglossBurn, planned: &Planned, inputs: Inputs, grad: bool) -> Result<Outputs> {
-    for input in [Some(&inputs.logits), Some(&inputs.target), inputs.weight.as_ref(), inputs.distance.as_ref()].into_iter().flatten() {
-        check(engine, input)?;
-    }
-    let logits = &inputs.logits.tensor;
-    let device = logits.device.clone();
+    let device = inputs.logits.tensor.device.clone();
     let value = Cube::float_empty(Shape::new([1]), &device, FloatDType::F32);
     let grad = grad.then(|| Cube::float_empty(Shape::new([inputs.logits.dims.iter().product::<usize>()]), &device, FloatDType::F32));
+    let mut more = vec![Input { name: "value", tensor: value.clone(), dims: vec![1], dtype: segloss::DType::F32 }];
+    more.extend(grad.iter().map(|g| Input { name: "grad", tensor: g.clone(), dims: inputs.logits.dims.clone(), dtype: segloss::DType::F32 }));
+    record(engine, &inputs, &more, |encoder, loss_inputs, more| {
+        planned.record(encoder, loss_inputs, LossOutputs { value: &more[0], grad: more.get(1) })
+    })?;
+    Ok(Outputs { value, grad })
+}
 
+/// Records `record` on the inputs and on `more` (further tensors it reads or
+/// writes: the value, the gradient, statistics), each seen where burn
+/// placed it, and submits it on burn's queue after burn's pending work.
+pub(crate) fn record(
+    engine: &SeglossBurn,
+    inputs: &Inputs,
+    more: &[Input],
+    record: impl FnOnce(&mut wgpu::CommandEncoder, LossInputs<'_>, &[GpuTensor]) -> segloss::Result<()>,
+) -> Result<()> {
+    for input in [Some(&inputs.logits), Some(&inputs.target), inputs.weight.as_ref(), inputs.distance.as_ref()].into_iter().flatten().chain(more) {
+        check(engine, input)?;
+    }
     // Pin every allocation (cubecl neither frees nor moves a pinned one) and
     // see it as a segloss tensor at its buffer and offset.
     let ctx = engine.context();
-    let client = logits.client.clone();
-    let pin = |name: &'static str, t: &CubeTensor, dims: &[usize], dtype: segloss::DType| {
-        let pinned = client.get_resource::<Server>(t.handle.clone()).map_err(|e| Error::Server { input: name, message: e.to_string() })?;
+    let client = inputs.logits.tensor.client.clone();
+    let mut pins = Vec::with_capacity(4 + more.len());
+    let mut pin = |input: &Input| -> Result<GpuTensor> {
+        let pinned = client.get_resource::<Server>(input.tensor.handle.clone()).map_err(|e| Error::Server { input: input.name, message: e.to_string() })?;
         let r = pinned.resource();
-        let tensor = GpuTensor::new(ctx, r.buffer.clone(), r.offset, dims, dtype)?;
-        Ok::<_, Error>((pinned, tensor))
+        let tensor = GpuTensor::new(ctx, r.buffer.clone(), r.offset, &input.dims, input.dtype)?;
+        pins.push(pinned);
+        Ok(tensor)
     };
-    // Each role pinned in turn; the pins are kept together until the submit.
-    let mut pins = Vec::with_capacity(6);
-    let mut pin_input = |input: &Input| -> Result<GpuTensor> {
-        let (p, t) = pin(input.name, &input.tensor, &input.dims, input.dtype)?;
-        pins.push(p);
-        Ok(t)
-    };
-    let logits_t = pin_input(&inputs.logits)?;
-    let target_t = pin_input(&inputs.target)?;
-    let weight_t = inputs.weight.as_ref().map(&mut pin_input).transpose()?;
-    let distance_t = inputs.distance.as_ref().map(&mut pin_input).transpose()?;
-    let (p, value_t) = pin("value", &value, &[1], segloss::DType::F32)?;
-    pins.push(p);
-    let grad_t = match &grad {
-        Some(g) => {
-            let (p, t) = pin("grad", g, &inputs.logits.dims, segloss::DType::F32)?;
-            pins.push(p);
-            Some(t)
-        }
-        None => None,
-    };
+    let logits_t = pin(&inputs.logits)?;
+    let target_t = pin(&inputs.target)?;
+    let weight_t = inputs.weight.as_ref().map(&mut pin).transpose()?;
+    let distance_t = inputs.distance.as_ref().map(&mut pin).transpose()?;
+    let more_t = more.iter().map(&mut pin).collect::<Result<Vec<_>>>()?;
     let loss_inputs = LossInputs { logits: &logits_t, target: &target_t, weight: weight_t.as_ref(), distance: distance_t.as_ref() };
-    let outputs = LossOutputs { value: &value_t, grad: grad_t.as_ref() };
 
     let mut encoder = ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("segloss-burn") });
-    planned.record(&mut encoder, loss_inputs, outputs)?;
+    record(&mut encoder, loss_inputs, &more_t)?;
     // burn's pending work (the logits' producers, its uploads) goes first.
     client.flush().map_err(|e| Error::Server { input: "logits", message: e.to_string() })?;
     ctx.queue().submit([encoder.finish()]);
     // Unpinned only now: whatever burn does next with these allocations is
     // submitted after this, on the same queue.
     drop(pins);
-    Ok(Outputs { value, grad })
+    Ok(())
 }

@@ -189,7 +189,7 @@ fn two_hundred_steps_create_no_buffers() {
     // A device of its own, so that the other tests (run in parallel) neither
     // create buffers on its context nor allocate in its pool: registered
     // from a setup made here, as an application that owns its wgpu device does.
-    let engine = SeglossBurn::from_setup(own_setup()).unwrap();
+    let engine = SeglossBurn::on_own_device("segloss-burn test").unwrap();
     let device = engine.device().clone().autodiff();
     let ctx = engine.context();
     let (n, c, h, w) = (2, 3, 16, 16);
@@ -226,20 +226,6 @@ fn two_hundred_steps_create_no_buffers() {
 
 /// A wgpu setup made without burn: the adapter segloss would choose, with
 /// its full limits (burn asks for them).
-fn own_setup() -> burn::backend::wgpu::WgpuSetup {
-    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
-    let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions::default())).expect("a wgpu adapter");
-    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-        label: Some("segloss-burn test"),
-        required_features: adapter.features() - wgpu::Features::MAPPABLE_PRIMARY_BUFFERS,
-        required_limits: adapter.limits(),
-        ..Default::default()
-    }))
-    .expect("a wgpu device");
-    let backend = adapter.get_info().backend;
-    burn::backend::wgpu::WgpuSetup { instance, adapter, device, queue, backend }
-}
-
 #[test]
 fn wrong_target_kinds_and_shapes_are_named() {
     let device = autodiff();
