@@ -28,8 +28,8 @@ struct ShardParams {
     accumulate_value: u32,
     scale: f32,            // the plan's scale on value and gradient
     per_entry: u32,        // one gradient factor per value entry (else one, the scale)
-    _pad1: u32,
-    _pad2: u32,
+    source_offset: u32,    // copy: where in `source` and in `destination` the run starts
+    destination_offset: u32,
 }
 
 @group(0) @binding(0) var<uniform> sp: ShardParams;
@@ -89,10 +89,11 @@ fn finish(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
 }
 
-// destination[0..len) = source[0..len).
+// destination[d + i] = source[s + i] for i in [0, len): a loss's statistics
+// to and from its place in the caller's (a compound's terms one after another).
 @compute @workgroup_size(64)
 fn copy(@builtin(global_invocation_id) gid: vec3<u32>) {
     for (var i = gid.x; i < sp.len; i += 64u * 64u) {
-        destination[i] = source[i];
+        destination[sp.destination_offset + i] = source[sp.source_offset + i];
     }
 }

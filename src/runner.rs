@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::gpu::tensor::{read_bytes, tensor_usage};
 use crate::gpu::context::GpuContext;
 use crate::gpu::tensor::{DType, GpuTensor, HostTensor};
-use crate::losses::{HostInputs, LossConfig};
+use crate::losses::{HostInputs, InputShapes, LossConfig};
 use crate::losses::compound::CompoundConfig;
 use crate::losses::plan::{LossInputs, LossOutputs, LossPlan, PlanOptions};
 use crate::losses::shards::ShardedPlan;
@@ -187,14 +187,34 @@ impl Runner {
     /// (or, for values per item, is its slice's), and the gradients and
     /// extras are concatenated.
     pub fn compute_sharded(&self, config: &LossConfig, inputs: HostInputs<'_>, shards: usize) -> Result<LossResult> {
-        pollster::block_on(self.compute_sharded_async(config, inputs, shards))
-    }
-
-    async fn compute_sharded_async(&self, config: &LossConfig, inputs: HostInputs<'_>, shards: usize) -> Result<LossResult> {
         inputs.check()?;
         config.validate()?;
         config.check_shapes(&inputs.shapes())?;
         inputs.with_widened(|wide| config.check_values(wide))?;
+        let plan = |shapes: &InputShapes| config.plan_sharded(&self.ctx, shapes, PlanOptions::default());
+        pollster::block_on(self.compute_sharded_async(config.name(), &[config], plan, inputs, shards))
+    }
+
+    /// [`Runner::compute_sharded`] for a compound ([`CompoundConfig::plan_sharded`]).
+    pub fn compute_compound_sharded(&self, config: &CompoundConfig, inputs: HostInputs<'_>, shards: usize) -> Result<LossResult> {
+        inputs.check()?;
+        config.check_shapes(&inputs.shapes())?;
+        inputs.with_widened(|wide| config.check_values(wide))?;
+        let plan = |shapes: &InputShapes| config.plan_sharded(&self.ctx, shapes, PlanOptions::default());
+        let terms: Vec<&LossConfig> = config.terms.iter().map(|t| &t.loss).collect();
+        pollster::block_on(self.compute_sharded_async("compound", &terms, plan, inputs, shards))
+    }
+
+    /// The data-parallel run of a plan made by `plan` for each slice's
+    /// shapes; `configs` name the status words it reports, in order.
+    async fn compute_sharded_async(
+        &self,
+        name: &str,
+        configs: &[&LossConfig],
+        plan: impl Fn(&InputShapes) -> Result<ShardedPlan>,
+        inputs: HostInputs<'_>,
+        shards: usize,
+    ) -> Result<LossResult> {
         let ctx = &self.ctx;
         let n = inputs.logits.shape.first().copied().unwrap_or(1);
         let k = shards.clamp(1, n.max(1));
@@ -211,7 +231,7 @@ impl Runner {
             let weight = inputs.weight.map(|w| w.rows(rows.clone()));
             let distance = inputs.distance.map(|d| d.rows(rows.clone()));
             let host = HostInputs { logits: &logits, target: &target, weight: weight.as_ref(), distance: distance.as_ref() };
-            let plan = config.plan_sharded(ctx, &host.shapes(), PlanOptions::default())?;
+            let plan = plan(&host.shapes())?;
             let tensors = [upload(Some(&logits))?, upload(Some(&target))?, upload(weight.as_ref())?, upload(distance.as_ref())?];
             let stats = GpuTensor::zeros(ctx, &[plan.statistics_len()], DType::F32)?;
             slices.push(Slice { plan, tensors, stats });
@@ -241,9 +261,9 @@ impl Runner {
             s.plan.record_finish(&mut encoder, loss_inputs(&s.tensors), &global, LossOutputs::new(&value, &grad))?;
             ctx.queue().submit([encoder.finish()]);
             if let Some(e) = scope.pop().await {
-                return Err(Error::Device(format!("{}: {e}", config.name())));
+                return Err(Error::Device(format!("{name}: {e}")));
             }
-            if let Some(status) = s.plan.status_buffer() {
+            for (config, status) in configs.iter().zip(s.plan.status_buffers()) {
                 let flags = read_bytes(ctx, status, 0, 4).await?;
                 let word = u32::from_le_bytes([flags[0], flags[1], flags[2], flags[3]]);
                 if word != 0 {
@@ -265,7 +285,7 @@ impl Runner {
             values.concat()
         } else {
             if let Some(i) = values.iter().position(|v| v != &values[0]) {
-                return Err(Error::Device(format!("{}: device {i}'s value {:?} differs from device 0's {:?}", config.name(), values[i], values[0])));
+                return Err(Error::Device(format!("{name}: device {i}'s value {:?} differs from device 0's {:?}", values[i], values[0])));
             }
             values.swap_remove(0)
         };

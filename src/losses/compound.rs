@@ -71,6 +71,20 @@ struct RawTerm {
     params: Option<serde_json::Value>,
 }
 
+impl CompoundTerm {
+    /// How term `i` of a compound planned with `options` writes: scaled by
+    /// its weight, the first writing (unless `options` accumulate, or
+    /// `accumulate_grad` says the gradient is added) and the rest adding.
+    pub(crate) fn options(&self, i: usize, options: PlanOptions, accumulate_grad: bool) -> PlanOptions {
+        PlanOptions {
+            scale: options.scale * self.weight as f32,
+            accumulate_value: options.accumulate_value || i > 0,
+            accumulate_grad: accumulate_grad || i > 0,
+            grad: options.grad,
+        }
+    }
+}
+
 impl TryFrom<RawTerm> for CompoundTerm {
     type Error = Error;
     fn try_from(raw: RawTerm) -> Result<Self> {
@@ -159,13 +173,7 @@ impl CompoundConfig {
         let (kernels_shapes, kernels_options) = convert::kernels_request(shapes, options);
         let mut terms = Vec::with_capacity(self.terms.len());
         for (i, t) in self.terms.iter().enumerate() {
-            let term_options = PlanOptions {
-                scale: options.scale * t.weight as f32,
-                accumulate_value: options.accumulate_value || i > 0,
-                accumulate_grad: kernels_options.accumulate_grad || i > 0,
-                grad: options.grad,
-            };
-            terms.push(t.loss.plan(ctx, &kernels_shapes, term_options)?);
+            terms.push(t.loss.plan(ctx, &kernels_shapes, t.options(i, options, kernels_options.accumulate_grad))?);
         }
         let conversion = Conversion::new(ctx, "compound", shapes, options, terms[0].target_dtype())?;
         Ok(CompoundPlan { terms, weights: self.terms.iter().map(|t| t.weight).collect(), scale: options.scale, value_shape, conversion })

@@ -32,7 +32,7 @@ use crate::gpu::context::GpuContext;
 use crate::gpu::program::{Binding, Program, SlotSpec, Step};
 use crate::gpu::tensor::{DType, GpuTensor};
 use crate::losses::plan::{LossInputs, LossOutputs, LossPlan, Part, PlanOptions};
-use crate::losses::{HausdorffDtConfig, InputShapes, LossConfig, Reduction};
+use crate::losses::{CompoundConfig, HausdorffDtConfig, InputShapes, LossConfig, Reduction};
 
 /// How a loss divides across data-parallel devices: what each loss's
 /// `Loss::sharding` says of its configuration.
@@ -74,7 +74,8 @@ struct ShardParams {
     accumulate_value: u32,
     scale: f32,
     per_entry: u32,
-    _pad: [u32; 2],
+    source_offset: u32,
+    destination_offset: u32,
 }
 
 /// A loss planned for data-parallel training: one device's slice of the
@@ -114,6 +115,31 @@ enum Phases {
     Local(LossPlan),
     Reduced(Reduced),
     Groups(Groups),
+    Compound(Compound),
+}
+
+/// A compound's terms, each sharded on its own, their statistics one after
+/// the other in the caller's tensor.
+struct Compound {
+    terms: Vec<Term>,
+    weights: Vec<f64>,
+    /// The statistics of a term that has none.
+    empty: GpuTensor,
+}
+
+struct Term {
+    plan: ShardedPlan,
+    takes_distance: bool,
+    /// The term's own statistics and their copies to and from its place in
+    /// the caller's (a binding's offset must be aligned; a term's place need not be).
+    own: Option<TermStats>,
+}
+
+struct TermStats {
+    local: GpuTensor,
+    global: GpuTensor,
+    copy_out: Program,
+    copy_in: Program,
 }
 
 /// A mean or sum of local terms: the value-only plan for the statistics,
@@ -170,6 +196,7 @@ impl LossConfig {
             Phases::Local(_) => 0,
             Phases::Reduced(r) => r.params_value.len as usize + r.params_value.mean as usize,
             Phases::Groups(g) => g.plan.split.as_ref().map_or(0, |s| s.len as usize),
+            Phases::Compound(c) => c.terms.iter().map(|t| t.plan.stats_len).sum(),
         };
         Ok(ShardedPlan { ctx: ctx.clone(), loss: name, phases, stats_len, value_shape, options })
     }
@@ -192,6 +219,50 @@ impl LossConfig {
             LossConfig::HausdorffDt(c) if c.log => LossConfig::HausdorffDt(HausdorffDtConfig { log: false, ..c.clone() }),
             c => c.clone(),
         }
+    }
+}
+
+impl CompoundConfig {
+    /// Plans the compound for one device's slice of a data-parallel batch
+    /// ([`LossConfig::plan_sharded`]): every term sharded, scaled by its
+    /// weight, accumulating after the first; the statistics are the terms'
+    /// one after the other, in the terms' order. With f16 or bf16 gradients
+    /// each term rounds its own share (the one-phase compound rounds once).
+    pub fn plan_sharded(&self, ctx: &GpuContext, shapes: &InputShapes, options: PlanOptions) -> Result<ShardedPlan> {
+        let value_shape = self.check_shapes(shapes)?;
+        let mut terms = Vec::with_capacity(self.terms.len());
+        let mut offset = 0;
+        for (i, t) in self.terms.iter().enumerate() {
+            let plan = t.loss.plan_sharded(ctx, shapes, t.options(i, options, options.accumulate_grad))?;
+            let len = plan.statistics_len();
+            terms.push((plan, t.loss.takes_distance(), offset, len));
+            offset += len;
+        }
+        let total = offset;
+        let copy = ctx.kernel("shards.wgsl", "copy", &[])?;
+        let terms = terms
+            .into_iter()
+            .map(|(plan, takes_distance, offset, len)| {
+                let own = if len == 0 {
+                    None
+                } else {
+                    let (local, global) = (GpuTensor::zeros(ctx, &[len], DType::F32)?, GpuTensor::zeros(ctx, &[len], DType::F32)?);
+                    let program = |source: Binding, destination: Binding, source_offset, destination_offset, written| {
+                        let params = ShardParams { len: len as u32, source_offset, destination_offset, ..Zeroable::zeroed() };
+                        let params = Binding::Owned(ctx.create_buffer_with("shard copy params", bytemuck::bytes_of(&params), wgpu::BufferUsages::UNIFORM));
+                        let step = Step::new(&copy, 64, vec![("sp", params), ("source", source), ("destination", destination)])?;
+                        Ok::<_, Error>(Program::new("statistics", slots(total, written, None), vec![step]))
+                    };
+                    let copy_out = program(Binding::Owned(local.buffer.clone()), Binding::slot(slot::STATS), 0, offset as u32, true)?;
+                    let copy_in = program(Binding::slot(slot::STATS), Binding::Owned(global.buffer.clone()), offset as u32, 0, false)?;
+                    Some(TermStats { local, global, copy_out, copy_in })
+                };
+                Ok(Term { plan, takes_distance, own })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let weights = self.terms.iter().map(|t| t.weight).collect();
+        let phases = Phases::Compound(Compound { terms, weights, empty: GpuTensor::zeros(ctx, &[0], DType::F32)? });
+        Ok(ShardedPlan { ctx: ctx.clone(), loss: "compound", phases, stats_len: total, value_shape, options })
     }
 }
 
@@ -238,7 +309,7 @@ impl Reduced {
             accumulate_value: options.accumulate_value as u32,
             scale: options.scale,
             per_entry: per_entry as u32,
-            _pad: [0; 2],
+            ..Zeroable::zeroed()
         };
         let params = ctx.create_buffer_with("shard params", bytemuck::bytes_of(&params_value), wgpu::BufferUsages::UNIFORM);
         let stats_len = len + mean as usize;
@@ -305,6 +376,22 @@ impl Groups {
     }
 }
 
+impl Compound {
+    /// Distance maps go to the terms that take them; given to a compound with none, an error.
+    fn check_distance(&self, inputs: LossInputs<'_>) -> Result<()> {
+        if inputs.distance.is_some() && !self.terms.iter().any(|t| t.takes_distance) {
+            return Err(Error::input("compound", "distance maps were given, but no term of this compound loss takes them"));
+        }
+        Ok(())
+    }
+}
+
+impl Term {
+    fn inputs<'a>(&self, inputs: LossInputs<'a>) -> LossInputs<'a> {
+        if self.takes_distance { inputs } else { LossInputs { distance: None, ..inputs } }
+    }
+}
+
 impl ShardedPlan {
     /// How many f32 the statistics hold (0 when nothing couples the
     /// slices); the same on every device for slices of any size. Their
@@ -323,24 +410,26 @@ impl ShardedPlan {
         self.options
     }
 
-    /// The status word of the plan's last phase ([`LossPlan::status_buffer`]):
-    /// the rules the slice's inputs broke. A non-finite input on any device
-    /// makes the statistics NaN, and with them every device's value.
-    pub fn status_buffer(&self) -> Option<&wgpu::Buffer> {
-        self.last_plan().status_buffer()
+    /// The status words of the plan's last phase ([`LossPlan::status_buffer`]),
+    /// one per loss (a compound's in the terms' order): the rules the slice's
+    /// inputs broke. A non-finite input on any device makes the statistics
+    /// NaN, and with them every device's value.
+    pub fn status_buffers(&self) -> Vec<&wgpu::Buffer> {
+        self.last_plans().into_iter().filter_map(LossPlan::status_buffer).collect()
     }
 
     /// The named extra results of this slice ([`LossPlan::extras`]), as the
     /// last phase wrote them (`mask_giou`'s `enclosing_count` of its instances).
-    pub fn extras(&self) -> impl Iterator<Item = (&'static str, &GpuTensor)> {
-        self.last_plan().extras()
+    pub fn extras(&self) -> Vec<(&'static str, &GpuTensor)> {
+        self.last_plans().into_iter().flat_map(LossPlan::extras).collect()
     }
 
-    /// The plan whose kernels run last: the one that read the inputs for the gradient.
-    fn last_plan(&self) -> &LossPlan {
+    /// The plans whose kernels run last, one per loss: those that read the inputs for the gradient.
+    fn last_plans(&self) -> Vec<&LossPlan> {
         match &self.phases {
-            Phases::Local(plan) | Phases::Groups(Groups { plan, .. }) => plan,
-            Phases::Reduced(r) => r.grad.as_ref().map_or(&r.values, |(p, _)| p),
+            Phases::Local(plan) | Phases::Groups(Groups { plan, .. }) => vec![plan],
+            Phases::Reduced(r) => vec![r.grad.as_ref().map_or(&r.values, |(p, _)| p)],
+            Phases::Compound(c) => c.terms.iter().flat_map(|t| t.plan.last_plans()).collect(),
         }
     }
 
@@ -358,6 +447,16 @@ impl ShardedPlan {
             Phases::Groups(g) => {
                 g.plan.record_part(encoder, inputs, LossOutputs::value_only(&g.spare_value), Part::Statistics)?;
                 g.copy_out.record(&self.ctx, encoder, &[Some(stats)])
+            }
+            Phases::Compound(c) => {
+                c.check_distance(inputs)?;
+                for t in &c.terms {
+                    if let Some(own) = &t.own {
+                        t.plan.record_statistics(encoder, t.inputs(inputs), &own.local)?;
+                        own.copy_out.record(&self.ctx, encoder, &[Some(stats)])?;
+                    }
+                }
+                Ok(())
             }
         }
     }
@@ -398,6 +497,20 @@ impl ShardedPlan {
                 g.copy_in.record(&self.ctx, encoder, &[Some(global_stats)])?;
                 g.plan.record_part(encoder, inputs, outputs, Part::Finish)
             }
+            Phases::Compound(c) => {
+                c.check_distance(inputs)?;
+                for t in &c.terms {
+                    let global = match &t.own {
+                        Some(own) => {
+                            own.copy_in.record(&self.ctx, encoder, &[Some(global_stats)])?;
+                            &own.global
+                        }
+                        None => &c.empty,
+                    };
+                    t.plan.record_finish(encoder, t.inputs(inputs), global, outputs)?;
+                }
+                Ok(())
+            }
         }
     }
 
@@ -409,6 +522,11 @@ impl ShardedPlan {
             Phases::Reduced(r) => {
                 r.params_value.scale = scale;
                 self.ctx.queue().write_buffer(&r.params, 0, bytemuck::bytes_of(&r.params_value));
+            }
+            Phases::Compound(c) => {
+                for (t, w) in c.terms.iter_mut().zip(&c.weights) {
+                    t.plan.set_scale(scale * *w as f32);
+                }
             }
         }
     }

@@ -7,7 +7,7 @@
 
 use segloss::golden::{GoldenCase, Outcome, case_files, check_case_sharded, compare};
 use segloss::tools::samples;
-use segloss::{DType, GpuTensor, HostData, HostInputs, HostTensor, InputShapes, LossConfig, LossInputs, LossOutputs, PlanOptions};
+use segloss::{CompoundConfig, DType, GpuTensor, HostData, HostInputs, HostTensor, InputShapes, LossConfig, LossInputs, LossOutputs, PlanOptions};
 
 use crate::common::{config, ctx, runner};
 use crate::golden::golden_dir;
@@ -91,6 +91,27 @@ fn every_way_of_splitting_matches_the_reference_on_the_whole_batch() {
                 assert!(m.ratio <= 1.0, "{json} on {shards} devices: {} got {} expected {} ({:.2}× the tolerance)", m.at, m.got, m.expected, m.ratio);
             }
         }
+    }
+}
+
+#[test]
+fn a_compound_splits_term_by_term() {
+    let compound = CompoundConfig::new(vec![
+        (1.0, config(r#"{"loss": "dice", "params": {"aggregate": "batch"}}"#)),
+        (0.5, config(r#"{"loss": "cross_entropy", "params": {"class_weights": [0.5, 1.0, 2.0]}}"#)),
+        (0.25, config(r#"{"loss": "focal", "params": {"mode": "multiclass", "reduction": "sum"}}"#)),
+    ])
+    .unwrap();
+    let (x, y) = samples::inputs(&compound.terms[0].loss, &[5, 3, 9, 8], &mut samples::rng(11)).unwrap();
+    let inputs = HostInputs::new(&x, &y);
+    let reference = compound.reference(&inputs).unwrap();
+    let plan = compound.plan_sharded(ctx(), &inputs.shapes(), PlanOptions::default()).unwrap();
+    assert_eq!(plan.statistics_len(), (3 * 3 + 1) + 2 + 1, "the terms' statistics one after the other");
+    for shards in [1, 2, 3] {
+        let got = runner().compute_compound_sharded(&compound, inputs, shards).unwrap();
+        let value = compare("value", &widen(&got.value), &reference.value, 1e-4, 1e-6, false);
+        let grad = compare("grad", &widen(&got.grad), &reference.grad, 1e-4, 1e-6, true);
+        assert!(value.ratio <= 1.0 && grad.ratio <= 1.0, "{shards} devices: {value:?} {grad:?}");
     }
 }
 

@@ -13,15 +13,15 @@
 //! the batch (its I, P, G are sums over every image), cross-entropy's
 //! weighted mean with ignored pixels (it divides by Σ w[y] of the whole
 //! batch), and generalized Dice over the batch (its class weights come from
-//! the whole batch's target).
+//! the whole batch's target); and a compound of cross-entropy and Dice.
 //!
 //! `cargo run -p segloss-burn --example data_parallel`; `cargo test` runs it too.
 
 use burn::tensor::distributed::ReduceOperation;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use segloss::tools::samples;
-use segloss_burn::segloss::LossConfig;
-use segloss_burn::{Result, SeglossBurn};
+use segloss_burn::segloss::{CompoundConfig, LossConfig};
+use segloss_burn::{BurnLoss, Result, SeglossBurn, ShardedBurnLoss};
 
 const LOSSES: &[&str] = &[
     r#"{"loss": "dice", "params": {"aggregate": "batch"}}"#,
@@ -30,6 +30,45 @@ const LOSSES: &[&str] = &[
 ];
 
 const BATCH: [usize; 4] = [4, 3, 24, 24];
+
+/// And a compound of two of them, as a training run would use: 0.5·cross-entropy + Dice over the batch.
+const COMPOUND: [(f64, &str); 2] = [
+    (0.5, r#"{"loss": "cross_entropy", "params": {"ignore_index": 255}}"#),
+    (1.0, r#"{"loss": "dice", "params": {"aggregate": "batch", "ignore_index": 255}}"#),
+];
+
+/// A loss of the demonstration: how to make it on one engine, whole and sharded.
+struct Spec {
+    name: &'static str,
+    whole: Box<dyn Fn(&SeglossBurn) -> Result<BurnLoss>>,
+    sharded: Box<dyn Fn(&SeglossBurn) -> Result<ShardedBurnLoss>>,
+    /// Whether it takes the ignore label 255 (else the ignored pixels become class 0).
+    ignores: bool,
+}
+
+fn specs() -> Result<Vec<Spec>> {
+    let mut specs = Vec::new();
+    for json in LOSSES {
+        let config = LossConfig::from_json(json)?;
+        let (c1, c2) = (config.clone(), config.clone());
+        specs.push(Spec {
+            name: config.name(),
+            whole: Box::new(move |e| e.loss(c1.clone())),
+            sharded: Box::new(move |e| e.sharded_loss(c2.clone())),
+            ignores: json.contains("ignore_index"),
+        });
+    }
+    let terms = COMPOUND.iter().map(|(w, json)| Ok((*w, LossConfig::from_json(json)?))).collect::<Result<Vec<_>>>()?;
+    let compound = CompoundConfig::new(terms)?;
+    let (c1, c2) = (compound.clone(), compound);
+    specs.push(Spec {
+        name: "0.5·ce + dice",
+        whole: Box::new(move |e| e.compound(c1.clone())),
+        sharded: Box::new(move |e| e.sharded_compound(c2.clone())),
+        ignores: true,
+    });
+    Ok(specs)
+}
 
 /// One loss's step, on one device and on two.
 struct Step {
@@ -81,23 +120,22 @@ fn run() -> Result<Vec<Step>> {
         (x, y)
     };
     let mut steps = Vec::new();
-    for json in LOSSES {
-        let config = LossConfig::from_json(json)?;
-        // The overlap losses take labels in [0, C): their ignored pixels become class 0.
-        let labels_for = |y: Tensor<3, Int>| if config.name() == "cross_entropy" { y } else { y.clone().mask_fill(y.equal_elem(255), 0) };
+    for spec in specs()? {
+        // A loss without an ignore value takes labels in [0, C): its ignored pixels become class 0.
+        let labels_for = |y: Tensor<3, Int>| if spec.ignores { y } else { y.clone().mask_fill(y.equal_elem(255), 0) };
 
         // The whole batch on device 0.
         let device = engines[0].device().clone().autodiff();
         let x = Tensor::<4>::from_data(TensorData::new(logits.clone(), BATCH), &device).require_grad();
         let y = labels_for(Tensor::<3, Int>::from_data(TensorData::new(labels.clone(), [n, h, w]), &device));
-        let value = engines[0].loss(config.clone())?.forward(x.clone(), y)?;
+        let value = (spec.whole)(&engines[0])?.forward(x.clone(), y)?;
         let single = to_vec(value.clone())[0];
         let single_grad = to_vec(x.grad(&value.backward()).expect("the logits' gradient"));
 
         // Half of it on each device.
         let slices: Vec<_> = engines.iter().enumerate().map(|(d, e)| slice(d, &e.device().clone().autodiff())).collect();
         let slices: Vec<_> = slices.into_iter().map(|(x, y)| (x, labels_for(y))).collect();
-        let losses = [engines[0].sharded_loss(config.clone())?, engines[1].sharded_loss(config.clone())?];
+        let losses = [(spec.sharded)(&engines[0])?, (spec.sharded)(&engines[1])?];
         let stats = losses.iter().zip(&slices).map(|(l, (x, y))| l.statistics(x.clone(), y.clone())).collect::<Result<Vec<_>>>()?;
         let sums = Tensor::all_reduce(stats, ReduceOperation::Sum);
         let (mut devices, mut grad, mut naive) = ([0.0; 2], Vec::new(), [0.0; 2]);
@@ -105,11 +143,11 @@ fn run() -> Result<Vec<Step>> {
             let value = loss.forward(x.clone(), y.clone(), sum)?;
             devices[d] = to_vec(value.clone())[0];
             grad.extend(to_vec(x.grad(&value.backward()).expect("the slice's gradient")));
-            naive[d] = to_vec(engines[d].loss(config.clone())?.forward(x.clone().detach(), y.clone())?)[0];
+            naive[d] = to_vec((spec.whole)(&engines[d])?.forward(x.clone().detach(), y.clone())?)[0];
         }
         let largest = single_grad.iter().fold(0f32, |m, g| m.max(g.abs()));
         let grad_error = grad.iter().zip(&single_grad).fold(0f32, |m, (a, b)| m.max((a - b).abs())) / largest;
-        steps.push(Step { loss: config.name(), single, devices, grad_error, naive });
+        steps.push(Step { loss: spec.name, single, devices, grad_error, naive });
     }
     Ok(steps)
 }

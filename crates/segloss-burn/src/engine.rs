@@ -109,7 +109,17 @@ impl SeglossBurn {
         if let Some(why) = config.unsplittable() {
             return Err(segloss::Error::Config { loss: config.name(), message: format!("does not split across data-parallel devices: {why}") }.into());
         }
-        Ok(ShardedBurnLoss::new(self.clone(), config))
+        Ok(ShardedBurnLoss::single(self.clone(), config))
+    }
+
+    /// A weighted sum of losses for one device of a data-parallel batch:
+    /// every term's statistics one after the other ([`ShardedBurnLoss`]).
+    pub fn sharded_compound(&self, config: CompoundConfig) -> Result<ShardedBurnLoss> {
+        config.validate()?;
+        if let Some((t, why)) = config.terms.iter().find_map(|t| t.loss.unsplittable().map(|why| (t, why))) {
+            return Err(segloss::Error::Config { loss: t.loss.name(), message: format!("does not split across data-parallel devices: {why}") }.into());
+        }
+        Ok(ShardedBurnLoss::compound(self.clone(), config))
     }
 
     /// A weighted sum of losses, recorded into one value and one gradient.

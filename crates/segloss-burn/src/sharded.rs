@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use burn::backend::Cube;
 use burn::backend::ops::FloatTensorOps;
 use burn::tensor::{FloatDType, Shape, Tensor};
-use segloss::{LossConfig, LossOutputs, PlanOptions, ShardedPlan};
+use segloss::{CompoundConfig, LossConfig, LossOutputs, PlanOptions, ShardedPlan, TargetKind};
 
 use crate::engine::SeglossBurn;
 use crate::error::Result;
@@ -22,7 +22,8 @@ use crate::zero_copy::{self, Input, Outputs};
 /// ([`segloss::ShardedPlan`]): [`ShardedBurnLoss::statistics`] on the
 /// device's slice, the engine's all-reduce (sum) of them, then
 /// [`ShardedBurnLoss::forward`] with the sums. Made by
-/// [`SeglossBurn::sharded_loss`], one per device; cheap to clone.
+/// [`SeglossBurn::sharded_loss`] (or [`SeglossBurn::sharded_compound`]),
+/// one per device; cheap to clone.
 ///
 /// ```no_run
 /// # fn main() -> segloss_burn::Result<()> {
@@ -54,16 +55,45 @@ type Key = (Vec<usize>, Vec<usize>, Option<Vec<usize>>);
 
 struct Inner {
     engine: SeglossBurn,
-    config: LossConfig,
+    kind: Kind,
     plans: Mutex<Vec<(Key, Arc<ShardedPlan>)>>,
+}
+
+enum Kind {
+    Single(LossConfig),
+    Compound(CompoundConfig),
+}
+
+impl Kind {
+    fn target_kind(&self) -> TargetKind {
+        match self {
+            Kind::Single(c) => c.target_kind(),
+            Kind::Compound(c) => c.terms[0].loss.target_kind(),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Kind::Single(c) => c.name(),
+            Kind::Compound(_) => "compound",
+        }
+    }
 }
 
 /// How many slice shapes a loss keeps plans for, most recent first.
 const PLANS_KEPT: usize = 4;
 
 impl ShardedBurnLoss {
-    pub(crate) fn new(engine: SeglossBurn, config: LossConfig) -> Self {
-        ShardedBurnLoss { inner: Arc::new(Inner { engine, config, plans: Mutex::new(Vec::new()) }) }
+    pub(crate) fn single(engine: SeglossBurn, config: LossConfig) -> Self {
+        Self::new(engine, Kind::Single(config))
+    }
+
+    pub(crate) fn compound(engine: SeglossBurn, config: CompoundConfig) -> Self {
+        Self::new(engine, Kind::Compound(config))
+    }
+
+    fn new(engine: SeglossBurn, kind: Kind) -> Self {
+        ShardedBurnLoss { inner: Arc::new(Inner { engine, kind, plans: Mutex::new(Vec::new()) }) }
     }
 
     /// This device's statistics on its slice: an f32 `Tensor<1>` of
@@ -77,7 +107,7 @@ impl ShardedBurnLoss {
     /// [`ShardedBurnLoss::statistics`] with weights or distance maps.
     pub fn statistics_with<const D: usize>(&self, logits: Tensor<D>, target: impl Into<Target>, extras: Extras) -> Result<Tensor<1>> {
         let target = target.into();
-        check_target_kind(self.inner.config.target_kind(), &target)?;
+        check_target_kind(self.inner.kind.target_kind(), &target)?;
         let (roles, flat) = Roles::split(logits, target, extras);
         let plan = self.plan(&roles)?;
         let inputs = roles.inputs(primitive::plain(flat)?);
@@ -101,7 +131,7 @@ impl ShardedBurnLoss {
     /// [`ShardedBurnLoss::forward`] with weights or distance maps.
     pub fn forward_with<const D: usize>(&self, logits: Tensor<D>, target: impl Into<Target>, global_statistics: Tensor<1>, extras: Extras) -> Result<Tensor<1>> {
         let target = target.into();
-        check_target_kind(self.inner.config.target_kind(), &target)?;
+        check_target_kind(self.inner.kind.target_kind(), &target)?;
         let (roles, flat) = Roles::split(logits, target, extras);
         let plan = self.plan(&roles)?;
         let global = primitive::plain_float(global_statistics, "statistics")?;
@@ -133,11 +163,14 @@ impl ShardedBurnLoss {
             plans[..=i].rotate_right(1);
             return Ok(plans[0].1.clone());
         }
-        let config = &self.inner.config;
-        let plan = config.plan_sharded(self.inner.engine.context(), &roles.shapes(), PlanOptions::default())?;
+        let (ctx, shapes) = (self.inner.engine.context(), roles.shapes());
+        let plan = match &self.inner.kind {
+            Kind::Single(c) => c.plan_sharded(ctx, &shapes, PlanOptions::default())?,
+            Kind::Compound(c) => c.plan_sharded(ctx, &shapes, PlanOptions::default())?,
+        };
         if plan.value_shape() != [1] {
             let message = format!("its value has shape {:?}; in burn a loss is a scalar: use reduction \"mean\" or \"sum\"", plan.value_shape());
-            return Err(segloss::Error::Config { loss: config.name(), message }.into());
+            return Err(segloss::Error::Config { loss: self.inner.kind.name(), message }.into());
         }
         let plan = Arc::new(plan);
         plans.truncate(PLANS_KEPT - 1);
