@@ -199,14 +199,53 @@ fn bytes_of_labels(t: &HostTensor) -> Vec<u8> {
 
 #[test]
 fn f16_logits_split_like_f32() {
-    let c = config(r#"{"loss": "dice", "params": {"aggregate": "batch", "mode": "multilabel"}}"#);
-    let (x, y) = samples::inputs(&c, &[4, 2, 8, 8], &mut samples::rng(3)).unwrap();
-    let (x16, y16) = (x.to_dtype(DType::F16).unwrap(), y.to_dtype(DType::F16).unwrap());
-    let whole = runner().compute(&c, HostInputs::new(&x16, &y16)).unwrap();
-    let split = runner().compute_sharded(&c, HostInputs::new(&x16, &y16), 2).unwrap();
-    let m = compare("grad", &widen(&split.grad), &widen(&whole.grad), 2f64.powi(-10), 1e-7, true);
-    assert!(m.ratio <= 1.0, "{m:?}");
-    assert!((split.value[0] - whole.value[0]).abs() <= 1e-6, "{} vs {}", split.value[0], whole.value[0]);
+    // Groups over the batch, and a mean over the images.
+    for json in [r#"{"loss": "dice", "params": {"aggregate": "batch", "mode": "multilabel"}}"#, r#"{"loss": "bce", "params": {"pos_weight": 2.0}}"#] {
+        let c = config(json);
+        let (x, y) = samples::inputs(&c, &[4, 2, 8, 8], &mut samples::rng(3)).unwrap();
+        let (x16, y16) = (x.to_dtype(DType::F16).unwrap(), y.to_dtype(DType::F16).unwrap());
+        let whole = runner().compute(&c, HostInputs::new(&x16, &y16)).unwrap();
+        let split = runner().compute_sharded(&c, HostInputs::new(&x16, &y16), 2).unwrap();
+        let m = compare("grad", &widen(&split.grad), &widen(&whole.grad), 2f64.powi(-10), 1e-7, true);
+        assert!(m.ratio <= 1.0, "{json}: {m:?}");
+        assert!((split.value[0] - whole.value[0]).abs() <= 1e-6, "{json}: {} vs {}", split.value[0], whole.value[0]);
+    }
+}
+
+/// A NaN logit on one device makes the statistics NaN, and with them the
+/// value of every device, the one whose own inputs are finite too.
+#[test]
+fn a_non_finite_logit_on_one_device_reaches_every_device() {
+    let ctx = ctx();
+    for json in [r#"{"loss": "dice", "params": {"aggregate": "batch"}}"#, r#"{"loss": "cross_entropy", "params": {}}"#] {
+        let c = config(json);
+        let (x, y) = samples::inputs(&c, &[4, 3, 6, 6], &mut samples::rng(5)).unwrap();
+        let plan = c.plan_sharded(ctx, &InputShapes::new(&[2, 3, 6, 6], &[2, 6, 6]), PlanOptions::default()).unwrap();
+        let mut slices = Vec::new();
+        for d in 0..2 {
+            let mut xs = x.rows(2 * d..2 * d + 2);
+            if d == 1 {
+                let HostData::F32(v) = &mut xs.data else { unreachable!() };
+                v[7] = f32::NAN;
+            }
+            let (xs, ys) = (GpuTensor::from_host(ctx, &xs).unwrap(), GpuTensor::from_host(ctx, &y.rows(2 * d..2 * d + 2)).unwrap());
+            slices.push((xs, ys, GpuTensor::zeros(ctx, &[plan.statistics_len()], DType::F32).unwrap()));
+        }
+        let mut sum = vec![0f32; plan.statistics_len()];
+        for (xs, ys, stats) in &slices {
+            let mut encoder = ctx.device().create_command_encoder(&Default::default());
+            plan.record_statistics(&mut encoder, LossInputs::new(xs, ys), stats).unwrap();
+            ctx.queue().submit([encoder.finish()]);
+            sum.iter_mut().zip(stats.read_f32(ctx).unwrap()).for_each(|(s, v)| *s += v);
+        }
+        let global = GpuTensor::from_host(ctx, &HostTensor::f32(&[sum.len()], sum).unwrap()).unwrap();
+        let (xs, ys, _) = &slices[0];
+        let (value, grad) = (GpuTensor::zeros(ctx, &[1], DType::F32).unwrap(), GpuTensor::zeros(ctx, xs.shape(), DType::F32).unwrap());
+        let mut encoder = ctx.device().create_command_encoder(&Default::default());
+        plan.record_finish(&mut encoder, LossInputs::new(xs, ys), &global, LossOutputs::new(&value, &grad)).unwrap();
+        ctx.queue().submit([encoder.finish()]);
+        assert!(value.read_f32(ctx).unwrap()[0].is_nan(), "{json}: device 0's value is finite");
+    }
 }
 
 #[test]
