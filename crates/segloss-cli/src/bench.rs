@@ -9,7 +9,7 @@ use segloss::primitives::sort::SortPlan;
 use segloss::tools::copy::copy_pipeline;
 use segloss::tools::jump_flood::measure_jump_flood;
 use segloss::tools::samples;
-use segloss::{DType, GpuContext, GpuTensor, HostInputs, LossConfig, LossInputs, LossOutputs, PlanOptions, Result};
+use segloss::{DType, GpuContext, GpuTensor, HostInputs, HostTensor, LossConfig, LossInputs, LossOutputs, PlanOptions, Result};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -35,6 +35,13 @@ pub struct Args {
     /// Class-index targets in i32, u8, u16 or i64.
     #[arg(long, value_parser = crate::parse_dtype, default_value = "i32")]
     labels: DType,
+    /// Time each loss as K data-parallel devices would record it, all on
+    /// this one device: the batch in min(K, N) slices, every slice's
+    /// statistics, then every slice's finish on the summed statistics
+    /// (summed once before the timing: the all-reduce is the engine's).
+    /// Losses that do not split, sorts and transforms are left out.
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..))]
+    shards: Option<u64>,
 }
 
 /// A workload of anchor_bench.py and the losses the anchors run on it, with
@@ -239,6 +246,49 @@ fn loss_case<'a>(ctx: &'a GpuContext, loss: &'static str, json: &str, shape: &[u
     })
 }
 
+/// A loss on its workload's inputs as `shards` data-parallel devices record
+/// it (`--shards`), all on `ctx`: each slice's statistics, then each slice's
+/// finish on the sum of them, which is computed once before the timing.
+fn sharded_case<'a>(ctx: &'a GpuContext, loss: &'static str, json: &str, shape: &[usize], shards: usize, args: &Args) -> Result<Case<'a>> {
+    let config = LossConfig::from_json(json)?;
+    let (logits, target) = samples::inputs(&config, shape, &mut samples::rng(0))?;
+    let (logits, target) = (logits.to_dtype(args.dtype)?, target.to_dtype(if target.dtype().is_float() { args.dtype } else { args.labels })?);
+    let n = shape[0];
+    let k = shards.clamp(1, n);
+    let mut slices = Vec::with_capacity(k);
+    for i in 0..k {
+        let rows = i * n / k..(i + 1) * n / k;
+        let (x, y) = (logits.rows(rows.clone()), target.rows(rows));
+        let plan = config.plan_sharded(ctx, &HostInputs::new(&x, &y).shapes(), PlanOptions::default())?;
+        let stats = GpuTensor::zeros(ctx, &[plan.statistics_len()], DType::F32)?;
+        let value = GpuTensor::zeros(ctx, plan.value_shape(), DType::F32)?;
+        let grad = GpuTensor::zeros(ctx, &x.shape, args.dtype)?;
+        slices.push((plan, GpuTensor::from_host(ctx, &x)?, GpuTensor::from_host(ctx, &y)?, stats, value, grad));
+    }
+    let mut sum = vec![0f32; slices[0].0.statistics_len()];
+    for (plan, x, y, stats, ..) in &slices {
+        let mut encoder = ctx.device().create_command_encoder(&Default::default());
+        plan.record_statistics(&mut encoder, LossInputs::new(x, y), stats)?;
+        ctx.queue().submit([encoder.finish()]);
+        sum.iter_mut().zip(stats.read_f32(ctx)?).for_each(|(s, v)| *s += v);
+    }
+    let global = GpuTensor::from_host(ctx, &HostTensor::f32(&[sum.len()], sum)?)?;
+    Ok(Case {
+        loss,
+        note: None,
+        bytes: config.min_bytes(&HostInputs::new(&logits, &target).shapes()),
+        record: Box::new(move |encoder| {
+            for (plan, x, y, stats, ..) in &slices {
+                plan.record_statistics(encoder, LossInputs::new(x, y), stats)?;
+            }
+            for (plan, x, y, _, value, grad) in &slices {
+                plan.record_finish(encoder, LossInputs::new(x, y), &global, LossOutputs::new(value, grad))?;
+            }
+            Ok(())
+        }),
+    })
+}
+
 /// An argsort of `n` random keys: reads and writes keys and values once at the least.
 /// Each iteration sorts the same random keys again: a copy from a pristine
 /// tensor comes first, inside the timed encoder (it moves half the bytes the
@@ -288,7 +338,8 @@ pub fn run(args: &Args) -> Result<bool> {
     let ctx = GpuContext::new()?;
     let device = ctx.adapter_name();
     if !args.json {
-        println!("device: {device}; floats in {}, class indices in {}", args.dtype.name(), args.labels.name());
+        let shards = args.shards.map(|k| format!("; as {k} data-parallel devices (both phases of every slice)")).unwrap_or_default();
+        println!("device: {device}; floats in {}, class indices in {}{shards}", args.dtype.name(), args.labels.name());
         println!("{:<20} {:<20} {:>10} {:>8} {:>10}  timing", "workload", "loss", "ms", "GB/s", "vs copy");
     }
     for w in workloads(args.scale) {
@@ -299,10 +350,13 @@ pub fn run(args: &Args) -> Result<bool> {
             if !args.loss.is_empty() && !args.loss.iter().any(|n| n == loss) {
                 continue;
             }
-            let case = match *loss {
-                "sort" => sort_case(&ctx, w.shape[0])?,
-                "distance" | "distance_jump_flood" => distance_case(&ctx, loss, json, &w.shape)?,
-                _ => loss_case(&ctx, loss, json, &w.shape, loss.ends_with("_maps_given"), args)?,
+            let case = match (*loss, args.shards) {
+                ("sort" | "distance" | "distance_jump_flood", Some(_)) => continue,
+                (_, Some(_)) if loss.ends_with("_maps_given") || LossConfig::from_json(json)?.unsplittable().is_some() => continue,
+                (_, Some(k)) => sharded_case(&ctx, loss, json, &w.shape, k as usize, args)?,
+                ("sort", None) => sort_case(&ctx, w.shape[0])?,
+                ("distance" | "distance_jump_flood", None) => distance_case(&ctx, loss, json, &w.shape)?,
+                (_, None) => loss_case(&ctx, loss, json, &w.shape, loss.ends_with("_maps_given"), args)?,
             };
             let (ms, timing) = time_gpu(&ctx, args.iters, &*case.record)?;
             let copy = copy_ms(&ctx, case.bytes, args.iters)?;
@@ -311,7 +365,7 @@ pub fn run(args: &Args) -> Result<bool> {
             if args.json {
                 let mut line = serde_json::json!({"workload": w.name, "loss": case.loss, "ms": round4(ms), "gbps": round4(gbps),
                     "copy_ratio": round4(ms / copy), "device": device, "shape": w.shape, "timing": timing,
-                    "dtype": args.dtype.name(), "labels": args.labels.name()});
+                    "dtype": args.dtype.name(), "labels": args.labels.name(), "shards": args.shards});
                 if let Some(k) = per_second {
                     line["keys_per_s"] = serde_json::json!(k.round());
                 }
