@@ -15,5 +15,8 @@ cargo test --workspace --all-features --doc 2>&1 | grep -v 'XDG_RUNTIME_DIR is i
 SEGLOSS_LIMITS=webgpu cargo test -p segloss --all-features --test suite 2>&1 | grep -v 'XDG_RUNTIME_DIR is invalid'
 if [ "$(uname -s)" = Linux ]; then
     bash scripts/setup-gl.sh
-    WGPU_BACKEND=gl cargo test -p segloss --all-features --test suite 2>&1 | grep -v 'XDG_RUNTIME_DIR is invalid'
+    # One test at a time: wgpu's GL backend serializes every call on one
+    # EGL context and panics when a thread waits for it over 6 s, which a
+    # long llvmpipe dispatch on another test's thread can cause.
+    WGPU_BACKEND=gl cargo test -p segloss --all-features --test suite -- --test-threads=1 2>&1 | grep -v 'XDG_RUNTIME_DIR is invalid'
 fi

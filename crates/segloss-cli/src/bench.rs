@@ -358,7 +358,17 @@ pub fn run(args: &Args) -> Result<bool> {
                 ("distance" | "distance_jump_flood", None) => distance_case(&ctx, loss, json, &w.shape)?,
                 (_, None) => loss_case(&ctx, loss, json, &w.shape, loss.ends_with("_maps_given"), args)?,
             };
+            // Beside a data-parallel case, the one-phase plan on the whole batch, in the same run.
+            let one_phase = match args.shards {
+                Some(_) => Some(time_gpu(&ctx, args.iters, &*loss_case(&ctx, loss, json, &w.shape, false, args)?.record)?.0),
+                None => None,
+            };
             let (ms, timing) = time_gpu(&ctx, args.iters, &*case.record)?;
+            let mut case = case;
+            if let Some(base) = one_phase {
+                let text = format!("  {:.2}× the one-phase plan on the whole batch ({base:.3} ms)", ms / base);
+                case.note = Some((text, serde_json::json!({"one_phase_ms": round4(base), "vs_one_phase": round4(ms / base)})));
+            }
             let copy = copy_ms(&ctx, case.bytes, args.iters)?;
             let gbps = case.bytes as f64 / (ms * 1e-3) / 1e9;
             let per_second = (case.loss == "sort").then(|| w.shape[0] as f64 / (ms * 1e-3));
