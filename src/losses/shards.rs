@@ -24,6 +24,9 @@
 //! - groups that span the batch (aggregate `"batch"`): the loss's own group
 //!   sums, which its plan marks (`losses::plan::Split`); the finish
 //!   is the rest of its program, run on the summed groups.
+//!
+//! A compound ([`CompoundConfig::plan_sharded`]) shards each term; its
+//! statistics are the terms' one after the other.
 
 use bytemuck::{Pod, Zeroable};
 

@@ -78,6 +78,9 @@ const SEMANTIC: &[(&str, &str)] = &[
     MULTICLASS[1],
     MULTICLASS[2],
     MULTICLASS[3],
+    // Dice over the batch (smp's DiceLoss aggregates so): the groups a
+    // data-parallel plan shares (`--shards`).
+    ("dice_batch", r#"{"loss": "dice", "params": {"mode": "multiclass", "aggregate": "batch"}}"#),
     ("lovasz_softmax", r#"{"loss": "lovasz_softmax", "params": {}}"#),
     MULTICLASS[4],
     MULTICLASS[5],
