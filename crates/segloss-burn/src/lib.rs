@@ -30,6 +30,11 @@
 //! # Ok::<(), segloss_burn::Error>(())
 //! ```
 //!
+//! Data-parallel training: [`SeglossBurn::sharded_loss`] gives a
+//! [`ShardedBurnLoss`] per device, whose statistics the engine sums with
+//! burn's `Tensor::all_reduce` before each device's forward gives the
+//! global batch's loss (`examples/data_parallel.rs`).
+//!
 //! What it takes: float logits (f32), and targets as segloss's loss
 //! expects them, i32 class indices ([`Tensor<D, Int>`](burn::tensor::Tensor))
 //! or f32 dense targets of the logits' shape; optional weights and distance
