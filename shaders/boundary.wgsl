@@ -33,7 +33,7 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<uniform> io: LossIo;
-@group(0) @binding(3) var<storage, read> logits: array<f32>;
+//#elements logits @binding(3) read
 @group(0) @binding(4) var<storage, read> labels: array<i32>;
 @group(0) @binding(5) var<storage, read> table: array<vec2<i32>>;
 @group(0) @binding(6) var<storage, read> maps: array<f32>;
@@ -76,7 +76,7 @@ fn main(
                     // The maps a caller passes in are checked where they are read.
                     let phi = maps[map_base + u32(t.y) * ch.spatial];
                     let bad = flag_non_finite(phi) | checked.non_finite;
-                    let v = exp(logits[base + c * ch.spatial] - m - log_s) * phi;
+                    let v = exp(load_logits(base + c * ch.spatial) - m - log_s) * phi;
                     l += v;
                     if (params.write_elements != 0u) {
                         let at = (n * params.selected + u32(t.x)) * ch.spatial + q - params.first_value;
@@ -92,7 +92,7 @@ fn main(
                         psi = maps[map_base + u32(t.y) * ch.spatial];
                     }
                     let at = base + c * ch.spatial;
-                    let g = out_scale * exp(logits[at] - m - log_s) * (psi - l);
+                    let g = out_scale * exp(load_logits(at) - m - log_s) * (psi - l);
                     if (io.accumulate_grad != 0u) { grad[at] += g; } else { grad[at] = g; }
                 }
             }

@@ -67,7 +67,7 @@ struct ClParams {
 
 @group(0) @binding(0) var<uniform> up: ClParams;
 @group(0) @binding(1) var<uniform> io: LossIo;
-@group(0) @binding(2) var<storage, read> logits: array<f32>;
+//#elements logits @binding(2) read
 @group(0) @binding(3) var<storage, read> targets: array<u32>;
 // J_L of the prediction's maps: [K+2][M][S]; the reverse pass writes ∂/∂J_L over them.
 @group(0) @binding(4) var<storage, read_write> levels: array<f32>;

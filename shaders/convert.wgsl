@@ -1,16 +1,16 @@
-// Element-type conversion around a loss (gpu/convert.rs): the kernels read
-// f32 and i32, so a plan recording on f16, bf16, u8, u16 or i64 tensors
+// Element-type conversion around a loss (losses/convert.rs): for the tensors
+// a loss's kernels do not read in their own type (`//#elements`,
+// gpu/shaders.rs), a plan recording on f16, bf16, u8, u16 or i64 tensors
 // widens them into f32 / i32 scratch first and narrows the f32 gradient
 // into the caller's f16 / bf16 one last. Packed tensors are bound as u32
 // words: element e of a type of `bits` bits sits in word e·bits/32 of the
 // tensor, at bit (e·bits) mod 32 (little-endian, as every wgpu backend lays
 // out storage). One invocation writes one element (widening) or one word
-// (narrowing: two halves, so no two invocations share a word). f16 is
-// converted on its bits, not with WGSL's pack2x16float / unpack2x16float:
-// those need naga's SHADER_FLOAT16_IN_FLOAT32 capability, which not every
-// backend offers, and pack2x16float may round either way.
+// (narrowing: two halves, so no two invocations share a word). The bits
+// are converted by lib/half.wgsl.
 
 //#include "lib/grid.wgsl"
+//#include "lib/half.wgsl"
 
 struct ConvertParams {
     count: u32,       // elements (widen) or words (narrow) of this chunk
@@ -33,9 +33,6 @@ override BF16: bool = false;
 @group(0) @binding(2) var<storage, read_write> dst: array<u32>;
 
 const WG: u32 = 256u;
-const F16_MAX: f32 = 65504.0;
-// bf16's largest finite value, 0x7F7F as the upper half of an f32.
-const BF16_MAX_BITS: u32 = 0x7F7Fu;
 // What an i64 outside i32 becomes (tensor.rs's I64_OUT_OF_RANGE, i32::MIN).
 const I64_OUT_OF_RANGE: u32 = 0x80000000u;
 
@@ -88,77 +85,6 @@ fn widen(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
     store(e, widened(e));
 }
 
-// Whether x is NaN or ±Inf, on its bits (lib/finite.wgsl's test; that file
-// needs a loss's status binding).
-fn non_finite(x: f32) -> bool {
-    return (bitcast<u32>(x) & 0x7F800000u) == 0x7F800000u;
-}
-
-// f16 bits (the low 16 of h) to f32, exactly.
-fn f16_to_f32(h: u32) -> f32 {
-    let sign = (h & 0x8000u) << 16u;
-    let exponent = (h >> 10u) & 0x1Fu;
-    let mantissa = h & 0x3FFu;
-    if (exponent == 0u) {
-        // Zero or subnormal: mantissa × 2^-24, exact in f32.
-        return bitcast<f32>(bitcast<u32>(f32(mantissa) * 5.9604644775390625e-8) | sign);
-    }
-    if (exponent == 31u) {
-        return bitcast<f32>(sign | 0x7F800000u | (mantissa << 13u));
-    }
-    return bitcast<f32>(sign | ((exponent + 112u) << 23u) | (mantissa << 13u));
-}
-
-// f32 to f16 bits, rounding to nearest even: finite values that would round
-// past f16's range saturate to ±65504, so a gradient stays finite; ±∞ stays
-// ±∞ and NaN becomes f16's quiet NaN (a non-finite input's gradient).
-fn f32_to_f16(v: f32) -> u32 {
-    let bits = bitcast<u32>(v);
-    let sign = (bits >> 16u) & 0x8000u;
-    let magnitude = bits & 0x7FFFFFFFu;
-    if (magnitude > 0x7F800000u) {
-        return sign | 0x7E00u;
-    }
-    if (magnitude == 0x7F800000u) {
-        return sign | 0x7C00u;
-    }
-    if (magnitude >= 0x477FF000u) {
-        // 65520 and up round to +∞ in f16.
-        return sign | 0x7BFFu;
-    }
-    if (magnitude >= 0x38800000u) {
-        // A normal f16 (≥ 2^-14): rebias the exponent (127 → 15), round 23
-        // mantissa bits to 10; a carry into the exponent is still in range.
-        let rebiased = magnitude - 0x38000000u;
-        return sign | ((rebiased + 0xFFFu + ((rebiased >> 13u) & 1u)) >> 13u);
-    }
-    // A subnormal f16 (or zero): the nearest multiple of 2^-24, ties to even
-    // (WGSL's round); 1024 of them is the smallest normal, encoded alike.
-    return sign | u32(round(abs(v) * 16777216.0));
-}
-
-// f32 to bf16 bits, rounding to nearest even; finite values that would
-// round past bf16's range saturate to its largest, ±∞ stays ±∞, NaN becomes
-// a quiet NaN.
-fn to_bf16(v: f32) -> u32 {
-    let bits = bitcast<u32>(v);
-    if (non_finite(v)) {
-        if ((bits & 0x7FFFFFu) != 0u) {
-            return ((bits >> 16u) & 0x8000u) | 0x7FC0u;
-        }
-        return bits >> 16u;
-    }
-    let rounded = (bits + 0x7FFFu + ((bits >> 16u) & 1u)) >> 16u;
-    if ((rounded & 0x7FFFu) >= 0x7F80u) {
-        return (rounded & 0x8000u) | BF16_MAX_BITS;
-    }
-    return rounded;
-}
-
-fn from_bf16(bits: u32) -> f32 {
-    return bitcast<f32>(bits << 16u);
-}
-
 // The f32 gradient's elements 2w and 2w + 1 (the second only if it exists).
 fn gradient_pair(w: u32) -> vec2<f32> {
     let e = 2u * w;
@@ -172,14 +98,14 @@ fn gradient_pair(w: u32) -> vec2<f32> {
 // A word of two f16 or bf16 halves, and back.
 fn pack_pair(g: vec2<f32>) -> u32 {
     if (BF16) {
-        return to_bf16(g.x) | (to_bf16(g.y) << 16u);
+        return f32_to_bf16(g.x) | (f32_to_bf16(g.y) << 16u);
     }
     return f32_to_f16(g.x) | (f32_to_f16(g.y) << 16u);
 }
 
 fn unpack_pair(w: u32) -> vec2<f32> {
     if (BF16) {
-        return vec2<f32>(from_bf16(w & 0xFFFFu), from_bf16(w >> 16u));
+        return vec2<f32>(bf16_to_f32(w & 0xFFFFu), bf16_to_f32(w >> 16u));
     }
     return vec2<f32>(f16_to_f32(w & 0xFFFFu), f16_to_f32(w >> 16u));
 }

@@ -81,7 +81,7 @@ struct ValueParams {
 
 @group(0) @binding(0) var<uniform> params: LossParams;
 @group(0) @binding(1) var<uniform> io: LossIo;
-@group(0) @binding(2) var<storage, read> logits: array<f32>;
+//#elements logits @binding(2) read
 // Class indices (i32) or dense targets (f32), read as bits.
 @group(0) @binding(3) var<storage, read> targets: array<u32>;
 @group(0) @binding(4) var<storage, read> pred_maps: array<f32>;
@@ -120,9 +120,9 @@ fn class_masks(
     let pixel = u32(at);
     let base = (pixel / ch.spatial) * ch.classes * ch.spatial + pixel % ch.spatial - ch.first_elem;
     var best = 0u;
-    var top = logits[base];
+    var top = load_logits(base);
     for (var c = 1u; c < ch.classes; c++) {
-        let v = logits[base + c * ch.spatial];
+        let v = load_logits(base + c * ch.spatial);
         if (v > top) {
             top = v;
             best = c;
@@ -247,10 +247,10 @@ fn pixel_loss(
                 var p: f32;
                 var g: f32;
                 if (SOFTMAX) {
-                    p = exp(logits[at] - top[k] - lse[k]);
+                    p = exp(load_logits(at) - top[k] - lse[k]);
                     g = select(0.0, 1.0, label[k] == i32(c));
                 } else {
-                    let x = logits[at];
+                    let x = load_logits(at);
                     g = bitcast<f32>(targets[at]);
                     _ = flag_non_finite(x) | flag_non_finite(g);
                     p = sigmoid(x);
@@ -281,7 +281,7 @@ fn pixel_loss(
             for (var j = 0u; j < kept; j++) {
                 let c = first + j;
                 let at = base[k] + c * spatial;
-                let x = logits[at];
+                let x = load_logits(at);
                 var p: f32;
                 var g: f32;
                 if (SOFTMAX) {
@@ -312,7 +312,7 @@ fn pixel_loss(
                     // p_j·u_j is in place for the kept channels; every channel gets −p_j·Σ u_c·p_c.
                     for (var c = 0u; c < classes; c++) {
                         let at = base[k] + c * spatial;
-                        let g = -exp(logits[at] - top[k] - lse[k]) * dot;
+                        let g = -exp(load_logits(at) - top[k] - lse[k]) * dot;
                         if (c >= first) {
                             grad[at] += g;
                         } else {

@@ -67,7 +67,7 @@ struct ErParams {
 
 @group(0) @binding(0) var<uniform> up: ErParams;
 @group(0) @binding(1) var<uniform> io: LossIo;
-@group(0) @binding(2) var<storage, read> logits: array<f32>;
+//#elements logits @binding(2) read
 // Class indices (i32, multiclass) or dense targets (f32, binary), read as bits.
 @group(0) @binding(3) var<storage, read> targets: array<u32>;
 // B_0, then ∂/∂E_i, then ∂/∂B_0: [maps, S].

@@ -61,7 +61,7 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<uniform> io: LossIo;
-@group(0) @binding(2) var<storage, read> logits: array<f32>;
+//#elements logits @binding(2) read
 @group(0) @binding(3) var<storage, read> labels: array<i32>;
 @group(0) @binding(4) var<storage, read> slot_class: array<u32>;
 @group(0) @binding(5) var<storage, read> class_slot: array<i32>;
@@ -132,7 +132,7 @@ fn errors_softmax(
     let lse = log_sum_exp_shifted(base, s, params.classes, m);
     for (var k = 0u; k < params.slots; k++) {
         let c = slot_class[k];
-        let pc = exp(logits[base + c * s] - m - lse);
+        let pc = exp(load_logits(base + c * s) - m - lse);
         let fg = u32(y) == c;
         let at = (g * params.slots + k) * params.seg_len + j;
         keys[at] = bitcast<u32>(select(pc, 1.0 - pc, fg));
@@ -150,7 +150,7 @@ struct HingeError {
 // the first is the pass that reads the logits.
 fn hinge_error(p: u32) -> HingeError {
     let y = label_of(p);
-    let x = logits[p];
+    let x = load_logits(p);
     _ = flag_non_finite(x);
     var key = IGNORED;
     if (y >= 0) {
@@ -331,11 +331,11 @@ fn backward_softmax(
     var dot = 0.0;
     for (var k = 0u; k < params.slots; k++) {
         let c = slot_class[k];
-        let pc = exp(logits[base + c * s] - m - lse);
+        let pc = exp(load_logits(base + c * s) - m - lse);
         dot += pc * grad_e[first + k * params.seg_len] * abs_sign(u32(y) == c, pc);
     }
     for (var c = 0u; c < classes; c++) {
-        let pc = exp(logits[base + c * s] - m - lse);
+        let pc = exp(load_logits(base + c * s) - m - lse);
         let k = class_slot[c];
         var d = 0.0;
         if (k >= 0) {
@@ -362,7 +362,7 @@ fn backward_hinge(
     if (y >= 0) {
         let sign = f32(2 * y - 1);
         // relu's derivative is 0 at 0, as autograd takes it.
-        if (1.0 - logits[p] * sign > 0.0) {
+        if (1.0 - load_logits(p) * sign > 0.0) {
             g = -io.scale * sign * grad_e[p];
         }
     }

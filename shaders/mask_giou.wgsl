@@ -61,7 +61,7 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<uniform> io: LossIo;
-@group(0) @binding(2) var<storage, read> logits: array<f32>;
+//#elements logits @binding(2) read
 @group(0) @binding(3) var<storage, read> targets: array<f32>;
 // Per (instance, row), two words: W − leftmost and rightmost + 1 (0: no
 // support in the row); `enclose` then reuses them for the chains.
@@ -126,7 +126,7 @@ fn extents_pass(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
         if (i < end) {
             let e = m * params.pixels + i - params.first_elem;
             // The first pass over the inputs flags non-finite ones (lib/finite.wgsl).
-            let x = logits[e];
+            let x = load_logits(e);
             let y = targets[e];
             _ = flag_non_finite(x);
             _ = flag_non_finite(y);
@@ -327,7 +327,7 @@ fn sums_pass(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
         let i = begin + k * WG_SIZE + lid;
         if (i < end) {
             let e = m * params.pixels + i - params.first_elem;
-            let p = sigmoid(logits[e]);
+            let p = sigmoid(load_logits(e));
             let y = targets[e];
             inter += p * y;
             uni += p + y - p * y;
@@ -391,7 +391,7 @@ fn gradient(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
         let i = begin + j * WG_SIZE + lid;
         if (i < end) {
             let e = m * params.pixels + i - params.first_elem;
-            let x = logits[e];
+            let x = load_logits(e);
             let y = targets[e];
             let d = k.x + k.y * y + select(0.0, k.z, outside(m, i));
             let v = d * sigmoid(x) * sigmoid(-x);

@@ -84,7 +84,7 @@ struct GroupParams {
 
 @group(0) @binding(0) var<uniform> px: PixelParams;
 @group(0) @binding(1) var<uniform> io: LossIo;
-@group(0) @binding(2) var<storage, read> logits: array<f32>;
+//#elements logits @binding(2) read
 // Class indices (i32) or dense targets (f32), read as bits.
 @group(0) @binding(3) var<storage, read> targets: array<u32>;
 @group(0) @binding(4) var<storage, read_write> partials: array<f32>;
@@ -94,7 +94,7 @@ struct GroupParams {
 // data-parallel plan adds it across devices with them (losses/shards.rs).
 @group(0) @binding(6) var<storage, read> stats: array<f32>;
 @group(0) @binding(7) var<storage, read_write> coef: array<vec2<f32>>;
-@group(0) @binding(8) var<storage, read_write> grad: array<f32>;
+//#elements grad @binding(8) read_write
 @group(0) @binding(9) var<storage, read> class_weights: array<f32>;
 @group(0) @binding(10) var<uniform> gp: GroupParams;
 @group(0) @binding(11) var<storage, read_write> contrib: array<f32>;
@@ -172,11 +172,11 @@ fn pixel_stats(
                 var p: f32;
                 var g: f32;
                 if (SOFTMAX) {
-                    p = exp(logits[at] - top[k] - lse[k]);
+                    p = exp(load_logits(at) - top[k] - lse[k]);
                     g = select(0.0, 1.0, u32(label[k]) == c);
                 } else {
                     g = bitcast<f32>(targets[at]);
-                    let x = logits[at];
+                    let x = load_logits(at);
                     _ = flag_non_finite(x);
                     _ = flag_non_finite(g);
                     if (ignored(g)) {
@@ -228,9 +228,9 @@ fn dvalue_dp(ab: vec2<f32>, p: f32, g: f32) -> f32 {
 
 fn write_grad(at: u32, v: f32) {
     if (io.accumulate_grad != 0u) {
-        grad[at] += v;
+        add_grad(at, v);
     } else {
-        grad[at] = v;
+        store_grad(at, v);
     }
 }
 
@@ -262,7 +262,7 @@ fn pixel_grad(
             if (y < 0) {
                 if (io.accumulate_grad == 0u) {
                     for (var c = 0u; c < classes; c++) {
-                        grad[base + c * spatial] = 0.0;
+                        store_grad(base + c * spatial, 0.0);
                     }
                 }
                 continue;
@@ -271,12 +271,12 @@ fn pixel_grad(
             let lse = log_sum_exp_shifted(base, spatial, classes, m);
             var dot = 0.0;
             for (var c = 0u; c < classes; c++) {
-                let p = exp(logits[base + c * spatial] - m - lse);
+                let p = exp(load_logits(base + c * spatial) - m - lse);
                 dot += p * dvalue_dp(coef[g0 + c], p, select(0.0, 1.0, c == u32(y)));
             }
             for (var c = 0u; c < classes; c++) {
                 let at = base + c * spatial;
-                let p = exp(logits[at] - m - lse);
+                let p = exp(load_logits(at) - m - lse);
                 write_grad(at, p * (dvalue_dp(coef[g0 + c], p, select(0.0, 1.0, c == u32(y))) - dot));
             }
         } else {
@@ -285,7 +285,7 @@ fn pixel_grad(
                 let g = bitcast<f32>(targets[at]);
                 var v = 0.0;
                 if (!ignored(g)) {
-                    let x = logits[at];
+                    let x = load_logits(at);
                     let p = sigmoid(x);
                     v = dvalue_dp(coef[g0 + c], p, g) * p * sigmoid(-x);
                 }

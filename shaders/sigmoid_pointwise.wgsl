@@ -33,10 +33,10 @@ struct Params {
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<uniform> io: LossIo;
 @group(0) @binding(2) var<storage, read> denom: array<f32>;   // the mean's denominator (1 for sum, none)
-@group(0) @binding(3) var<storage, read> logits: array<f32>;
-@group(0) @binding(4) var<storage, read> targets: array<f32>;
-@group(0) @binding(5) var<storage, read> weights: array<f32>;
-@group(0) @binding(6) var<storage, read_write> grad: array<f32>;
+//#elements logits @binding(3) read
+//#elements targets @binding(4) read
+//#elements weights @binding(5) read
+//#elements grad @binding(6) read_write
 @group(0) @binding(7) var<storage, read_write> value: array<f32>;
 @group(0) @binding(8) var<storage, read_write> partials: array<f32>;
 @group(0) @binding(9) var<storage, read_write> status: atomic<u32>;
@@ -58,8 +58,8 @@ fn main(
         let i = tile_item(tile, k, lid);
         if (i < ch.count) {
             let e = ch.item0 + i - ch.first_elem;
-            let x = logits[e];
-            let y = targets[e];
+            let x = load_logits(e);
+            let y = load_targets(e);
             // Non-finite inputs are flagged here, the one pass that reads them (lib/finite.wgsl).
             var bad = flag_non_finite(x) | flag_non_finite(y);
             let parts = sigmoid_parts(x);
@@ -71,7 +71,7 @@ fn main(
             var dce = b * (1.0 - y) * p - a * y * one_minus_p;
             var w = 1.0;
             if (params.has_weight != 0u) {
-                w = weights[e];
+                w = load_weights(e);
                 bad = flag_non_finite(w) | bad;
             }
             if (params.has_alpha != 0u) {
@@ -105,7 +105,7 @@ fn main(
             }
             if (params.write_grad != 0u) {
                 let g = out_scale * w * dl;
-                if (io.accumulate_grad != 0u) { grad[e] += g; } else { grad[e] = g; }
+                if (io.accumulate_grad != 0u) { add_grad(e, g); } else { store_grad(e, g); }
             }
         }
     }

@@ -34,10 +34,10 @@ struct Params {
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<uniform> io: LossIo;
 @group(0) @binding(2) var<storage, read> denom: array<f32>;
-@group(0) @binding(3) var<storage, read> logits: array<f32>;
+//#elements logits @binding(3) read
 @group(0) @binding(4) var<storage, read> labels: array<i32>;
 @group(0) @binding(5) var<storage, read> class_weights: array<f32>;
-@group(0) @binding(6) var<storage, read_write> grad: array<f32>;
+//#elements grad @binding(6) read_write
 @group(0) @binding(7) var<storage, read_write> value: array<f32>;
 @group(0) @binding(8) var<storage, read_write> partials: array<f32>;
 @group(0) @binding(9) var<storage, read_write> status: atomic<u32>;
@@ -81,7 +81,7 @@ fn main(
                 var q_raw = 0.0;
                 var weighted_gap = 0.0;
                 for (var c = 0u; c < classes; c++) {
-                    let x = logits[base + c * ch.spatial];
+                    let x = load_logits(base + c * ch.spatial);
                     let e = exp(x - m);
                     s += e;
                     if (c != u32(y)) {
@@ -92,7 +92,7 @@ fn main(
                 let log_s = log(s);
                 // When y holds the largest logit, log p_y = −log(1 + q_raw) exactly; the
                 // general form would cancel as p_y → 1, where focal's F needs lp_y/q.
-                let x_y = logits[base + u32(y) * ch.spatial];
+                let x_y = load_logits(base + u32(y) * ch.spatial);
                 let lp_y = select(x_y - m - log_s, -log1p_pos(q_raw), x_y == m);
                 let p_y = exp(lp_y);
                 let q = q_raw / s;
@@ -109,15 +109,15 @@ fn main(
                     let hard = (1.0 - params.smoothing) * w_y * big_f;
                     for (var c = 0u; c < classes; c++) {
                         let at = base + c * ch.spatial;
-                        let p = exp(logits[at] - m - log_s);
+                        let p = exp(load_logits(at) - m - log_s);
                         let delta = select(0.0, 1.0, c == u32(y));
                         let g = out_scale * (hard * (p - delta) + eps_c * (params.weight_total * p - class_weights[c]));
-                        if (io.accumulate_grad != 0u) { grad[at] += g; } else { grad[at] = g; }
+                        if (io.accumulate_grad != 0u) { add_grad(at, g); } else { store_grad(at, g); }
                     }
                 }
             } else if (params.write_grad != 0u && io.accumulate_grad == 0u) {
                 for (var c = 0u; c < classes; c++) {
-                    grad[base + c * ch.spatial] = 0.0;
+                    store_grad(base + c * ch.spatial, 0.0);
                 }
             }
             acc += l;

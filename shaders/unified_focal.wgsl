@@ -67,7 +67,7 @@ struct UnifiedParams {
 
 @group(0) @binding(0) var<uniform> up: UnifiedParams;
 @group(0) @binding(1) var<uniform> io: LossIo;
-@group(0) @binding(2) var<storage, read> logits: array<f32>;
+//#elements logits @binding(2) read
 // Class indices (i32, multiclass) or dense targets (f32, binary), read as bits.
 @group(0) @binding(3) var<storage, read_write> partials: array<f32>;
 @group(0) @binding(4) var<storage, read> targets: array<u32>;
@@ -118,14 +118,14 @@ fn read_pixel(n: u32, s: u32, checked: bool) -> Pixel {
             m = class_max(base, spatial, 2u);
         }
         let lse = log_sum_exp_shifted(base, spatial, 2u, m);
-        lp0 = logits[base] - m - lse;
-        lp1 = logits[out.at1] - m - lse;
+        lp0 = load_logits(base) - m - lse;
+        lp1 = load_logits(out.at1) - m - lse;
         p0 = exp(lp0);
         p1 = exp(lp1);
         out.g1 = select(0.0, 1.0, y == 1);
     } else {
         out.at1 = n * spatial + s - ch.first_elem;
-        let x = logits[out.at1];
+        let x = load_logits(out.at1);
         out.g1 = bitcast<f32>(targets[out.at1]);
         if (checked) {
             _ = flag_non_finite(x);

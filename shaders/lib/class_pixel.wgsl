@@ -1,7 +1,7 @@
 // One pixel's probabilities and targets class by class, for kernels that
 // take whole images (hausdorff_er, cl_dice): a softmax over the C logits
 // with class-index targets, or a sigmoid per channel with dense targets.
-// The includer declares `override SOFTMAX: bool`, `logits: array<f32>`,
+// The includer declares `override SOFTMAX: bool`, `//#elements logits` (`load_logits`),
 // `targets: array<u32>` (labels or dense targets, as bits), `grad:
 // array<f32>` and `class_dp` (for class_backward), and what
 // lib/softmax.wgsl and lib/labels.wgsl need.
@@ -41,7 +41,7 @@ fn class_pixel(ch: Chunk, pixel: u32, checked: bool) -> ClassPixel {
 // (p_c, g_c) of the pixel; `checked` flags a non-finite logit or dense target.
 fn class_prob(ch: Chunk, px: ClassPixel, c: u32, checked: bool) -> vec2<f32> {
     let at = px.base + c * ch.spatial;
-    let x = logits[at];
+    let x = load_logits(at);
     if (SOFTMAX) {
         return vec2<f32>(exp(x - px.m - px.lse), select(0.0, 1.0, px.label == i32(c)));
     }
@@ -70,7 +70,7 @@ fn class_backward(ch: Chunk, px: ClassPixel) {
             g = class_prob(ch, px, c, false).x * (class_dp(px, c) - dot);
         } else {
             // σ'(x) = σ(x)·σ(−x), each side exact.
-            let parts = sigmoid_parts(logits[at]);
+            let parts = sigmoid_parts(load_logits(at));
             g = parts.p * parts.q * class_dp(px, c);
         }
         if (io.accumulate_grad != 0u) {

@@ -1,14 +1,14 @@
 // Log-softmax over the class axis, by max subtraction. The including kernel
-// declares `logits: array<f32>`; a pixel's logits sit at base, base + stride,
+// declares `//#elements logits` (`load_logits`); a pixel's logits sit at base, base + stride,
 // …, base + (classes − 1)·stride. (And what lib/finite.wgsl needs: `status`,
 // `io`, `value`.)
 
 //#include "lib/finite.wgsl"
 
 fn class_max(base: u32, stride: u32, classes: u32) -> f32 {
-    var m = logits[base];
+    var m = load_logits(base);
     for (var c = 1u; c < classes; c++) {
-        m = max(m, logits[base + c * stride]);
+        m = max(m, load_logits(base + c * stride));
     }
     return m;
 }
@@ -23,10 +23,10 @@ struct CheckedMax {
 // ones in `status` (lib/finite.wgsl) in the same loop. Pixels whose label
 // does not count call it too, so that the GPU refuses what the host does.
 fn checked_class_max(base: u32, stride: u32, classes: u32) -> CheckedMax {
-    var m = logits[base];
+    var m = load_logits(base);
     var bits = 0u;
     for (var c = 0u; c < classes; c++) {
-        let x = logits[base + c * stride];
+        let x = load_logits(base + c * stride);
         m = max(m, x);
         bits |= select(0u, 1u, is_non_finite(x));
     }
@@ -41,7 +41,7 @@ fn checked_class_max(base: u32, stride: u32, classes: u32) -> CheckedMax {
 fn log_sum_exp_shifted(base: u32, stride: u32, classes: u32, m: f32) -> f32 {
     var s = 0.0;
     for (var c = 0u; c < classes; c++) {
-        s += exp(logits[base + c * stride] - m);
+        s += exp(load_logits(base + c * stride) - m);
     }
     return log(s);
 }

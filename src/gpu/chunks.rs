@@ -32,15 +32,26 @@ pub(crate) struct ElementRange {
 }
 
 impl ElementRange {
-    /// The binding for elements `[lo, hi)` with the start aligned down to `align` bytes.
+    /// The binding for elements `[lo, hi)` with the start aligned down to
+    /// `align` bytes for elements of 2 bytes and of 4 (a multiple of
+    /// `align / 2` elements), so that one chunking serves a tensor in f32
+    /// and in f16 or bf16 (and the start of a packed binding is a whole word).
     pub fn new(lo: u64, hi: u64, align: u64) -> Self {
-        let first = (lo * 4 / align * align) / 4;
+        let quantum = (align / 2).max(2);
+        let first = lo / quantum * quantum;
         ElementRange { first, end: hi.max(first + 1) }
     }
 
-    /// Bytes the binding covers.
+    /// Bytes the binding covers at 4 bytes an element (the most any
+    /// tensor bound by range takes).
     pub fn bytes(&self) -> u64 {
-        (self.end - self.first) * 4
+        self.bytes_of(4)
+    }
+
+    /// Bytes the binding covers at `size` bytes an element, rounded up to
+    /// whole 4-byte words (as bindings must be).
+    pub fn bytes_of(&self, size: u64) -> u64 {
+        ((self.end - self.first) * size).next_multiple_of(4)
     }
 }
 

@@ -30,6 +30,12 @@ pub struct ContextOptions {
     /// storage buffers a stage. Kernels that need more than the device gives
     /// are refused when a plan is made, with the limit named.
     pub limits: Option<wgpu::Limits>,
+    /// Reads and writes f16 tensors as pairs in u32 words even where the
+    /// device has `SHADER_F16` (which segloss requests when the adapter
+    /// offers it, and otherwise uses where an engine's device has it):
+    /// the path devices without it take, which tests run on devices that
+    /// have it. `SEGLOSS_F16=words` in the environment sets it too.
+    pub packed_f16: bool,
 }
 
 /// `SEGLOSS_LIMITS`, as [`ContextOptions::limits`] reads it.
@@ -77,6 +83,8 @@ pub(crate) struct Inner {
     pub info: Option<wgpu::AdapterInfo>,
     pub binding_limit: u64,
     pub offset_alignment: u64,
+    /// Whether kernels read and write f16 as `f16` (else in u32 words).
+    pub native_f16: bool,
     pub pipelines: PipelineCache,
     pub pool: BufferPool,
     pub buffers_created: AtomicU64,
@@ -161,6 +169,8 @@ impl GpuContext {
             binding_limit = binding_limit.min(cap.max(4096));
         }
         let offset_alignment = limits.min_storage_buffer_offset_alignment as u64;
+        let packed_f16 = options.packed_f16 || std::env::var("SEGLOSS_F16").is_ok_and(|v| v == "words");
+        let native_f16 = device.features().contains(wgpu::Features::SHADER_F16) && !packed_f16;
         // Whole-buffer bindings of pooled buffers stay within a limit that is a multiple of the alignment.
         binding_limit = binding_limit / offset_alignment * offset_alignment;
         GpuContext {
@@ -170,6 +180,7 @@ impl GpuContext {
                 info,
                 binding_limit,
                 offset_alignment,
+                native_f16,
                 pipelines: PipelineCache::default(),
                 pool: BufferPool::new(binding_limit, limits.max_buffer_size),
                 buffers_created: AtomicU64::new(0),
@@ -249,6 +260,13 @@ impl GpuContext {
         self.inner.bind_groups_created.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Whether kernels that read f16 tensors in place read them as WGSL's
+    /// `f16` (the device has `SHADER_F16`, and [`ContextOptions::packed_f16`]
+    /// is off), or as pairs in u32 words.
+    pub fn native_f16(&self) -> bool {
+        self.inner.native_f16
+    }
+
     /// Whether timestamp queries are available for timing.
     pub fn has_timestamps(&self) -> bool {
         self.inner.device.features().contains(wgpu::Features::TIMESTAMP_QUERY)
@@ -301,9 +319,10 @@ fn backends_from_env() -> wgpu::Backends {
 }
 
 /// Features segloss uses when present; everything works without them
-/// (subgroups speed up the radix sort's local ranking).
+/// (subgroups speed up the radix sort's local ranking; `SHADER_F16` lets
+/// kernels read and write f16 tensors as `f16`, not in u32 words).
 fn optional_features() -> wgpu::Features {
-    wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS | wgpu::Features::SUBGROUP
+    wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS | wgpu::Features::SUBGROUP | wgpu::Features::SHADER_F16
 }
 
 fn choose_adapter(adapters: Vec<wgpu::Adapter>) -> Result<wgpu::Adapter> {

@@ -4,8 +4,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
-use crate::gpu::shaders;
+use crate::gpu::shaders::{self, Encoding};
 use crate::gpu::context::GpuContext;
+use crate::gpu::tensor::DType;
 
 /// A compiled kernel, the layout of its one bind group, and the bindings
 /// its entry point uses, by their names in the WGSL: plans bind by name, so
@@ -15,6 +16,8 @@ pub(crate) struct Kernel {
     pub layout: wgpu::BindGroupLayout,
     pub label: String,
     pub bindings: Vec<KernelBinding>,
+    /// Its `//#elements` bindings and the element type each was compiled for.
+    pub elements: Vec<(&'static str, DType)>,
     /// What it was compiled from, so that its other access variant can be made.
     key: Key,
     access: Access,
@@ -38,13 +41,14 @@ impl Access {
     #[cfg(test)]
     pub(crate) const ALL: [Access; 2] = [Access::Declared, Access::ReadWrite];
 
-    /// The composed WGSL of kernel file `file`, its storage bindings declared this way.
-    pub(crate) fn source(self, file: &str) -> Result<String> {
-        let source = shaders::compose(file)?;
-        Ok(match self {
-            Access::Declared => source,
-            Access::ReadWrite => source.replace("var<storage, read>", "var<storage, read_write>"),
-        })
+    /// The composed WGSL of kernel file `file`, its `//#elements` bindings
+    /// encoded as `elements` says and its storage bindings declared this way.
+    pub(crate) fn source(self, file: &str, elements: &shaders::Elements) -> Result<shaders::Composed> {
+        let mut composed = shaders::compose_with(file, elements)?;
+        if self == Access::ReadWrite {
+            composed.source = composed.source.replace("var<storage, read>", "var<storage, read_write>");
+        }
+        Ok(composed)
     }
 }
 
@@ -61,6 +65,13 @@ impl Kernel {
     /// The binding number of the variable `name`, if the entry point uses it.
     pub fn binding(&self, name: &str) -> Option<&KernelBinding> {
         self.bindings.iter().find(|b| b.name == name)
+    }
+
+    /// The element type binding `name` was compiled for, if it is an
+    /// `//#elements` binding (others are bound as 4-byte words, whatever
+    /// the tensor holds).
+    pub fn element(&self, name: &str) -> Option<DType> {
+        self.elements.iter().find(|(n, _)| *n == name).map(|(_, d)| *d)
     }
 }
 
@@ -92,7 +103,7 @@ pub(crate) struct ComposedKernel {
 pub(crate) fn every_composed_kernel() -> impl Iterator<Item = ComposedKernel> {
     shaders::kernel_names().flat_map(|file| {
         Access::ALL.into_iter().map(move |access| {
-            let source = access.source(file).expect("every kernel file composes");
+            let source = access.source(file, &[]).expect("every kernel file composes").source;
             let (module, info) = parse_module(file, &source).unwrap_or_else(|e| panic!("{e}"));
             ComposedKernel { file, access, source, module, info }
         })
@@ -186,13 +197,17 @@ pub(crate) fn reflect_entry(file: &str, source: &str, entry: &str) -> Result<Ent
 /// setting.
 pub(crate) const ZERO_INITIALIZE_WORKGROUP_MEMORY: bool = false;
 
-/// Shader file, entry point, override constants (as bits).
-type Key = (&'static str, &'static str, Vec<(&'static str, u64)>);
+/// Shader file, entry point, override constants (as bits), element types
+/// of its `//#elements` bindings that are not f32.
+type Key = (&'static str, &'static str, Vec<(&'static str, u64)>, Vec<(&'static str, DType)>);
+
+/// A module: file, access, element encodings.
+type ModuleKey = (&'static str, Access, Vec<(&'static str, Encoding)>);
 
 #[derive(Default)]
 pub(crate) struct PipelineCache {
     kernels: Mutex<HashMap<(Key, Access), Arc<Kernel>>>,
-    modules: Mutex<HashMap<(&'static str, Access), (wgpu::ShaderModule, String)>>,
+    modules: Mutex<HashMap<ModuleKey, (wgpu::ShaderModule, Arc<shaders::Composed>)>>,
 }
 
 impl GpuContext {
@@ -204,7 +219,23 @@ impl GpuContext {
         entry: &'static str,
         constants: &[(&'static str, f64)],
     ) -> Result<Arc<Kernel>> {
-        let key: Key = (file, entry, constants.iter().map(|(k, v)| (*k, v.to_bits())).collect());
+        self.kernel_with_elements(file, entry, constants, &[])
+    }
+
+    /// [`GpuContext::kernel`] with the element types of `//#elements`
+    /// bindings by name (f32 where not named): f16 natively where the
+    /// device has `SHADER_F16` ([`GpuContext::native_f16`]), else in u32
+    /// words, and bf16 in u32 words.
+    pub(crate) fn kernel_with_elements(
+        &self,
+        file: &'static str,
+        entry: &'static str,
+        constants: &[(&'static str, f64)],
+        elements: &[(&'static str, DType)],
+    ) -> Result<Arc<Kernel>> {
+        let mut elements: Vec<(&'static str, DType)> = elements.iter().copied().filter(|(_, d)| *d != DType::F32).collect();
+        elements.sort();
+        let key: Key = (file, entry, constants.iter().map(|(k, v)| (*k, v.to_bits())).collect(), elements);
         self.kernel_variant(key, Access::Declared)
     }
 
@@ -223,12 +254,15 @@ impl GpuContext {
             return Ok(k.clone());
         }
         let device = &self.inner.device;
-        let (module, source) = {
+        let encodings = key.3.iter().map(|(n, d)| Ok((*n, Encoding::of(*d, self.native_f16())?))).collect::<Result<Vec<_>>>()?;
+        let (module, composed) = {
             let mut modules = cache.modules.lock().unwrap_or_else(|e| e.into_inner());
-            match modules.get(&(file, access)) {
+            let module_key: ModuleKey = (file, access, encodings);
+            match modules.get(&module_key) {
                 Some(m) => m.clone(),
                 None => {
-                    let source = access.source(file)?;
+                    let composed = Arc::new(access.source(file, &module_key.2)?);
+                    let source = &composed.source;
                     let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
                     let m = device.create_shader_module(wgpu::ShaderModuleDescriptor {
                         label: Some(file),
@@ -237,13 +271,13 @@ impl GpuContext {
                     if let Some(e) = pollster::block_on(scope.pop()) {
                         return Err(Error::Device(format!("shader {file} does not compile: {e}")));
                     }
-                    modules.insert((file, access), (m.clone(), source.clone()));
-                    (m, source)
+                    modules.insert(module_key, (m.clone(), composed.clone()));
+                    (m, composed)
                 }
             }
         };
         let label = format!("{file}:{entry}");
-        let uses = reflect_entry(file, &source, entry)?;
+        let uses = reflect_entry(file, &composed.source, entry)?;
         uses.check(&label, &device.limits())?;
         let named: Vec<(&str, f64)> = key.2.iter().map(|(k, bits)| (*k, f64::from_bits(*bits))).collect();
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
@@ -262,7 +296,12 @@ impl GpuContext {
             return Err(Error::Device(format!("pipeline {label} could not be created: {e}")));
         }
         let layout = pipeline.get_bind_group_layout(0);
-        let kernel = Arc::new(Kernel { pipeline, layout, label, bindings: uses.bindings, key: key.clone(), access });
+        let elements = composed
+            .element_bindings
+            .iter()
+            .map(|name| (*name, key.3.iter().find(|(n, _)| n == name).map_or(DType::F32, |(_, d)| *d)))
+            .collect();
+        let kernel = Arc::new(Kernel { pipeline, layout, label, bindings: uses.bindings, elements, key: key.clone(), access });
         cache.kernels.lock().unwrap_or_else(|e| e.into_inner()).insert((key, access), kernel.clone());
         Ok(kernel)
     }

@@ -211,6 +211,7 @@ impl Program {
                 return Err(Error::input(self.name, format!("{}'s buffer lacks STORAGE usage", spec.name)));
             }
         }
+        self.check_elements(steps)?;
         let given: Vec<(&str, bool, &GpuTensor)> = self
             .slots
             .iter()
@@ -221,6 +222,34 @@ impl Program {
             access = Access::ReadWrite;
         }
         Ok(access)
+    }
+}
+
+impl Program {
+    /// Refuses a step that reads a caller's slot through an `//#elements`
+    /// binding compiled for another element type than the slot's: a kernel
+    /// compiled for f32 would read an f16 tensor's bits as garbage.
+    fn check_elements(&self, steps: &Range<usize>) -> Result<()> {
+        for step in &self.steps[steps.clone()] {
+            for (number, source) in &step.sources {
+                let Binding::Slot(slot, _) = source else { continue };
+                let Some(b) = step.kernel.bindings.iter().find(|b| b.binding == *number) else { continue };
+                let spec = &self.slots[*slot];
+                if let Some(element) = step.kernel.element(&b.name)
+                    && element != spec.dtype
+                {
+                    return Err(Error::Device(format!(
+                        "{}: binding {} was compiled for {} elements, but {} is {}",
+                        step.kernel.label,
+                        b.name,
+                        element.name(),
+                        spec.name,
+                        spec.dtype.name()
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -271,7 +300,14 @@ fn bind(ctx: &GpuContext, step: &Step, kernel: &Kernel, tensors: &[Option<&GpuTe
                 Binding::Slot(slot, range) => {
                     let t = tensors[*slot].expect("checked slot");
                     let (start, size) = match range {
-                        Some(r) => (t.offset + r.first * 4, r.bytes()),
+                        // A range counts the kernel's elements: 2 bytes for an
+                        // `//#elements` binding of f16 or bf16, else 4 (words,
+                        // whatever the tensor holds). Bindings are whole words;
+                        // an odd tensor's padding is within its byte length.
+                        Some(r) => {
+                            let size = kernel.bindings.iter().find(|b| b.binding == *binding).and_then(|b| kernel.element(&b.name)).map_or(4, DType::size);
+                            (t.offset + r.first * size, r.bytes_of(size))
+                        }
                         None => (t.offset, t.byte_len().max(4)),
                     };
                     wgpu::BindingResource::Buffer(wgpu::BufferBinding {

@@ -8,7 +8,7 @@ use crate::gpu::context::GpuContext;
 /// The kernels compute in f32 and read i32 class indices; a tensor of
 /// another type is converted on the GPU as a plan records it (see
 /// [`crate::InputShapes::dtypes`]). Values stay f32.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DType {
     /// 32-bit float: logits, dense targets, weights, values, gradients.

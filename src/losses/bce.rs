@@ -5,6 +5,7 @@
 use bytemuck::{Pod, Zeroable};
 use serde::{Deserialize, Serialize};
 
+use crate::losses::convert::InPlace;
 use crate::losses::shards::Sharding;
 use crate::error::{Error, Result};
 use crate::gpu::chunks::PixelLayout;
@@ -70,6 +71,10 @@ impl Loss for BceConfig {
 
     fn sharding(&self) -> Sharding {
         Sharding::of(self.reduction)
+    }
+
+    fn in_place(&self) -> InPlace {
+        InPlace::ALL
     }
 
     fn validate(&self) -> Result<()> {

@@ -44,11 +44,14 @@ impl<'a> PlanBuilder<'a> {
         // STORAGE too: a data-parallel plan sets the scale on the GPU (losses/shards.rs).
         let io = ctx.create_buffer_with("loss io", bytemuck::bytes_of(&options.io()), wgpu::BufferUsages::UNIFORM | STORAGE);
         let spec = |name, shape: &[usize], dtype, written, required| SlotSpec { name, shape: shape.to_vec(), dtype, written, required };
+        // The types the kernels take: f32 and i32, or f16 and bf16 where
+        // the loss reads them in place (losses/convert.rs).
+        let d = shapes.dtypes;
         let slots = vec![
-            spec("logits", &shapes.logits, DType::F32, false, true),
-            spec("target", &shapes.target, target_dtype, false, true),
-            spec("weight", shapes.weight.as_deref().unwrap_or(&shapes.logits), DType::F32, false, shapes.weight.is_some()),
-            spec("grad", &shapes.logits, DType::F32, true, options.grad),
+            spec("logits", &shapes.logits, d.logits, false, true),
+            spec("target", &shapes.target, d.target.unwrap_or(target_dtype), false, true),
+            spec("weight", shapes.weight.as_deref().unwrap_or(&shapes.logits), d.weight, false, shapes.weight.is_some()),
+            spec("grad", &shapes.logits, d.grad(), true, options.grad),
             spec("value", &[], DType::F32, true, true),
         ];
         PlanBuilder { loss, ctx, options, io, status: None, unused_input: None, steps: Vec::new(), scratch: Vec::new(), slots, extras: Vec::new(), split: None, denominator: None }
@@ -126,6 +129,19 @@ impl<'a> PlanBuilder<'a> {
     /// The pipeline for `entry` of `file` with override constants.
     pub fn kernel(&self, file: &'static str, entry: &'static str, constants: &[(&'static str, f64)]) -> Result<Arc<Kernel>> {
         self.ctx.kernel(file, entry, constants)
+    }
+
+    /// [`PlanBuilder::kernel`] whose `//#elements` bindings hold the
+    /// element types of the caller's slots: `(binding, slot)` pairs.
+    pub fn kernel_on(
+        &self,
+        file: &'static str,
+        entry: &'static str,
+        constants: &[(&'static str, f64)],
+        elements: &[(&'static str, usize)],
+    ) -> Result<Arc<Kernel>> {
+        let types: Vec<(&'static str, DType)> = elements.iter().map(|(name, slot)| (*name, self.slots[*slot].dtype)).collect();
+        self.ctx.kernel_with_elements(file, entry, constants, &types)
     }
 
     /// Appends a dispatch of `groups` workgroups, its bindings by WGSL name.

@@ -170,12 +170,12 @@ impl CompoundConfig {
         // The terms run on the kernels' types; one conversion around them
         // all, so converted inputs are widened once and the gradient
         // rounded once, after the terms have added up in f32.
-        let (kernels_shapes, kernels_options) = convert::kernels_request(shapes, options);
+        let (kernels_shapes, kernels_options) = convert::kernels_request(shapes, options, convert::InPlace::default());
         let mut terms = Vec::with_capacity(self.terms.len());
         for (i, t) in self.terms.iter().enumerate() {
             terms.push(t.loss.plan(ctx, &kernels_shapes, t.options(i, options, kernels_options.accumulate_grad))?);
         }
-        let conversion = Conversion::new(ctx, "compound", shapes, options, terms[0].target_dtype())?;
+        let conversion = Conversion::new(ctx, "compound", shapes, &kernels_shapes.dtypes, options, terms[0].target_dtype())?;
         Ok(CompoundPlan { terms, weights: self.terms.iter().map(|t| t.weight).collect(), scale: options.scale, value_shape, conversion })
     }
 }

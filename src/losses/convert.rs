@@ -1,10 +1,12 @@
 //! Plans on tensors of other element types than the kernels read: the
-//! plan (a loss's, or a compound's terms) is made for f32 and i32
-//! ([`kernels_request`]), and a [`Conversion`] widens the caller's
+//! plan (a loss's, or a compound's terms) is made for f32 and i32, or for
+//! f16 and bf16 where the loss's kernels read those in place ([`InPlace`],
+//! [`kernels_request`]), and a [`Conversion`] widens the caller's other
 //! f16, bf16, u8, u16 or i64 inputs into plan-owned scratch before it and
 //! narrows the gradient into the caller's f16 or bf16 after it. One
 //! mechanism for every loss, so every loss takes every type; the
-//! conversions cost a pass over the converted tensors each.
+//! conversions cost a pass over the converted tensors each, which the
+//! memory-bound losses avoid by reading in place.
 
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
@@ -39,25 +41,55 @@ pub(crate) struct Conversion {
     pub accumulate_grad: bool,
 }
 
+/// Which of a loss's tensors its kernels read (or, the gradient, write) in
+/// f16 and bf16 themselves (`//#elements` bindings, gpu/shaders.rs), moving
+/// half the bytes; the others are converted around them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct InPlace {
+    pub logits: bool,
+    pub target: bool,
+    pub weight: bool,
+    pub grad: bool,
+}
+
+impl InPlace {
+    /// Logits and gradient in place, targets and weights converted.
+    pub const LOGITS_AND_GRAD: InPlace = InPlace { logits: true, target: false, weight: false, grad: true };
+    /// Every floating tensor in place.
+    pub const ALL: InPlace = InPlace { logits: true, target: true, weight: true, grad: true };
+}
+
+/// f16 or bf16.
+fn is_half(dtype: DType) -> bool {
+    matches!(dtype, DType::F16 | DType::BF16)
+}
+
 /// What a plan for `shapes` with `options` is made as when its types are
-/// converted: the kernels' own types, and the gradient overwritten (not
+/// converted: the kernels' own types (f32 and i32, or f16 and bf16 where
+/// the kernels take them `in_place`), and the gradient overwritten (not
 /// accumulated) in the f32 copy when it is narrowed (the narrowing adds
 /// into the caller's gradient instead).
-pub(crate) fn kernels_request(shapes: &InputShapes, options: PlanOptions) -> (InputShapes, PlanOptions) {
-    let narrow_grad = options.grad && shapes.dtypes.grad() != DType::F32;
-    let native = InputShapes { dtypes: InputDTypes::default(), ..shapes.clone() };
+pub(crate) fn kernels_request(shapes: &InputShapes, options: PlanOptions, in_place: InPlace) -> (InputShapes, PlanOptions) {
+    let d = shapes.dtypes;
+    let keep = |yes: bool, dtype: DType| if yes && is_half(dtype) { dtype } else { DType::F32 };
+    let dtypes = InputDTypes {
+        logits: keep(in_place.logits, d.logits),
+        target: d.target.filter(|t| in_place.target && is_half(*t)),
+        weight: keep(in_place.weight, d.weight),
+        grad: Some(keep(in_place.grad, d.grad())),
+    };
+    let narrow_grad = options.grad && d.grad() != dtypes.grad();
+    let native = InputShapes { dtypes, ..shapes.clone() };
     (native, PlanOptions { accumulate_grad: options.accumulate_grad && !narrow_grad, ..options })
 }
 
 impl Conversion {
     /// The conversions a plan named `loss`, made by [`kernels_request`] for
-    /// `shapes` and reading targets of `own_target` (f32 or i32), needs
-    /// around its kernels; `None` when the types are the kernels' own.
-    pub fn new(ctx: &GpuContext, loss: &'static str, shapes: &InputShapes, options: PlanOptions, own_target: DType) -> Result<Option<Self>> {
+    /// `shapes` (its kernels taking `kernels`' types) and reading targets
+    /// of `own_target` (f32 or i32), needs around its kernels; `None` when
+    /// the caller's types are the kernels' own.
+    pub fn new(ctx: &GpuContext, loss: &'static str, shapes: &InputShapes, kernels: &InputDTypes, options: PlanOptions, own_target: DType) -> Result<Option<Self>> {
         let d = shapes.dtypes;
-        if d == InputDTypes::default() {
-            return Ok(None);
-        }
         for (what, t) in [("logits", d.logits), ("weights", d.weight), ("the gradient", d.grad())] {
             if !t.is_float() {
                 return Err(Error::input(loss, format!("{what} must be f32, f16 or bf16, not {}", t.name())));
@@ -69,20 +101,25 @@ impl Conversion {
             let takes = if own_target == DType::I32 { "class indices (i32, u8, u16 or i64)" } else { "f32 targets (or f16, bf16)" };
             return Err(Error::input(loss, format!("{loss} takes {takes}; {} targets cannot be given", t.name())));
         }
-        let widen = |what, shape: &[usize], dtype: DType| -> Result<Option<Converted>> {
-            if dtype == dtype.widened() {
+        let kernels_target = kernels.target.unwrap_or(own_target);
+        let narrow_grad = options.grad && d.grad() != kernels.grad();
+        let same = d.logits == kernels.logits && d.target.unwrap_or(own_target) == kernels_target && d.weight == kernels.weight;
+        if same && !narrow_grad {
+            return Ok(None);
+        }
+        let widen = |what, shape: &[usize], dtype: DType, to: DType| -> Result<Option<Converted>> {
+            if dtype == to {
                 return Ok(None);
             }
-            let (wide, buffer) = scratch(ctx, shape, dtype.widened())?;
+            let (wide, buffer) = scratch(ctx, shape, to)?;
             Ok(Some(Converted { convert: Convert::widen(ctx, what, shape, dtype)?, wide, _buffer: buffer }))
         };
-        let narrow_grad = options.grad && d.grad() != DType::F32;
         Ok(Some(Conversion {
             loss,
-            logits: widen("logits", &shapes.logits, d.logits)?,
-            target: widen("target", &shapes.target, d.target.unwrap_or(own_target))?,
+            logits: widen("logits", &shapes.logits, d.logits, kernels.logits)?,
+            target: widen("target", &shapes.target, d.target.unwrap_or(own_target), kernels_target)?,
             weight: match &shapes.weight {
-                Some(w) => widen("weight", w, d.weight)?,
+                Some(w) => widen("weight", w, d.weight, kernels.weight)?,
                 None => None,
             },
             grad: if narrow_grad {

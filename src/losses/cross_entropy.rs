@@ -6,6 +6,7 @@
 use bytemuck::{Pod, Zeroable};
 use serde::{Deserialize, Serialize};
 
+use crate::losses::convert::InPlace;
 use crate::losses::shards::Sharding;
 use crate::error::Result;
 use crate::gpu::chunks::PixelLayout;
@@ -83,6 +84,10 @@ impl Loss for CrossEntropyConfig {
     fn sharding(&self) -> Sharding {
         // A mean divides by Σ w[y], which the plan counts from the data.
         Sharding::of(self.reduction)
+    }
+
+    fn in_place(&self) -> InPlace {
+        InPlace::LOGITS_AND_GRAD
     }
 
     fn validate(&self) -> Result<()> {

@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::losses::convert::InPlace;
 use crate::losses::shards::Sharding;
 use crate::error::{Error, Result};
 use crate::gpu::chunks::PixelLayout;
@@ -81,6 +82,11 @@ impl Loss for FocalConfig {
 
     fn sharding(&self) -> Sharding {
         Sharding::of(self.reduction)
+    }
+
+    fn in_place(&self) -> InPlace {
+        // Class indices are integers; dense targets and weights are read in place.
+        if self.mode == FocalMode::Multiclass { InPlace::LOGITS_AND_GRAD } else { InPlace::ALL }
     }
 
     fn validate(&self) -> Result<()> {

@@ -4,6 +4,7 @@
 
 use crate::error::Result;
 use crate::gpu::context::GpuContext;
+use crate::losses::convert::InPlace;
 use crate::losses::plan::{LossPlan, PlanOptions};
 use crate::losses::shards::Sharding;
 use crate::losses::{HostInputs, InputShapes, TargetKind};
@@ -56,6 +57,14 @@ pub(crate) trait Loss {
     fn takes_distance(&self) -> bool {
         false
     }
+
+    /// Which f16 and bf16 tensors its kernels read and write in place; the
+    /// others are converted around them (`losses/convert.rs`). The
+    /// memory-bound losses take theirs in place: converting would move more
+    /// bytes than f32 does.
+    fn in_place(&self) -> InPlace {
+        InPlace::default()
+    }
 }
 
 /// [`Loss`] without its layout type, so that one `match` can hand out any loss.
@@ -70,6 +79,7 @@ pub(crate) trait AnyLoss {
     fn input_names(&self) -> [&'static str; 2];
     fn status_rule(&self) -> &'static str;
     fn takes_distance(&self) -> bool;
+    fn in_place(&self) -> InPlace;
 }
 
 impl<T: Loss> AnyLoss for T {
@@ -113,5 +123,9 @@ impl<T: Loss> AnyLoss for T {
 
     fn takes_distance(&self) -> bool {
         Loss::takes_distance(self)
+    }
+
+    fn in_place(&self) -> InPlace {
+        Loss::in_place(self)
     }
 }

@@ -436,9 +436,10 @@ impl LossConfig {
 
     /// Prepares the loss for inputs of `shapes` on `ctx`.
     pub fn plan(&self, ctx: &GpuContext, shapes: &InputShapes, options: PlanOptions) -> Result<LossPlan> {
-        let (kernels_shapes, kernels_options) = convert::kernels_request(shapes, options);
+        let (kernels_shapes, kernels_options) = convert::kernels_request(shapes, options, self.loss().in_place());
         let mut plan = self.loss().plan(ctx, &kernels_shapes, kernels_options)?;
-        plan.conversion = convert::Conversion::new(ctx, plan.program.name, shapes, options, plan.target_dtype())?;
+        let own_target = if self.target_kind() == TargetKind::Classes { DType::I32 } else { DType::F32 };
+        plan.conversion = convert::Conversion::new(ctx, plan.program.name, shapes, &kernels_shapes.dtypes, options, own_target)?;
         Ok(plan)
     }
 

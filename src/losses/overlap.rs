@@ -9,6 +9,7 @@
 use bytemuck::{Pod, Zeroable};
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::losses::convert::InPlace;
 use crate::losses::shards::Sharding;
 use crate::error::{Error, Result};
 use crate::gpu::chunks::{PixelChunk, PixelLayout, tile_span};
@@ -313,6 +314,11 @@ impl<T: ScoredOverlap> Loss for T {
         self.overlap().aggregate.sharding(self.overlap().reduction)
     }
 
+    fn in_place(&self) -> InPlace {
+        // Targets are read as 32-bit words (class indices or f32), so an f16 one is widened.
+        InPlace::LOGITS_AND_GRAD
+    }
+
     fn validate(&self) -> Result<()> {
         self.validate_score()?;
         self.overlap().validate(self.score())
@@ -597,7 +603,9 @@ impl OverlapPlan<'_> {
         // 1. Every group's I, P, G: per-tile partials (tile t of image n covers
         // its pixels [t·TILE, min((t+1)·TILE, S))), then their segmented sum.
         let pixels_of_tiles = |a: u64, b: u64| tile_span(a, b, tiles, s, STATS_TILE);
-        let kernel = plan.kernel("overlap.wgsl", "pixel_stats", &constants)?;
+        // Logits and gradient are read and written in their own type (`Loss::in_place`).
+        let elements = [("logits", slot::LOGITS), ("grad", slot::GRAD)];
+        let kernel = plan.kernel_on("overlap.wgsl", "pixel_stats", &constants, &elements)?;
         let mut stat_steps = Vec::new();
         for ch in self.layout.chunks(n * tiles, 1, limit, align, pixels_of_tiles)? {
             let chunk = self.layout.chunk_uniform(&ch, 0);
@@ -642,7 +650,7 @@ impl OverlapPlan<'_> {
 
         // 4. The gradient, pixel by pixel.
         if options.grad {
-            let kernel = plan.kernel("overlap.wgsl", "pixel_grad", &constants)?;
+            let kernel = plan.kernel_on("overlap.wgsl", "pixel_grad", &constants, &elements)?;
             let mut grad_steps = Vec::new();
             for ch in self.layout.chunks(self.layout.pixels(), LOSS_TILE, limit, align, |a, b| a..b)? {
                 let chunk = self.layout.chunk_uniform(&ch, 0);

@@ -48,6 +48,16 @@ impl Kernel {
         }
     }
 
+    /// The `//#elements` bindings of its kernel and the slots they bind:
+    /// the tensors it reads and writes in their own type (`Loss::in_place`).
+    fn elements(&self) -> &'static [(&'static str, usize)] {
+        match self {
+            Kernel::Sigmoid { .. } => &[("logits", slot::LOGITS), ("targets", slot::TARGET), ("weights", slot::WEIGHT), ("grad", slot::GRAD)],
+            Kernel::Softmax { .. } => &[("logits", slot::LOGITS), ("grad", slot::GRAD)],
+            Kernel::Boxes => &[],
+        }
+    }
+
     /// The WGSL names of the kernel's logits, targets and weights (`None`: it has no weights).
     fn binding_names(&self) -> (&'static str, &'static str, Option<&'static str>) {
         match self {
@@ -123,7 +133,7 @@ impl Pointwise<'_> {
         // Every kernel flags non-finite inputs; the softmax's also labels out of range, the boxes' degenerate boxes.
         let status = plan.status();
         let write_elements = self.reduction == Reduction::None;
-        let main = plan.kernel(file, "main", &[])?;
+        let main = plan.kernel_on(file, "main", &[], self.kernel.elements())?;
         let weight_sum = match &self.denominator {
             Denominator::LabelSum(w) => {
                 Some((plan.kernel(file, "weight_sum", &[])?, Binding::Owned(plan.storage("label weights", bytemuck::cast_slice(w)))))
