@@ -87,25 +87,35 @@ pub(crate) fn parse_module(file: &str, source: &str) -> Result<(naga::Module, na
     Ok((module, info))
 }
 
-/// A kernel file composed in one access variant, parsed and validated: what
-/// the tests that walk every kernel (limits, translation, lints) start from.
+/// A kernel file composed in one access variant and one encoding of its
+/// `//#elements` bindings, parsed and validated: what the tests that walk
+/// every kernel (limits, translation, lints) start from.
 #[cfg(test)]
 pub(crate) struct ComposedKernel {
     pub file: &'static str,
     pub access: Access,
+    /// How its `//#elements` bindings (all of them) hold their elements.
+    pub encoding: Encoding,
     pub source: String,
     pub module: naga::Module,
     pub info: naga::valid::ModuleInfo,
 }
 
-/// Every kernel file in every access variant the host compiles.
+/// Every kernel file in every access variant the host compiles, its
+/// `//#elements` bindings (if any) in each encoding.
 #[cfg(test)]
 pub(crate) fn every_composed_kernel() -> impl Iterator<Item = ComposedKernel> {
+    const ENCODINGS: [Encoding; 4] = [Encoding::F32, Encoding::F16, Encoding::F16Words, Encoding::Bf16Words];
     shaders::kernel_names().flat_map(|file| {
-        Access::ALL.into_iter().map(move |access| {
-            let source = access.source(file, &[]).expect("every kernel file composes").source;
-            let (module, info) = parse_module(file, &source).unwrap_or_else(|e| panic!("{e}"));
-            ComposedKernel { file, access, source, module, info }
+        let names = shaders::compose_with(file, &[]).expect("every kernel file composes").element_bindings;
+        let encodings = if names.is_empty() { &ENCODINGS[..1] } else { &ENCODINGS[..] };
+        encodings.iter().flat_map(move |&encoding| {
+            let elements: Vec<(&'static str, Encoding)> = names.iter().map(|n| (*n, encoding)).collect();
+            Access::ALL.into_iter().map(move |access| {
+                let source = access.source(file, &elements).expect("every kernel file composes").source;
+                let (module, info) = parse_module(file, &source).unwrap_or_else(|e| panic!("{e}"));
+                ComposedKernel { file, access, encoding, source, module, info }
+            })
         })
     })
 }

@@ -202,7 +202,7 @@ impl Program {
                 return Err(Error::shape(self.name, spec.name, &t.shape, format!("{} has shape {:?}; this plan was made for {:?}", spec.name, t.shape, spec.shape)));
             }
             if t.dtype != spec.dtype {
-                return Err(Error::input(self.name, format!("{} is {:?}; {:?} is expected", spec.name, t.dtype, spec.dtype)));
+                return Err(Error::input(self.name, format!("{} is {}; this plan was made for {}", spec.name, t.dtype.name(), spec.dtype.name())));
             }
             if t.offset % ctx.inner.offset_alignment != 0 || t.offset + t.byte_len() > t.buffer.size() {
                 return Err(Error::input(self.name, format!("{} does not fit its buffer at an aligned offset", spec.name)));

@@ -36,6 +36,7 @@ use naga::back::{glsl, hlsl, msl, spv};
 use naga::{AddressSpace, Module, ResourceBinding, Scalar, ShaderStage, TypeInner};
 
 use crate::gpu::pipeline::{every_composed_kernel, Access, ZERO_INITIALIZE_WORKGROUP_MEMORY};
+use crate::gpu::shaders::Encoding;
 
 /// The values the host gives each u32 override; a bool override takes both.
 /// A new u32 override needs its line here (the test says so).
@@ -55,6 +56,7 @@ const SUBGROUP_FILES: &[&str] = &["radix_sort_subgroup.wgsl"];
 struct Variant<'a> {
     file: &'static str,
     access: Access,
+    encoding: Encoding,
     entry: &'a str,
     constants: Vec<(String, f64)>,
 }
@@ -62,7 +64,8 @@ struct Variant<'a> {
 impl Variant<'_> {
     fn name(&self) -> String {
         let constants: Vec<String> = self.constants.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        format!("{}:{} ({:?} access{}{})", self.file, self.entry, self.access, if constants.is_empty() { "" } else { ", " }, constants.join(", "))
+        let constants = if constants.is_empty() { String::new() } else { format!(", {}", constants.join(", ")) };
+        format!("{}:{} ({:?} access, {:?} elements{constants})", self.file, self.entry, self.access, self.encoding)
     }
 }
 
@@ -263,9 +266,13 @@ fn translate(module: &Module, info: &naga::valid::ModuleInfo, v: &Variant, valid
     if let Err(e) = write_msl(&r, v.entry) {
         fail("MSL 2.4", e);
     }
+    // wgpu offers SHADER_F16 on DX12 from shader model 6.2, and not on GL.
+    let native_f16 = v.encoding == Encoding::F16;
     let subgroups = SUBGROUP_FILES.contains(&v.file);
-    for (model, name) in [(hlsl::ShaderModel::V5_1, "HLSL SM 5.1"), (hlsl::ShaderModel::V6_0, "HLSL SM 6.0")] {
-        if subgroups && model < hlsl::ShaderModel::V6_0 {
+    let models = [(hlsl::ShaderModel::V5_1, "HLSL SM 5.1"), (hlsl::ShaderModel::V6_0, "HLSL SM 6.0"), (hlsl::ShaderModel::V6_2, "HLSL SM 6.2")];
+    for (model, name) in models {
+        let needs = if native_f16 { hlsl::ShaderModel::V6_2 } else if subgroups { hlsl::ShaderModel::V6_0 } else { hlsl::ShaderModel::V5_1 };
+        if model < needs || (model == hlsl::ShaderModel::V6_2 && !native_f16) {
             continue;
         }
         if let Err(e) = write_hlsl(&r, v.entry, model) {
@@ -276,7 +283,7 @@ fn translate(module: &Module, info: &naga::valid::ModuleInfo, v: &Variant, valid
         (glsl::Version::Embedded { version: 310, is_webgl: false }, "GLSL ES 3.10"),
         (glsl::Version::Desktop(430), "GLSL 4.30"),
     ];
-    for (version, name) in versions {
+    for (version, name) in versions.into_iter().filter(|_| !native_f16) {
         match write_glsl(&r, v.entry, version) {
             Ok(text) => {
                 if let Some(e) = validators.check("glslangValidator", &[], &format!("{stem}.comp"), text.as_bytes()) {
@@ -344,7 +351,7 @@ fn every_kernel_translates_on_every_backend() {
         };
         for ep in k.module.entry_points.iter().filter(|ep| ep.stage == ShaderStage::Compute) {
             for constants in &assignments {
-                let v = Variant { file: k.file, access: k.access, entry: &ep.name, constants: constants.clone() };
+                let v = Variant { file: k.file, access: k.access, encoding: k.encoding, entry: &ep.name, constants: constants.clone() };
                 translate(&k.module, &k.info, &v, &mut validators, &mut failures);
                 count += 1;
             }

@@ -204,6 +204,12 @@ impl Conversion {
         check_disjoint(self.loss, &all).map(|_| ())
     }
 
+    /// The names of the tensors converted.
+    pub fn converted(&self) -> Vec<&'static str> {
+        let all = [("logits", &self.logits), ("target", &self.target), ("weight", &self.weight), ("grad", &self.grad)];
+        all.into_iter().filter(|(_, c)| c.is_some()).map(|(name, _)| name).collect()
+    }
+
     /// Records the narrowing of the gradient into the caller's `grad`.
     pub fn narrow(&self, encoder: &mut wgpu::CommandEncoder, grad: Option<&GpuTensor>) -> Result<()> {
         match (&self.grad, grad) {

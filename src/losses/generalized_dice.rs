@@ -6,6 +6,7 @@
 use bytemuck::Zeroable;
 use serde::{Deserialize, Serialize};
 
+use crate::losses::convert::InPlace;
 use crate::losses::shards::Sharding;
 use crate::error::Result;
 use crate::gpu::chunks::PixelLayout;
@@ -87,6 +88,11 @@ impl Loss for GeneralizedDiceConfig {
 
     fn sharding(&self) -> Sharding {
         self.aggregate.sharding(self.reduction)
+    }
+
+    fn in_place(&self) -> InPlace {
+        // overlap.wgsl's pixel passes, as for dice.
+        InPlace::LOGITS_AND_GRAD
     }
 
     fn validate(&self) -> Result<()> {

@@ -12,6 +12,7 @@
 use bytemuck::Zeroable;
 use serde::{Deserialize, Serialize};
 
+use crate::losses::convert::InPlace;
 use crate::losses::shards::Sharding;
 use crate::error::{Error, Result};
 use crate::gpu::chunks::PixelLayout;
@@ -82,6 +83,11 @@ impl Loss for MccConfig {
 
     fn sharding(&self) -> Sharding {
         self.aggregate.sharding(self.reduction)
+    }
+
+    fn in_place(&self) -> InPlace {
+        // overlap.wgsl's pixel passes, as for dice.
+        InPlace::LOGITS_AND_GRAD
     }
 
     fn validate(&self) -> Result<()> {

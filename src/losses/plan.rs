@@ -281,6 +281,26 @@ impl LossPlan {
         &self.value_shape
     }
 
+    /// The tensors the plan converts around its kernels (`"logits"`,
+    /// `"target"`, `"weight"`, `"grad"`): those whose type its kernels do
+    /// not read or write in place, each costing a pass over it. Empty for
+    /// f32 and i32 tensors, and for the f16 and bf16 tensors of the
+    /// memory-bound losses (bce, focal, cross_entropy, the overlap family).
+    ///
+    /// ```no_run
+    /// # use segloss::{DType, GpuContext, InputDTypes, InputShapes, LossConfig, PlanOptions};
+    /// let ctx = GpuContext::new()?;
+    /// let dice = LossConfig::from_json(r#"{"loss": "dice", "params": {"mode": "multiclass"}}"#)?;
+    /// let shapes = InputShapes::new(&[8, 19, 256, 256], &[8, 256, 256])
+    ///     .with_dtypes(InputDTypes { logits: DType::F16, target: Some(DType::U8), ..Default::default() });
+    /// // f16 logits and gradient in place; the u8 labels widened to i32.
+    /// assert_eq!(dice.plan(&ctx, &shapes, PlanOptions::default())?.converted(), ["target"]);
+    /// # Ok::<(), segloss::Error>(())
+    /// ```
+    pub fn converted(&self) -> Vec<&'static str> {
+        self.conversion.as_ref().map_or_else(Vec::new, Conversion::converted)
+    }
+
     /// The options the plan was made with (with the current scale).
     pub fn options(&self) -> PlanOptions {
         match &self.conversion {

@@ -24,6 +24,17 @@ pub fn ctx() -> &'static GpuContext {
     runner().context()
 }
 
+/// A runner like [`runner`] whose kernels read and write f16 in u32 words
+/// ([`ContextOptions::packed_f16`]): the path of devices without
+/// `SHADER_F16`, on a device that has it.
+pub fn packed_f16_runner() -> &'static Runner {
+    static RUNNER: OnceLock<Runner> = OnceLock::new();
+    RUNNER.get_or_init(|| {
+        let options = ContextOptions { max_binding_bytes: Some(128 << 20), packed_f16: true, ..Default::default() };
+        Runner::new(GpuContext::with_options(options).unwrap_or_else(|e| panic!("GPU tests need an adapter and found none: {e}")))
+    })
+}
+
 pub fn rng(seed: u64) -> StdRng {
     StdRng::seed_from_u64(seed)
 }

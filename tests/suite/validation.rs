@@ -136,7 +136,7 @@ fn engine_buffers_are_checked_before_recording() {
     let wrong = GpuTensor::zeros(ctx, &[2, 3, 4, 5], DType::F32).unwrap();
     record_error(LossInputs { logits: &wrong, target: &y, weight: None, distance: None }, out, "this plan was made for [2, 3, 4, 4]");
     let float_target = GpuTensor::zeros(ctx, &[2, 4, 4], DType::F32).unwrap();
-    record_error(LossInputs { logits: &x, target: &float_target, weight: None, distance: None }, out, "target is F32");
+    record_error(LossInputs { logits: &x, target: &float_target, weight: None, distance: None }, out, "target is f32");
     let inputs = LossInputs { logits: &x, target: &y, weight: None, distance: None };
     record_error(inputs, LossOutputs { value: &v, grad: None }, "grad is required");
     let aliased = GpuTensor::new(ctx, x.buffer().clone(), 0, &[2, 3, 4, 4], DType::F32).unwrap();
