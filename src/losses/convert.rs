@@ -210,6 +210,15 @@ impl Conversion {
         all.into_iter().filter(|(_, c)| c.is_some()).map(|(name, _)| name).collect()
     }
 
+    /// Bytes the conversions move beyond what the kernels would on the
+    /// caller's tensors: each converted tensor's 4-byte copy written once
+    /// and read once (by the kernels after a widening, by the narrowing
+    /// after the kernels).
+    pub fn extra_bytes(&self) -> u64 {
+        let all = [&self.logits, &self.target, &self.weight, &self.grad];
+        all.into_iter().flatten().map(|c| c.wide.numel() as u64 * 8).sum()
+    }
+
     /// Records the narrowing of the gradient into the caller's `grad`.
     pub fn narrow(&self, encoder: &mut wgpu::CommandEncoder, grad: Option<&GpuTensor>) -> Result<()> {
         match (&self.grad, grad) {

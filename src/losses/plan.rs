@@ -301,6 +301,14 @@ impl LossPlan {
         self.conversion.as_ref().map_or_else(Vec::new, Conversion::converted)
     }
 
+    /// Bytes the plan's conversions move beyond its kernels'
+    /// ([`LossPlan::converted`]): 8 an element of each converted tensor,
+    /// its f32 or i32 copy written once and read once. Added to
+    /// [`crate::LossConfig::min_bytes`], the bytes a recording moves at the least.
+    pub fn conversion_bytes(&self) -> u64 {
+        self.conversion.as_ref().map_or(0, Conversion::extra_bytes)
+    }
+
     /// The options the plan was made with (with the current scale).
     pub fn options(&self) -> PlanOptions {
         match &self.conversion {

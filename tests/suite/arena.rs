@@ -6,9 +6,9 @@
 use rand::seq::SliceRandom;
 use rand::{Rng, rngs::StdRng};
 use segloss::tools::samples;
-use segloss::{DType, GpuTensor, HostTensor, InputShapes, LossConfig, LossInputs, LossOutputs, LossPlan, PlanOptions};
+use segloss::{DType, GpuContext, GpuTensor, HostInputs, HostTensor, InputShapes, LossConfig, LossInputs, LossOutputs, LossPlan, PlanOptions};
 
-use crate::common::{config, ctx, rng};
+use crate::common::{config, ctx, packed_f16_runner, rng};
 
 /// One configuration of every loss (and the inputs it takes beyond logits and target).
 const CASES: &[(&str, &[usize])] = &[
@@ -42,13 +42,13 @@ fn host_inputs(config: &LossConfig, shape: &[usize], r: &mut StdRng) -> Vec<(&'s
 }
 
 fn shapes_of(inputs: &[(&str, HostTensor)]) -> InputShapes {
-    let find = |name: &str| inputs.iter().find(|(n, _)| *n == name).map(|(_, t)| t.shape.clone());
-    InputShapes { weight: find("weight"), ..InputShapes::new(&find("logits").unwrap(), &find("target").unwrap()) }
+    let find = |name: &str| inputs.iter().find(|(n, _)| *n == name).map(|(_, t)| t);
+    let inputs = HostInputs { weight: find("weight"), ..HostInputs::new(find("logits").unwrap(), find("target").unwrap()) };
+    inputs.shapes()
 }
 
 /// Records `plan` on `inputs` placed by `place` (name, shape, dtype → tensor), returns value and gradient bits.
-fn run(plan: &LossPlan, tensors: &[(&str, GpuTensor)], value: &GpuTensor, grad: &GpuTensor) -> (Vec<u32>, Vec<u32>) {
-    let ctx = ctx();
+fn run(ctx: &GpuContext, plan: &LossPlan, tensors: &[(&str, GpuTensor)], value: &GpuTensor, grad: &GpuTensor) -> (Vec<u32>, Vec<u32>) {
     let get = |name: &str| tensors.iter().find(|(n, _)| *n == name).map(|(_, t)| t);
     let mut inputs = LossInputs::new(get("logits").unwrap(), get("target").unwrap());
     inputs.weight = get("weight");
@@ -76,12 +76,36 @@ fn arrange(sizes: &[u64], align: u64, r: &mut StdRng) -> (Vec<u64>, u64) {
 
 #[test]
 fn every_loss_gives_the_same_bits_with_all_its_slots_in_one_buffer() {
-    let ctx = ctx();
+    same_bits_in_one_buffer(ctx(), DType::F32);
+}
+
+#[test]
+fn in_f16_both_ways_and_bf16_too() {
+    // The in-place kernels then bind logits and gradient of one buffer
+    // read-write, and write the gradient in words with atomics.
+    same_bits_in_one_buffer(ctx(), DType::F16);
+    same_bits_in_one_buffer(packed_f16_runner().context(), DType::F16);
+    same_bits_in_one_buffer(ctx(), DType::BF16);
+}
+
+/// `bytes` padded to whole words, as buffers are written.
+fn padded(bytes: &[u8]) -> Vec<u8> {
+    let mut v = bytes.to_vec();
+    v.resize(bytes.len().next_multiple_of(4), 0);
+    v
+}
+
+/// Every case with its floating inputs (not distance maps) and gradient in
+/// `dtype`, on `ctx`: the same bits in one arena as in separate buffers.
+fn same_bits_in_one_buffer(ctx: &GpuContext, dtype: DType) {
     let align = ctx.offset_alignment();
     let mut r = rng(9);
     for (i, (json, shape)) in CASES.iter().enumerate() {
         let config = config(json);
-        let inputs = host_inputs(&config, shape, &mut rng(100 + i as u64));
+        let inputs: Vec<(&str, HostTensor)> = host_inputs(&config, shape, &mut rng(100 + i as u64))
+            .into_iter()
+            .map(|(n, t)| if n != "distance" && t.dtype().is_float() { (n, t.to_dtype(dtype).unwrap()) } else { (n, t) })
+            .collect();
         let plan = config.plan(ctx, &shapes_of(&inputs), PlanOptions::default()).unwrap_or_else(|e| panic!("{json}: {e}"));
         let value_shape = plan.value_shape().to_vec();
         let grad_shape = inputs[0].1.shape.clone();
@@ -89,26 +113,27 @@ fn every_loss_gives_the_same_bits_with_all_its_slots_in_one_buffer() {
         // Separate buffers: the expected bits.
         let separate: Vec<(&str, GpuTensor)> = inputs.iter().map(|(n, t)| (*n, GpuTensor::from_host(ctx, t).unwrap())).collect();
         let value = GpuTensor::zeros(ctx, &value_shape, DType::F32).unwrap();
-        let grad = GpuTensor::zeros(ctx, &grad_shape, DType::F32).unwrap();
-        let expected = run(&plan, &separate, &value, &grad);
+        let grad = GpuTensor::zeros(ctx, &grad_shape, dtype).unwrap();
+        let expected = run(ctx, &plan, &separate, &value, &grad);
 
         for arrangement in 0..3 {
             // Inputs, value and gradient at random places of one arena.
-            let mut sizes: Vec<u64> = inputs.iter().map(|(_, t)| t.bytes().len() as u64).collect();
+            let mut sizes: Vec<u64> = inputs.iter().map(|(_, t)| padded(t.bytes()).len() as u64).collect();
             sizes.push(4 * value_shape.iter().product::<usize>() as u64);
-            sizes.push(4 * grad_shape.iter().product::<usize>() as u64);
+            sizes.push(grad.byte_len());
             let (offsets, total) = arrange(&sizes, align, &mut r);
             let arena = GpuTensor::zeros(ctx, &[(total / 4) as usize], DType::F32).unwrap().buffer().clone();
             let mut placed = Vec::new();
             for ((name, host), &offset) in inputs.iter().zip(&offsets) {
-                ctx.queue().write_buffer(&arena, offset, host.bytes());
+                ctx.queue().write_buffer(&arena, offset, &padded(host.bytes()));
                 placed.push((*name, GpuTensor::new(ctx, arena.clone(), offset, &host.shape, host.dtype()).unwrap()));
             }
             let k = inputs.len();
             let value = GpuTensor::new(ctx, arena.clone(), offsets[k], &value_shape, DType::F32).unwrap();
-            let grad = GpuTensor::new(ctx, arena.clone(), offsets[k + 1], &grad_shape, DType::F32).unwrap();
-            let got = run(&plan, &placed, &value, &grad);
-            assert!(got == expected, "{json}, arrangement {arrangement} at {offsets:?}: the results differ from separate buffers");
+            let grad = GpuTensor::new(ctx, arena.clone(), offsets[k + 1], &grad_shape, dtype).unwrap();
+            let got = run(ctx, &plan, &placed, &value, &grad);
+            let path = if dtype == DType::F16 && !ctx.native_f16() { " in words" } else { "" };
+            assert!(got == expected, "{json} in {}{path}, arrangement {arrangement} at {offsets:?}: the results differ from separate buffers", dtype.name());
             for ((name, host), (_, tensor)) in inputs.iter().zip(&placed) {
                 let back = tensor.read_host(ctx).unwrap();
                 assert_eq!(back.bytes(), host.bytes(), "{json}: {name} was modified");

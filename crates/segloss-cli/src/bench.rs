@@ -235,10 +235,12 @@ fn loss_case<'a>(ctx: &'a GpuContext, loss: &'static str, json: &str, shape: &[u
             Some(maps)
         }
     };
+    // The bytes actually moved: the conversions' copies too, where the plan converts.
+    let bytes = config.min_bytes(&shapes) + plan.conversion_bytes();
     Ok(Case {
         loss,
         note: None,
-        bytes: config.min_bytes(&shapes),
+        bytes,
         record: Box::new(move |encoder| {
             plan.record(
                 encoder,
