@@ -8,7 +8,12 @@ use segloss::{DType, GpuContext, Result, Runner};
 pub fn run(dir: &Path, only: &[String], cpu_only: bool, dtype: Option<DType>, shards: Option<usize>) -> Result<bool> {
     let runner = if cpu_only { None } else { Some(Runner::new(GpuContext::new()?)) };
     if let Some(r) = &runner {
-        let inputs = dtype.map(|d| format!(", inputs and gradient in {}", d.name())).unwrap_or_default();
+        let held = |d: DType| match d {
+            DType::F16 if r.context().native_f16() => " (read as f16)",
+            DType::F16 | DType::BF16 => " (read in u32 words)",
+            _ => "",
+        };
+        let inputs = dtype.map(|d| format!(", inputs and gradient in {}{}", d.name(), held(d))).unwrap_or_default();
         let sharded = shards.map(|k| format!(", each batch split over {k} data-parallel devices")).unwrap_or_default();
         println!("device: {}{inputs}{sharded}", r.context().adapter_name());
     }
