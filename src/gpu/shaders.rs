@@ -159,7 +159,8 @@ pub(crate) fn compose_with(name: &str, elements: &Elements) -> Result<Composed> 
         return Err(Error::Device(format!("shader {name} declares no //#elements binding named {missing}")));
     }
     let encodings = || elements.iter().map(|(_, e)| *e);
-    if encodings().any(|e| e != Encoding::F32) && !seen.iter().any(|s| s == HALF) {
+    if encodings().any(|e| e != Encoding::F32) {
+        // Once per module, like any include: a no-op where the file includes it.
         expand(HALF, elements, &mut out, &mut seen, &mut declared)?;
     }
     if encodings().any(|e| e == Encoding::F16) {
@@ -195,4 +196,31 @@ fn expand(name: &str, elements: &Elements, out: &mut String, seen: &mut Vec<Stri
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn elements_are_declared_in_the_encoding_asked_for() {
+        let f32 = compose("sigmoid_pointwise.wgsl").unwrap();
+        assert!(f32.contains("var<storage, read> logits: array<f32>;") && f32.contains("fn load_logits(i: u32) -> f32"));
+        assert!(f32.contains("var<storage, read_write> grad: array<f32>;") && f32.contains("fn add_grad("));
+        assert!(!f32.contains("enable f16") && !f32.contains("fn f16_to_f32"), "an f32 kernel needs no half conversions");
+        let native = compose_with("sigmoid_pointwise.wgsl", &[("logits", Encoding::F16), ("grad", Encoding::F16)]).unwrap();
+        assert!(native.source.starts_with("enable f16;\n"));
+        assert!(native.source.contains("logits: array<f16>;") && native.source.contains("grad: array<f16>;"));
+        assert!(native.source.contains("targets: array<f32>;"), "a binding not named stays f32");
+        let words = compose_with("sigmoid_pointwise.wgsl", &[("grad", Encoding::Bf16Words)]).unwrap().source;
+        assert!(words.contains("grad: array<atomic<u32>>;") && words.contains("fn f32_to_bf16") && !words.contains("enable f16"));
+        let names = compose_with("overlap.wgsl", &[]).unwrap().element_bindings;
+        assert_eq!(names, ["logits", "grad"]);
+    }
+
+    #[test]
+    fn a_binding_the_file_does_not_declare_is_an_error() {
+        let e = compose_with("overlap.wgsl", &[("targets", Encoding::F16)]).err().expect("overlap's targets are words").to_string();
+        assert!(e.contains("no //#elements binding named targets"), "{e}");
+    }
 }

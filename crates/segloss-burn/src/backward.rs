@@ -8,7 +8,7 @@ use burn::backend::autodiff::ops::{Backward, Ops};
 use burn::backend::ops::FloatTensorOps;
 use burn::backend::wgpu::CubeTensor;
 use burn::backend::{Cube, TensorMetadata};
-use burn::tensor::Shape;
+use burn::tensor::{DType, FloatDType, Shape};
 
 /// A segloss loss (or compound) as one operation of burn's graph, of one
 /// parent: the logits, seen flat.
@@ -28,6 +28,12 @@ impl Backward<Cube, 1> for LossBackward {
             let grad = ops.state;
             let rank = grad.shape().num_dims();
             let upstream = Cube::float_reshape(upstream, Shape::from(vec![1usize; rank]));
+            // The value is f32; an f16 or bf16 gradient is multiplied in its own type.
+            let upstream = match grad.dtype {
+                DType::F16 => Cube::float_cast(upstream, FloatDType::F16),
+                DType::BF16 => Cube::float_cast(upstream, FloatDType::BF16),
+                _ => upstream,
+            };
             // One broadcast multiply on the GPU, as burn's own `sum` backward does.
             grads.register::<Cube>(parent.id, Cube::float_mul(grad, upstream));
         }

@@ -35,13 +35,15 @@
 //! burn's `Tensor::all_reduce` before each device's forward gives the
 //! global batch's loss (`examples/data_parallel.rs`).
 //!
-//! What it takes: float logits (f32), and targets as segloss's loss
-//! expects them, i32 class indices ([`Tensor<D, Int>`](burn::tensor::Tensor))
-//! or f32 dense targets of the logits' shape; optional weights and distance
-//! maps ([`Extras`]). Targets, weights and maps are constants of the loss:
-//! no gradient flows into them. The value is a scalar (reduction `mean` or
-//! `sum`). Any other runtime of burn's `Cube` backend (CUDA, ROCm, the CPU),
-//! another backend, or another dtype is an [`Error`] naming the tensor.
+//! What it takes: float logits (f32, f16 or bf16), and targets as
+//! segloss's loss expects them, class indices ([`Tensor<D, Int>`](burn::tensor::Tensor):
+//! i32, i64, u8 or u16) or dense targets of the logits' shape (f32, f16 or
+//! bf16); optional weights and distance maps ([`Extras`]). The gradient is
+//! in the logits' type. Targets, weights and maps are constants of the
+//! loss: no gradient flows into them. The value is an f32 scalar (reduction
+//! `mean` or `sum`). Any other runtime of burn's `Cube` backend (CUDA,
+//! ROCm, the CPU), another backend, or another dtype (f64) is an [`Error`]
+//! naming the tensor.
 
 mod backward;
 mod engine;

@@ -4,15 +4,16 @@
 use std::sync::{Arc, Mutex};
 
 use burn::tensor::{Int, Tensor};
-use segloss::{CompoundConfig, CompoundPlan, InputShapes, LossConfig, LossInputs, LossOutputs, LossPlan, PlanOptions, TargetKind};
+use segloss::{CompoundConfig, CompoundPlan, InputDTypes, InputShapes, LossConfig, LossInputs, LossOutputs, LossPlan, PlanOptions, TargetKind};
 
 use crate::engine::SeglossBurn;
 use crate::error::{Error, Result};
 use crate::primitive::{self, Flat, FlatTarget, Primitives};
 use crate::zero_copy::{self, Input, Inputs, Outputs};
 
-/// A target tensor of any rank: i32 class indices (`Tensor<D, Int>`) or f32
-/// dense targets (`Tensor<D>`), as the loss takes them. Made with `.into()`.
+/// A target tensor of any rank: class indices (`Tensor<D, Int>`: i32, i64,
+/// u8 or u16) or dense targets (`Tensor<D>`: f32, f16 or bf16), as the loss
+/// takes them. Made with `.into()`.
 pub struct Target {
     dims: Vec<usize>,
     flat: FlatTarget,
@@ -71,44 +72,66 @@ impl Extras {
 pub(crate) struct Roles {
     pub logits: Vec<usize>,
     pub target: Vec<usize>,
-    target_dtype: segloss::DType,
     pub weight: Option<Vec<usize>>,
     distance: Option<Vec<usize>>,
+    /// The tensors' element types as burn holds them (for plans); the
+    /// gradient is written in the logits' type.
+    pub dtypes: InputDTypes,
+    /// The target's own element type.
+    target_dtype: segloss::DType,
 }
 
 impl Roles {
     /// The roles of these tensors, and the tensors flat.
-    pub(crate) fn split<const D: usize>(logits: Tensor<D>, target: Target, extras: Extras) -> (Roles, Flat) {
+    /// Refuses element types segloss does not take (f64 logits, i8
+    /// labels), naming the tensor.
+    pub(crate) fn split<const D: usize>(logits: Tensor<D>, target: Target, extras: Extras) -> Result<(Roles, Flat)> {
         let logits = FlatFloat::new(logits);
-        let target_dtype = match target.flat {
-            FlatTarget::Classes(_) => segloss::DType::I32,
-            FlatTarget::Dense(_) => segloss::DType::F32,
+        let target_dtype = match &target.flat {
+            FlatTarget::Classes(t) => zero_copy::segloss_dtype("target", t.dtype())?,
+            FlatTarget::Dense(t) => zero_copy::segloss_dtype("target", t.dtype())?,
         };
+        let float = |input, t: &Tensor<1>| match zero_copy::segloss_dtype(input, t.dtype())? {
+            d if d.is_float() => Ok(d),
+            d => Err(Error::DType { input, found: d.name().into(), expected: "f32, f16 or bf16" }),
+        };
+        let dtypes = InputDTypes {
+            logits: float("logits", &logits.flat)?,
+            // The loss's own (f32 dense, i32 indices) is `None`.
+            target: (target_dtype != target_dtype.widened()).then_some(target_dtype),
+            weight: extras.weight.as_ref().map(|w| float("weight", &w.flat)).transpose()?.unwrap_or(segloss::DType::F32),
+            grad: None,
+        };
+        if let Some(d) = &extras.distance {
+            float("distance", &d.flat)?;
+        }
         let roles = Roles {
             logits: logits.dims,
             target: target.dims,
-            target_dtype,
             weight: extras.weight.as_ref().map(|w| w.dims.clone()),
             distance: extras.distance.as_ref().map(|d| d.dims.clone()),
+            dtypes,
+            target_dtype,
         };
         let flat = Flat { logits: logits.flat, target: target.flat, weight: extras.weight.map(|w| w.flat), distance: extras.distance.map(|d| d.flat) };
-        (roles, flat)
+        Ok((roles, flat))
     }
 
     /// The primitives in their roles.
     pub(crate) fn inputs(&self, p: Primitives) -> Inputs {
         let input = |name, tensor, dims: &[usize], dtype| Input { name, tensor, dims: dims.to_vec(), dtype };
+        let d = self.dtypes;
         Inputs {
-            logits: input("logits", p.logits, &self.logits, segloss::DType::F32),
+            logits: input("logits", p.logits, &self.logits, d.logits),
             target: input("target", p.target, &self.target, self.target_dtype),
-            weight: p.weight.map(|t| input("weight", t, self.weight.as_deref().expect("weight dims"), segloss::DType::F32)),
+            weight: p.weight.map(|t| input("weight", t, self.weight.as_deref().expect("weight dims"), d.weight)),
             distance: p.distance.map(|t| input("distance", t, self.distance.as_deref().expect("distance dims"), segloss::DType::F32)),
         }
     }
 
     /// The shapes a plan is made for.
     pub(crate) fn shapes(&self) -> InputShapes {
-        InputShapes { weight: self.weight.clone(), ..InputShapes::new(&self.logits, &self.target) }
+        InputShapes { weight: self.weight.clone(), ..InputShapes::new(&self.logits, &self.target) }.with_dtypes(self.dtypes)
     }
 }
 
@@ -155,6 +178,7 @@ struct PlanKey {
     logits: Vec<usize>,
     target: Vec<usize>,
     weight: Option<Vec<usize>>,
+    dtypes: InputDTypes,
     grad: bool,
 }
 
@@ -232,9 +256,12 @@ impl BurnLoss {
         }
     }
 
-    /// The value of the loss on `logits` (f32, `[N, C, S…]`, or boxes) and
-    /// `target` (a `Tensor<D, Int>` of class indices or a `Tensor<D>` of
-    /// dense targets, as the loss takes them): a `Tensor<1>` of shape `[1]`.
+    /// The value of the loss on `logits` (`[N, C, S…]`, or boxes; f32, f16
+    /// or bf16) and `target` (a `Tensor<D, Int>` of class indices or a
+    /// `Tensor<D>` of dense targets, as the loss takes them): an f32
+    /// `Tensor<1>` of shape `[1]`. The logits' gradient is in their type;
+    /// the memory-bound losses read and write f16 and bf16 in place
+    /// (segloss's README, "Element types").
     pub fn forward<const D: usize>(&self, logits: Tensor<D>, target: impl Into<Target>) -> Result<Tensor<1>> {
         self.forward_with(logits, target, Extras::default())
     }
@@ -243,8 +270,8 @@ impl BurnLoss {
     pub fn forward_with<const D: usize>(&self, logits: Tensor<D>, target: impl Into<Target>, extras: Extras) -> Result<Tensor<1>> {
         let target = target.into();
         check_target_kind(self.target_kind(), &target)?;
-        let (roles, flat) = Roles::split(logits, target, extras);
-        let key = PlanKey { logits: roles.logits.clone(), target: roles.target.clone(), weight: roles.weight.clone(), grad: false };
+        let (roles, flat) = Roles::split(logits, target, extras)?;
+        let key = PlanKey { logits: roles.logits.clone(), target: roles.target.clone(), weight: roles.weight.clone(), dtypes: roles.dtypes, grad: false };
         primitive::run(flat, |p, grad| self.evaluate(PlanKey { grad, ..key.clone() }, roles.inputs(p)))
     }
 
@@ -311,7 +338,7 @@ impl State {
 
 fn make_plan(inner: &Inner, key: &PlanKey, weights: &[f64]) -> Result<Planned> {
     let ctx = inner.engine.context();
-    let shapes = InputShapes { weight: key.weight.clone(), ..InputShapes::new(&key.logits, &key.target) };
+    let shapes = InputShapes { weight: key.weight.clone(), ..InputShapes::new(&key.logits, &key.target) }.with_dtypes(key.dtypes);
     let options = PlanOptions { grad: key.grad, ..PlanOptions::default() };
     let mut planned = match &inner.kind {
         Kind::Single(config) => Planned::Single(config.plan(ctx, &shapes, options)?),

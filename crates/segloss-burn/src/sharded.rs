@@ -50,8 +50,8 @@ pub struct ShardedBurnLoss {
     inner: Arc<Inner>,
 }
 
-/// The plans of one slice shape each: logits and target dims, weight dims.
-type Key = (Vec<usize>, Vec<usize>, Option<Vec<usize>>);
+/// The plans of one slice shape each: logits and target dims, weight dims, element types.
+type Key = (Vec<usize>, Vec<usize>, Option<Vec<usize>>, segloss::InputDTypes);
 
 struct Inner {
     engine: SeglossBurn,
@@ -108,7 +108,7 @@ impl ShardedBurnLoss {
     pub fn statistics_with<const D: usize>(&self, logits: Tensor<D>, target: impl Into<Target>, extras: Extras) -> Result<Tensor<1>> {
         let target = target.into();
         check_target_kind(self.inner.kind.target_kind(), &target)?;
-        let (roles, flat) = Roles::split(logits, target, extras);
+        let (roles, flat) = Roles::split(logits, target, extras)?;
         let plan = self.plan(&roles)?;
         let inputs = roles.inputs(primitive::plain(flat)?);
         let len = plan.statistics_len();
@@ -132,7 +132,7 @@ impl ShardedBurnLoss {
     pub fn forward_with<const D: usize>(&self, logits: Tensor<D>, target: impl Into<Target>, global_statistics: Tensor<1>, extras: Extras) -> Result<Tensor<1>> {
         let target = target.into();
         check_target_kind(self.inner.kind.target_kind(), &target)?;
-        let (roles, flat) = Roles::split(logits, target, extras);
+        let (roles, flat) = Roles::split(logits, target, extras)?;
         let plan = self.plan(&roles)?;
         let global = primitive::plain_float(global_statistics, "statistics")?;
         let global_dims = vec![plan.statistics_len()];
@@ -141,12 +141,13 @@ impl ShardedBurnLoss {
             let device = inputs.logits.tensor.device.clone();
             let value = Cube::float_empty(Shape::new([1]), &device, FloatDType::F32);
             // The plan writes a gradient either way; it is dropped when burn asks for none.
-            let g = Cube::float_empty(Shape::new([roles.logits.iter().product::<usize>()]), &device, FloatDType::F32);
+            let grad_dtype = roles.dtypes.grad();
+            let g = Cube::float_empty(Shape::new([roles.logits.iter().product::<usize>()]), &device, zero_copy::float_dtype(grad_dtype));
             let f32 = segloss::DType::F32;
             let more = [
                 Input { name: "statistics", tensor: global, dims: global_dims, dtype: f32 },
                 Input { name: "value", tensor: value.clone(), dims: vec![1], dtype: f32 },
-                Input { name: "grad", tensor: g.clone(), dims: roles.logits.clone(), dtype: f32 },
+                Input { name: "grad", tensor: g.clone(), dims: roles.logits.clone(), dtype: grad_dtype },
             ];
             zero_copy::record(&self.inner.engine, &inputs, &more, |encoder, li, m| {
                 plan.record_finish(encoder, li, &m[0], LossOutputs::new(&m[1], &m[2]))
@@ -157,7 +158,7 @@ impl ShardedBurnLoss {
 
     /// The plan for this slice's shapes, made on first use.
     fn plan(&self, roles: &Roles) -> Result<Arc<ShardedPlan>> {
-        let key = (roles.logits.clone(), roles.target.clone(), roles.weight.clone());
+        let key = (roles.logits.clone(), roles.target.clone(), roles.weight.clone(), roles.dtypes);
         let mut plans = self.inner.plans.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(i) = plans.iter().position(|(k, _)| *k == key) {
             plans[..=i].rotate_right(1);

@@ -51,16 +51,7 @@ fn check(engine: &SeglossBurn, input: &Input) -> Result<()> {
         }
         other => return Err(Error::Runtime { input: input.name, found: format!("{other:?} (runtime {:?})", other.runtime()) }),
     }
-    let expected = match input.dtype {
-        segloss::DType::F32 => DType::F32,
-        segloss::DType::I32 => DType::I32,
-        segloss::DType::F16 => DType::F16,
-        segloss::DType::BF16 => DType::BF16,
-        segloss::DType::U8 => DType::U8,
-        segloss::DType::U16 => DType::U16,
-        segloss::DType::I64 => DType::I64,
-    };
-    if t.dtype != expected {
+    if t.dtype != burn_dtype(input.dtype) {
         return Err(Error::DType { input: input.name, found: format!("{:?}", t.dtype), expected: dtype_name(input.dtype) });
     }
     // The callers hand flat views made by burn's reshape, which copies a
@@ -69,6 +60,46 @@ fn check(engine: &SeglossBurn, input: &Input) -> Result<()> {
         return Err(Error::Server { input: input.name, message: "the tensor is not dense and in order after reshaping".into() });
     }
     Ok(())
+}
+
+/// burn's name for a segloss element type.
+fn burn_dtype(dtype: segloss::DType) -> DType {
+    match dtype {
+        segloss::DType::F32 => DType::F32,
+        segloss::DType::I32 => DType::I32,
+        segloss::DType::F16 => DType::F16,
+        segloss::DType::BF16 => DType::BF16,
+        segloss::DType::U8 => DType::U8,
+        segloss::DType::U16 => DType::U16,
+        segloss::DType::I64 => DType::I64,
+    }
+}
+
+/// The segloss element type of a burn tensor's, where segloss takes it:
+/// f32, f16 and bf16 floats; i32, i64, u8 and u16 class indices.
+pub(crate) fn segloss_dtype(input: &'static str, dtype: DType) -> Result<segloss::DType> {
+    Ok(match dtype {
+        DType::F32 => segloss::DType::F32,
+        DType::F16 => segloss::DType::F16,
+        DType::BF16 => segloss::DType::BF16,
+        DType::I32 => segloss::DType::I32,
+        DType::I64 => segloss::DType::I64,
+        DType::U8 => segloss::DType::U8,
+        DType::U16 => segloss::DType::U16,
+        other => {
+            let expected = "f32, f16 or bf16 (floats), i32, i64, u8 or u16 (class indices)";
+            return Err(Error::DType { input, found: format!("{other:?}"), expected });
+        }
+    })
+}
+
+/// burn's float type for a segloss float type (the gradient's).
+pub(crate) fn float_dtype(dtype: segloss::DType) -> FloatDType {
+    match dtype {
+        segloss::DType::F16 => FloatDType::F16,
+        segloss::DType::BF16 => FloatDType::BF16,
+        _ => FloatDType::F32,
+    }
 }
 
 fn dtype_name(dtype: segloss::DType) -> &'static str {
@@ -95,9 +126,12 @@ fn is_dense(shape: &[usize], strides: &[usize]) -> bool {
 pub(crate) fn evaluate(engine: &SeglossBurn, planned: &Planned, inputs: Inputs, grad: bool) -> Result<Outputs> {
     let device = inputs.logits.tensor.device.clone();
     let value = Cube::float_empty(Shape::new([1]), &device, FloatDType::F32);
-    let grad = grad.then(|| Cube::float_empty(Shape::new([inputs.logits.dims.iter().product::<usize>()]), &device, FloatDType::F32));
+    // The gradient in the logits' type, as burn's autodiff expects it.
+    let grad_dtype = inputs.logits.dtype;
+    let numel = inputs.logits.dims.iter().product::<usize>();
+    let grad = grad.then(|| Cube::float_empty(Shape::new([numel]), &device, float_dtype(grad_dtype)));
     let mut more = vec![Input { name: "value", tensor: value.clone(), dims: vec![1], dtype: segloss::DType::F32 }];
-    more.extend(grad.iter().map(|g| Input { name: "grad", tensor: g.clone(), dims: inputs.logits.dims.clone(), dtype: segloss::DType::F32 }));
+    more.extend(grad.iter().map(|g| Input { name: "grad", tensor: g.clone(), dims: inputs.logits.dims.clone(), dtype: grad_dtype }));
     record(engine, &inputs, &more, |encoder, loss_inputs, more| {
         planned.record(encoder, loss_inputs, LossOutputs { value: &more[0], grad: more.get(1) })
     })?;

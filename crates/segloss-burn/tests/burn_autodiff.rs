@@ -5,7 +5,7 @@
 use std::sync::OnceLock;
 
 use burn::tensor::activation::{log_softmax, softmax, softplus};
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{DType, Device, FloatDType, Int, Tensor, TensorData};
 use segloss::{CompoundConfig, LossConfig};
 use segloss_burn::{Error, Extras, SeglossBurn};
 
@@ -248,4 +248,50 @@ fn wrong_target_kinds_and_shapes_are_named() {
     let per_pixel = engine().loss_json(r#"{"loss": "cross_entropy", "params": {"reduction": "none"}}"#).unwrap();
     let message = per_pixel.forward(x, classes).err().expect("reduction none is refused").to_string();
     assert!(message.contains("scalar"), "{message}");
+}
+
+/// Value and gradient of both sides on `x` (an f16 leaf): ours read in f16
+/// with the gradient written in f16, theirs burn's autodiff on the same
+/// values widened to f32. The gradient differs by segloss's rounding into
+/// f16 (half a unit in the last place, 2^-11 of the largest) and burn's
+/// rounding of its f32 gradient into x's f16 (as much again), so within
+/// 2^-10 of the largest.
+fn compare_f16<const D: usize>(x: &Tensor<D>, ours: Tensor<1>, theirs: Tensor<1>, what: &str) {
+    let f32_of = |t: Tensor<D>| to_vec(t.cast(FloatDType::F32));
+    let (v_ours, v_theirs) = (to_vec(ours.clone())[0], to_vec(theirs.clone())[0]);
+    let g_ours = x.grad(&ours.backward()).expect("segloss's loss reaches the logits");
+    assert_eq!(g_ours.dtype(), DType::F16, "{what}: the gradient is in the logits' type");
+    let g_theirs = f32_of(x.grad(&theirs.backward()).expect("burn's loss reaches the logits"));
+    let g_ours = f32_of(g_ours);
+    assert!((v_ours - v_theirs).abs() <= 1e-5 * v_theirs.abs().max(1.0), "{what}: value {v_ours} against burn's {v_theirs}");
+    let scale = g_theirs.iter().fold(0f32, |m, g| m.max(g.abs()));
+    assert!(scale > 0.0, "{what}: burn's gradient is all zero");
+    let worst = g_ours.iter().zip(&g_theirs).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(worst <= scale * 2f32.powi(-10) + 1e-7, "{what}: gradient differs from burn's autodiff by {worst} (largest {scale})");
+}
+
+/// An engine training in f16: f16 logits (and dense targets) read in place,
+/// the gradient handed to burn's autodiff in f16.
+#[test]
+fn f16_logits_give_an_f16_gradient() {
+    let device = autodiff();
+    let (n, c, h, w) = (2, 4, 9, 7);
+    let x = constant_logits([n, c, h, w], 20, &device).cast(FloatDType::F16).require_grad();
+    let t = labels(n * h * w, c, 21);
+    let target = Tensor::<3, Int>::from_data(TensorData::new(t.clone(), [n, h, w]), &device);
+    let g = one_hot(&t, [n, c, h, w], &device);
+    let wide = || x.clone().cast(FloatDType::F32);
+    let dice = engine().loss_json(r#"{"loss": "dice", "params": {}}"#).unwrap();
+    compare_f16(&x, dice.forward(x.clone(), target.clone()).unwrap(), burn_dice(&wide(), &g), "dice on f16 logits");
+    let ce = engine().loss_json(r#"{"loss": "cross_entropy", "params": {}}"#).unwrap();
+    let theirs = -(log_softmax(wide(), 1) * g.clone()).sum() / (n * h * w) as f32;
+    compare_f16(&x, ce.forward(x.clone(), target).unwrap(), theirs, "cross_entropy on f16 logits");
+
+    let dims = [2, 1, 8, 12];
+    let x = constant_logits(dims, 22, &device).cast(FloatDType::F16).require_grad();
+    let y = Tensor::<4>::from_data(TensorData::new(uniform(2 * 8 * 12, 23), dims), &device).cast(FloatDType::F16);
+    let bce = engine().loss_json(r#"{"loss": "bce", "params": {}}"#).unwrap();
+    let (xw, yw) = (x.clone().cast(FloatDType::F32), y.clone().cast(FloatDType::F32));
+    let theirs = (softplus(xw.clone(), 1.0) - yw * xw).mean();
+    compare_f16(&x, bce.forward(x.clone(), y).unwrap(), theirs, "bce on f16 logits and targets");
 }
