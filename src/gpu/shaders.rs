@@ -4,7 +4,7 @@
 //!
 //! A line `//#elements NAME @binding(N) read` (or `read_write`) declares a
 //! storage tensor whose element type the host chooses per plan
-//! ([`Encoding`]): it becomes the binding's declaration and its accessors,
+//! (`Encoding`): it becomes the binding's declaration and its accessors,
 //! `load_NAME(i) -> f32` and, for `read_write`, `store_NAME(i, v)` and
 //! `add_NAME(i, v)`, where `i` is an element index into the binding. The
 //! kernel computes in f32 whatever the tensor holds, so one kernel reads
