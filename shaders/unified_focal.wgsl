@@ -77,7 +77,7 @@ struct UnifiedParams {
 @group(0) @binding(6) var<storage, read_write> coef: array<vec4<f32>>;
 // Each image's share of the value.
 @group(0) @binding(7) var<storage, read_write> contrib: array<f32>;
-@group(0) @binding(8) var<storage, read_write> grad: array<f32>;
+//#elements grad @binding(8) read_write
 @group(0) @binding(9) var<storage, read_write> status: atomic<u32>;
 // Never written: lib/finite.wgsl's store_value needs it declared.
 @group(0) @binding(10) var<storage, read_write> value: array<f32>;
@@ -271,8 +271,8 @@ fn unified_pixels(
 
 fn write_grad(at: u32, v: f32) {
     if (io.accumulate_grad != 0u) {
-        grad[at] += v;
+        add_grad(at, v);
     } else {
-        grad[at] = v;
+        store_grad(at, v);
     }
 }

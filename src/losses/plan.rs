@@ -285,7 +285,8 @@ impl LossPlan {
     /// `"target"`, `"weight"`, `"grad"`): those whose type its kernels do
     /// not read or write in place, each costing a pass over it. Empty for
     /// f32 and i32 tensors, and for the f16 and bf16 tensors of the
-    /// memory-bound losses (bce, focal, cross_entropy, the overlap family).
+    /// memory-bound losses (bce, focal, cross_entropy, the overlap family,
+    /// unified_focal).
     ///
     /// ```no_run
     /// # use segloss::{DType, GpuContext, InputDTypes, InputShapes, LossConfig, PlanOptions};

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use bytemuck::{Pod, Zeroable};
 
+use crate::losses::convert::InPlace;
 use crate::losses::shards::Sharding;
 use crate::error::{Error, Result};
 use crate::gpu::chunks::{PixelChunk, PixelLayout, tile_span};
@@ -87,6 +88,11 @@ impl Loss for UnifiedFocalConfig {
         Sharding::of(self.reduction)
     }
 
+    fn in_place(&self) -> InPlace {
+        // Targets are read as 32-bit words (class indices or f32), as in overlap.wgsl.
+        InPlace::LOGITS_AND_GRAD
+    }
+
     fn validate(&self) -> Result<()> {
         if self.mode == OverlapMode::Multilabel {
             return Err(Error::config(LOSS, "mode must be \"binary\" or \"multiclass\" (two classes); multilabel is not defined"));
@@ -153,7 +159,9 @@ impl Loss for UnifiedFocalConfig {
         let target_range = |ch: &PixelChunk| if softmax { ch.pixels.clone() } else { ch.logits.clone() };
 
         // 1. Every image's five sums: per-tile partials, then their segmented sum.
-        let kernel = plan.kernel("unified_focal.wgsl", "unified_stats", &constants)?;
+        // Logits and gradient are read and written in their own type (`Loss::in_place`).
+        let elements = [("logits", slot::LOGITS), ("grad", slot::GRAD)];
+        let kernel = plan.kernel_on("unified_focal.wgsl", "unified_stats", &constants, &elements)?;
         let mut steps = Vec::new();
         for ch in layout.chunks(n * tiles, 1, limit, align, |a, b| tile_span(a, b, tiles, s, STATS_TILE))? {
             let chunk = layout.chunk_uniform(&ch, 0);
@@ -190,7 +198,7 @@ impl Loss for UnifiedFocalConfig {
 
         // 3. The gradient, pixel by pixel.
         if options.grad {
-            let kernel = plan.kernel("unified_focal.wgsl", "unified_pixels", &constants)?;
+            let kernel = plan.kernel_on("unified_focal.wgsl", "unified_pixels", &constants, &elements)?;
             let mut steps = Vec::new();
             for ch in layout.chunks(layout.pixels(), LOSS_TILE, limit, align, |a, b| a..b)? {
                 let chunk = layout.chunk_uniform(&ch, 0);

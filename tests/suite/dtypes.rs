@@ -50,7 +50,7 @@ fn every_golden_case_passes_in_f16_both_ways_and_bf16() {
 fn the_memory_bound_losses_convert_nothing_but_integer_labels_and_their_dense_overlap_targets() {
     let half = |logits, target| InputDTypes { logits, target, ..Default::default() };
     let image = [2, 3, 8, 8];
-    let cases: [(&str, &[usize], &[usize], InputDTypes, &[&str]); 9] = [
+    let cases: [(&str, &[usize], &[usize], InputDTypes, &[&str]); 10] = [
         (r#"{"loss": "bce"}"#, &image, &image, half(DType::F16, Some(DType::F16)), &[]),
         (r#"{"loss": "bce"}"#, &image, &image, half(DType::BF16, Some(DType::BF16)), &[]),
         (r#"{"loss": "focal", "params": {"mode": "multilabel"}}"#, &image, &image, half(DType::F16, Some(DType::BF16)), &[]),
@@ -59,6 +59,7 @@ fn the_memory_bound_losses_convert_nothing_but_integer_labels_and_their_dense_ov
         (r#"{"loss": "dice", "params": {"mode": "multiclass"}}"#, &image, &[2, 8, 8], half(DType::F16, Some(DType::I64)), &["target"]),
         (r#"{"loss": "generalized_dice"}"#, &image, &[2, 8, 8], half(DType::F16, None), &[]),
         (r#"{"loss": "tversky", "params": {"mode": "multilabel"}}"#, &image, &image, half(DType::F16, Some(DType::F16)), &["target"]),
+        (r#"{"loss": "unified_focal", "params": {"mode": "multiclass"}}"#, &[2, 2, 8, 8], &[2, 8, 8], half(DType::BF16, None), &[]),
         // A loss whose own work dominates converts around its kernels.
         (r#"{"loss": "lovasz_softmax"}"#, &image, &[2, 8, 8], half(DType::F16, None), &["logits", "grad"]),
     ];
