@@ -23,5 +23,7 @@ pub fn run() -> Result<bool> {
     println!("  max_compute_workgroup_storage_size: {}", limits.max_compute_workgroup_storage_size);
     println!("  min_storage_buffer_offset_alignment: {}", limits.min_storage_buffer_offset_alignment);
     println!("timestamps: {}", if ctx.has_timestamps() { "yes" } else { "no (bench uses wall clock)" });
+    let f16 = if ctx.native_f16() { "read and written as f16 (SHADER_F16)" } else { "in u32 words (no SHADER_F16, or SEGLOSS_F16=words)" };
+    println!("f16 tensors: {f16}; bf16 in u32 words");
     Ok(true)
 }
