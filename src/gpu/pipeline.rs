@@ -73,6 +73,12 @@ impl Kernel {
     pub fn element(&self, name: &str) -> Option<DType> {
         self.elements.iter().find(|(n, _)| *n == name).map(|(_, d)| *d)
     }
+
+    /// [`Kernel::element`] of the binding numbered `binding`, with its name.
+    pub fn element_at(&self, binding: u32) -> Option<(&str, DType)> {
+        let b = self.bindings.iter().find(|b| b.binding == binding)?;
+        Some((&b.name, self.element(&b.name)?))
+    }
 }
 
 /// Kernel `file`'s composed `source` parsed and validated by naga, with

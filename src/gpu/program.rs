@@ -154,6 +154,8 @@ impl Program {
         match bound.iter().position(|b| b.key == key && b.steps == steps) {
             Some(i) => bound[..=i].rotate_right(1),
             None => {
+                // Fixed by the plan, not the tensors: checked once per placement, like the bind groups.
+                self.check_elements(part)?;
                 let kernels = part.iter().map(|s| ctx.with_access(&s.kernel, access)).collect::<Result<Vec<_>>>()?;
                 let groups = part.iter().zip(&kernels).map(|(s, k)| bind(ctx, s, k, tensors)).collect();
                 bound.truncate(BOUND_KEPT - 1);
@@ -211,7 +213,6 @@ impl Program {
                 return Err(Error::input(self.name, format!("{}'s buffer lacks STORAGE usage", spec.name)));
             }
         }
-        self.check_elements(steps)?;
         let given: Vec<(&str, bool, &GpuTensor)> = self
             .slots
             .iter()
@@ -223,25 +224,21 @@ impl Program {
         }
         Ok(access)
     }
-}
 
-impl Program {
     /// Refuses a step that reads a caller's slot through an `//#elements`
     /// binding compiled for another element type than the slot's: a kernel
     /// compiled for f32 would read an f16 tensor's bits as garbage.
-    fn check_elements(&self, steps: &Range<usize>) -> Result<()> {
-        for step in &self.steps[steps.clone()] {
+    fn check_elements(&self, steps: &[Step]) -> Result<()> {
+        for step in steps {
             for (number, source) in &step.sources {
                 let Binding::Slot(slot, _) = source else { continue };
-                let Some(b) = step.kernel.bindings.iter().find(|b| b.binding == *number) else { continue };
                 let spec = &self.slots[*slot];
-                if let Some(element) = step.kernel.element(&b.name)
+                if let Some((name, element)) = step.kernel.element_at(*number)
                     && element != spec.dtype
                 {
                     return Err(Error::Device(format!(
-                        "{}: binding {} was compiled for {} elements, but {} is {}",
+                        "{}: binding {name} was compiled for {} elements, but {} is {}",
                         step.kernel.label,
-                        b.name,
                         element.name(),
                         spec.name,
                         spec.dtype.name()
@@ -305,7 +302,7 @@ fn bind(ctx: &GpuContext, step: &Step, kernel: &Kernel, tensors: &[Option<&GpuTe
                         // whatever the tensor holds). Bindings are whole words;
                         // an odd tensor's padding is within its byte length.
                         Some(r) => {
-                            let size = kernel.bindings.iter().find(|b| b.binding == *binding).and_then(|b| kernel.element(&b.name)).map_or(4, DType::size);
+                            let size = kernel.element_at(*binding).map_or(4, |(_, d)| d.size());
                             (t.offset + r.first * size, r.bytes_of(size))
                         }
                         None => (t.offset, t.byte_len().max(4)),

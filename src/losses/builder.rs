@@ -131,6 +131,10 @@ impl<'a> PlanBuilder<'a> {
         self.ctx.kernel(file, entry, constants)
     }
 
+    /// The `//#elements` bindings of the kernels that read their logits
+    /// and write their gradient in place (`InPlace::LOGITS_AND_GRAD`).
+    pub const LOGITS_AND_GRAD: [(&'static str, usize); 2] = [("logits", slot::LOGITS), ("grad", slot::GRAD)];
+
     /// [`PlanBuilder::kernel`] whose `//#elements` bindings hold the
     /// element types of the caller's slots: `(binding, slot)` pairs.
     pub fn kernel_on(

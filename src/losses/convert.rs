@@ -64,6 +64,12 @@ fn is_half(dtype: DType) -> bool {
     matches!(dtype, DType::F16 | DType::BF16)
 }
 
+/// Whether the kernels write the gradient in another type than the caller's,
+/// so that it is narrowed after them.
+fn narrows_grad(options: PlanOptions, caller: &InputDTypes, kernels: &InputDTypes) -> bool {
+    options.grad && caller.grad() != kernels.grad()
+}
+
 /// What a plan for `shapes` with `options` is made as when its types are
 /// converted: the kernels' own types (f32 and i32, or f16 and bf16 where
 /// the kernels take them `in_place`), and the gradient overwritten (not
@@ -78,7 +84,7 @@ pub(crate) fn kernels_request(shapes: &InputShapes, options: PlanOptions, in_pla
         weight: keep(in_place.weight, d.weight),
         grad: Some(keep(in_place.grad, d.grad())),
     };
-    let narrow_grad = options.grad && d.grad() != dtypes.grad();
+    let narrow_grad = narrows_grad(options, &d, &dtypes);
     let native = InputShapes { dtypes, ..shapes.clone() };
     (native, PlanOptions { accumulate_grad: options.accumulate_grad && !narrow_grad, ..options })
 }
@@ -102,7 +108,7 @@ impl Conversion {
             return Err(Error::input(loss, format!("{loss} takes {takes}; {} targets cannot be given", t.name())));
         }
         let kernels_target = kernels.target.unwrap_or(own_target);
-        let narrow_grad = options.grad && d.grad() != kernels.grad();
+        let narrow_grad = narrows_grad(options, &d, kernels);
         let same = d.logits == kernels.logits && d.target.unwrap_or(own_target) == kernels_target && d.weight == kernels.weight;
         if same && !narrow_grad {
             return Ok(None);

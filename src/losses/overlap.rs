@@ -604,7 +604,7 @@ impl OverlapPlan<'_> {
         // its pixels [t·TILE, min((t+1)·TILE, S))), then their segmented sum.
         let pixels_of_tiles = |a: u64, b: u64| tile_span(a, b, tiles, s, STATS_TILE);
         // Logits and gradient are read and written in their own type (`Loss::in_place`).
-        let elements = [("logits", slot::LOGITS), ("grad", slot::GRAD)];
+        let elements = PlanBuilder::LOGITS_AND_GRAD;
         let kernel = plan.kernel_on("overlap.wgsl", "pixel_stats", &constants, &elements)?;
         let mut stat_steps = Vec::new();
         for ch in self.layout.chunks(n * tiles, 1, limit, align, pixels_of_tiles)? {

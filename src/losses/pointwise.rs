@@ -53,7 +53,7 @@ impl Kernel {
     fn elements(&self) -> &'static [(&'static str, usize)] {
         match self {
             Kernel::Sigmoid { .. } => &[("logits", slot::LOGITS), ("targets", slot::TARGET), ("weights", slot::WEIGHT), ("grad", slot::GRAD)],
-            Kernel::Softmax { .. } => &[("logits", slot::LOGITS), ("grad", slot::GRAD)],
+            Kernel::Softmax { .. } => &PlanBuilder::LOGITS_AND_GRAD,
             Kernel::Boxes => &[],
         }
     }

@@ -160,7 +160,7 @@ impl Loss for UnifiedFocalConfig {
 
         // 1. Every image's five sums: per-tile partials, then their segmented sum.
         // Logits and gradient are read and written in their own type (`Loss::in_place`).
-        let elements = [("logits", slot::LOGITS), ("grad", slot::GRAD)];
+        let elements = PlanBuilder::LOGITS_AND_GRAD;
         let kernel = plan.kernel_on("unified_focal.wgsl", "unified_stats", &constants, &elements)?;
         let mut steps = Vec::new();
         for ch in layout.chunks(n * tiles, 1, limit, align, |a, b| tile_span(a, b, tiles, s, STATS_TILE))? {

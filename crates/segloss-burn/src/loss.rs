@@ -102,9 +102,6 @@ impl Roles {
             weight: extras.weight.as_ref().map(|w| float("weight", &w.flat)).transpose()?.unwrap_or(segloss::DType::F32),
             grad: None,
         };
-        if let Some(d) = &extras.distance {
-            float("distance", &d.flat)?;
-        }
         let roles = Roles {
             logits: logits.dims,
             target: target.dims,
